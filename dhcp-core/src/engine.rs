@@ -1,0 +1,712 @@
+//! The DHCPv4 state machine.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::net::{Ipv4Addr, SocketAddrV4};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use dhcproto::v4::MessageType;
+
+use crate::config::{Config, Group, LeaseTimes, Pool, Reservation, Subnet};
+use crate::lease::{ClientId, HwAddr, Lease, LeaseState};
+use crate::stats::{Counter, Stats};
+use crate::store::{LeaseStore, StoreError};
+use crate::time::Timestamp;
+use crate::wire::{self, BROADCAST_FLAG, Packet, ParseError, ReplyHeader, ReplyWriter};
+
+/// The relay port a reply goes to unless RFC 8357 says otherwise.
+pub const SERVER_PORT: u16 = 67;
+/// How often the engine wants [`Engine::handle_timeout`] called, in seconds.
+pub const RECLAIM_INTERVAL: u64 = 5;
+/// Leases reclaimed per store call, so one timer tick never holds the store for long.
+const RECLAIM_BATCH: usize = 1024;
+
+/// Where a datagram came from and how it arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecvMeta {
+    /// Source address and port.
+    pub src: SocketAddrV4,
+    /// The local address the datagram was addressed to or arrived on (IP_PKTINFO's
+    /// `ipi_spec_dst`): the server identifier and the subnet of directly attached clients.
+    pub local_addr: Option<Ipv4Addr>,
+    /// The receiving interface's index, 0 when unknown; replies go out the same way.
+    pub ifindex: u32,
+}
+
+impl RecvMeta {
+    /// Metadata with only the source known.
+    pub fn new(src: SocketAddrV4) -> Self {
+        RecvMeta { src, local_addr: None, ifindex: 0 }
+    }
+
+    /// With the local address the datagram arrived on.
+    pub fn with_local_addr(mut self, addr: Ipv4Addr) -> Self {
+        self.local_addr = Some(addr);
+        self
+    }
+
+    /// With the receiving interface's index.
+    pub fn with_ifindex(mut self, ifindex: u32) -> Self {
+        self.ifindex = ifindex;
+        self
+    }
+}
+
+/// Where a reply must be sent, as RFC 2131 section 4.1 decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// To the relay agent at `addr`, on `port` (67, or the relay's own port per RFC 8357).
+    Relay {
+        /// The relay's address (giaddr).
+        addr: Ipv4Addr,
+        /// The UDP port.
+        port: u16,
+    },
+    /// Unicast to the client's current address (ciaddr), on the client port.
+    Unicast(Ipv4Addr),
+    /// Broadcast to 255.255.255.255 on the client port, out the receiving interface.
+    Broadcast,
+    /// Unicast to `addr` at link-layer address `hw` (the client has no address yet); a driver
+    /// that cannot address a frame directly falls back to broadcast.
+    Hardware {
+        /// The address just given (yiaddr).
+        addr: Ipv4Addr,
+        /// The client's hardware address (chaddr).
+        hw: HwAddr,
+    },
+}
+
+/// A reply written into the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// OFFER, ACK or NAK.
+    pub message_type: MessageType,
+    /// Where to send it.
+    pub destination: Destination,
+    /// The address in `yiaddr` (0.0.0.0 for NAK and INFORM replies).
+    pub yiaddr: Ipv4Addr,
+    /// The interface the request came in on, from [`RecvMeta::ifindex`].
+    pub ifindex: u32,
+    /// The reply's length in the buffer.
+    pub len: usize,
+}
+
+/// A request handled as the protocol says, needing no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoReplyReason {
+    /// RELEASE handled: the address is free.
+    Released,
+    /// DECLINE handled: the address is in probation.
+    Declined,
+    /// A RELEASE or DECLINE for an address the client does not hold here.
+    NotHeld,
+    /// A REQUEST in SELECTING state chose another server; our offer is withdrawn.
+    OtherServerChosen,
+    /// A message addressed by server identifier to another server.
+    NotForUs,
+    /// INIT-REBOOT, RENEWING or REBINDING from a client this (non-authoritative) server knows
+    /// nothing of: RFC 2131 says stay silent.
+    UnknownClient,
+}
+
+/// Why a datagram was dropped. Every drop is counted in `pkt4-receive-drop`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// It did not parse (also counted in `pkt4-parse-failed`).
+    Malformed(ParseError),
+    /// A message type a server does not take (OFFER, ACK, NAK, ...).
+    UnexpectedMessageType(MessageType),
+    /// No configured subnet matches the relay, option 118 or the receiving interface.
+    NoSubnet(Ipv4Addr),
+    /// The server identifier is neither configured nor known from the receiving address.
+    NoServerIdentifier,
+    /// Every pool of the subnet is in use.
+    PoolExhausted,
+    /// A REQUEST or DECLINE without the address it is about.
+    MissingAddress,
+    /// The lease store failed; nothing was promised to the client.
+    Store(StoreError),
+}
+
+/// What [`Engine::handle`] did with a datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Outcome {
+    /// Send the reply in the buffer.
+    Reply(Reply),
+    /// Handled; nothing to send.
+    NoReply(NoReplyReason),
+    /// Dropped, and counted.
+    Dropped(DropReason),
+}
+
+/// What one timer run reclaimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[must_use]
+pub struct TimerReport {
+    /// Bound leases that expired.
+    pub expired: usize,
+    /// Offers whose hold lapsed with no REQUEST.
+    pub offers_lapsed: usize,
+    /// Declined addresses whose probation ended.
+    pub probations_ended: usize,
+}
+
+/// The DHCPv4 server engine over a lease store.
+///
+/// # Contract
+/// - [`handle`](Engine::handle) takes one received datagram, its [`RecvMeta`] and the current
+///   time, writes any reply into the caller's buffer and says where to send it.
+/// - [`handle_timeout`](Engine::handle_timeout) reclaims expired leases, lapsed offers and
+///   ended probations; call it at [`poll_timeout`](Engine::poll_timeout) or later.
+/// - Time must not go backwards between calls. The engine reads no clock.
+/// - Calls may run concurrently (`&self`); the store serialises claims.
+#[derive(Debug)]
+pub struct Engine<S> {
+    config: Arc<Config>,
+    store: S,
+    stats: Stats,
+    next_timeout: AtomicU64,
+}
+
+/// What a request is about, resolved once per packet.
+struct Ctx<'a> {
+    pkt: Packet<'a>,
+    meta: &'a RecvMeta,
+    client: ClientId,
+    hw: HwAddr,
+    subnet: &'a Subnet,
+    reservation: Option<&'a Reservation>,
+    group: Option<&'a Group>,
+    server_id: Ipv4Addr,
+    relay: RelayInfo<'a>,
+}
+
+/// Option 82 as far as the server uses it.
+#[derive(Default)]
+struct RelayInfo<'a> {
+    raw: Option<alloc::borrow::Cow<'a, [u8]>>,
+    circuit_id: Option<Vec<u8>>,
+    link_selection: Option<Ipv4Addr>,
+    wants_source_port: bool,
+}
+
+impl<'a> RelayInfo<'a> {
+    fn parse(pkt: &Packet<'a>) -> Self {
+        let Some(raw) = pkt.option(82) else {
+            return RelayInfo::default();
+        };
+        let mut info = RelayInfo::default();
+        let mut rest: &[u8] = &raw;
+        while let [code, len, tail @ ..] = rest {
+            let len = usize::from(*len);
+            if tail.len() < len {
+                break;
+            }
+            let data = &tail[..len];
+            match code {
+                1 => info.circuit_id = Some(data.to_vec()),
+                5 if len == 4 => info.link_selection = Some(Ipv4Addr::new(data[0], data[1], data[2], data[3])),
+                19 => info.wants_source_port = true,
+                _ => {}
+            }
+            rest = &tail[len..];
+        }
+        info.raw = Some(raw);
+        info
+    }
+}
+
+impl<S: LeaseStore> Engine<S> {
+    /// An engine serving `config` from `store`.
+    pub fn new(config: Config, store: S) -> Self {
+        Self::with_shared_config(Arc::new(config), store)
+    }
+
+    /// An engine over a config shared with others (several engines, one config).
+    pub fn with_shared_config(config: Arc<Config>, store: S) -> Self {
+        let stats = Stats::new(&config);
+        Engine { config, store, stats, next_timeout: AtomicU64::new(0) }
+    }
+
+    /// The running config.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The lease store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The statistics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// When the engine next wants [`handle_timeout`](Engine::handle_timeout) called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Timestamp {
+        Timestamp::from_secs(self.next_timeout.load(Ordering::Relaxed))
+    }
+
+    /// Reclaims what expired by `now`: bindings, offers and probations, updating statistics.
+    pub async fn handle_timeout(&self, now: Timestamp) -> Result<TimerReport, StoreError> {
+        let mut report = TimerReport::default();
+        loop {
+            let batch = match self.store.reclaim_expired(now, RECLAIM_BATCH).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    self.stats.bump(Counter::StoreErrors);
+                    return Err(e);
+                }
+            };
+            for lease in &batch {
+                match lease.state {
+                    LeaseState::Bound { .. } => {
+                        report.expired += 1;
+                        self.stats.assigned(lease.subnet, -1);
+                        self.stats.reclaimed(lease.subnet);
+                    }
+                    LeaseState::Offered { .. } => report.offers_lapsed += 1,
+                    LeaseState::Declined { .. } => {
+                        report.probations_ended += 1;
+                        self.stats.declined(lease.subnet, -1);
+                    }
+                    LeaseState::Released | LeaseState::Expired => {}
+                }
+            }
+            if batch.len() < RECLAIM_BATCH {
+                break;
+            }
+        }
+        self.next_timeout.store(now.as_secs() + RECLAIM_INTERVAL, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    /// Handles one received datagram. A reply, if any, is written into `out` (cleared first).
+    pub async fn handle(&self, datagram: &[u8], meta: &RecvMeta, now: Timestamp, out: &mut Vec<u8>) -> Outcome {
+        self.stats.bump(Counter::Received);
+        let outcome = match Packet::parse(datagram) {
+            Err(e) => {
+                self.stats.bump(Counter::ParseFailed);
+                Outcome::Dropped(DropReason::Malformed(e))
+            }
+            Ok(pkt) => self.dispatch(pkt, meta, now, out).await,
+        };
+        match &outcome {
+            Outcome::Reply(reply) => {
+                self.stats.bump(Counter::Sent);
+                self.stats.bump(match reply.message_type {
+                    MessageType::Offer => Counter::OfferSent,
+                    MessageType::Nak => Counter::NakSent,
+                    _ => Counter::AckSent,
+                });
+            }
+            Outcome::Dropped(reason) => {
+                self.stats.bump(Counter::ReceiveDrop);
+                match reason {
+                    DropReason::Store(_) => self.stats.bump(Counter::StoreErrors),
+                    DropReason::PoolExhausted => self.stats.bump(Counter::AllocationFail),
+                    _ => {}
+                }
+            }
+            Outcome::NoReply(_) => {}
+        }
+        outcome
+    }
+
+    async fn dispatch(&self, pkt: Packet<'_>, meta: &RecvMeta, now: Timestamp, out: &mut Vec<u8>) -> Outcome {
+        let kind = pkt.message_type();
+        self.stats.bump(match kind {
+            MessageType::Discover => Counter::DiscoverReceived,
+            MessageType::Request => Counter::RequestReceived,
+            MessageType::Release => Counter::ReleaseReceived,
+            MessageType::Decline => Counter::DeclineReceived,
+            MessageType::Inform => Counter::InformReceived,
+            _ => Counter::UnknownReceived,
+        });
+        if !matches!(
+            kind,
+            MessageType::Discover
+                | MessageType::Request
+                | MessageType::Release
+                | MessageType::Decline
+                | MessageType::Inform
+        ) {
+            return Outcome::Dropped(DropReason::UnexpectedMessageType(kind));
+        }
+        let ctx = match self.context(pkt, meta) {
+            Ok(ctx) => ctx,
+            Err(reason) => return Outcome::Dropped(reason),
+        };
+        let result = match kind {
+            MessageType::Discover => self.discover(&ctx, now, out).await,
+            MessageType::Request => self.request(&ctx, now, out).await,
+            MessageType::Release => self.release(&ctx, now).await,
+            MessageType::Decline => self.decline(&ctx, now).await,
+            _ => Ok(self.inform(&ctx, out)),
+        };
+        result.unwrap_or_else(|e| Outcome::Dropped(DropReason::Store(e)))
+    }
+
+    /// Resolves the client, its subnet, reservation, group and our server identifier.
+    fn context<'a>(&'a self, pkt: Packet<'a>, meta: &'a RecvMeta) -> Result<Ctx<'a>, DropReason> {
+        let relay = RelayInfo::parse(&pkt);
+        let selector = relay
+            .link_selection
+            .or_else(|| pkt.option_addr(118))
+            .or_else(|| Some(pkt.giaddr()).filter(|a| !a.is_unspecified()))
+            .or(meta.local_addr)
+            .or_else(|| Some(pkt.ciaddr()).filter(|a| !a.is_unspecified()))
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let subnet = self.config.subnet_for(selector).ok_or(DropReason::NoSubnet(selector))?;
+        let server_id =
+            subnet.server_id.or(self.config.server_id).or(meta.local_addr).ok_or(DropReason::NoServerIdentifier)?;
+        // parse() bounds hlen to 16, so this never fails.
+        let hw = HwAddr::new(pkt.chaddr()).unwrap_or_default();
+        let client_id_opt = pkt.option(61);
+        let client = match &client_id_opt {
+            Some(id) => ClientId::from_bytes(id),
+            None => ClientId::from_hardware(pkt.htype(), &hw),
+        };
+        let reservation = subnet.reservation_for(client_id_opt.as_deref(), Some(&hw), relay.circuit_id.as_deref());
+        let group = reservation
+            .and_then(|r| r.group)
+            .and_then(|i| self.config.groups.get(i))
+            .or_else(|| self.matching_group(&pkt, &relay));
+        Ok(Ctx { pkt, meta, client, hw, subnet, reservation, group, server_id, relay })
+    }
+
+    fn matching_group(&self, pkt: &Packet<'_>, relay: &RelayInfo<'_>) -> Option<&Group> {
+        self.config.groups.iter().find(|g| {
+            let Some(m) = &g.matcher else { return false };
+            let vendor_ok = m
+                .vendor_class_prefix
+                .as_ref()
+                .is_none_or(|prefix| pkt.option(60).is_some_and(|v| v.starts_with(prefix)));
+            let user_ok = m.user_class.as_ref().is_none_or(|uc| pkt.option(77).is_some_and(|v| *v == **uc));
+            let circuit_ok = m.circuit_id.as_ref().is_none_or(|c| relay.circuit_id.as_ref() == Some(c));
+            vendor_ok && user_ok && circuit_ok
+        })
+    }
+
+    fn lease_times(&self, ctx: &Ctx<'_>) -> LeaseTimes {
+        match ctx.group.and_then(|g| g.lease_time) {
+            Some(lease) => LeaseTimes::with_defaults(lease),
+            None => ctx.subnet.times,
+        }
+    }
+
+    fn new_lease(&self, ctx: &Ctx<'_>, addr: Ipv4Addr, state: LeaseState) -> Lease {
+        let hostname = ctx.reservation.and_then(|r| r.hostname.clone()).or_else(|| {
+            let name = ctx.pkt.option(12)?;
+            core::str::from_utf8(&name).ok().filter(|n| !n.is_empty()).map(String::from)
+        });
+        Lease { addr, client: ctx.client.clone(), hwaddr: ctx.hw, subnet: ctx.subnet.id, state, hostname }
+    }
+
+    /// Whether `addr` may be leased to this client: its reservation, or a dynamic address of
+    /// the subnet that no one else has reserved.
+    fn may_lease(&self, ctx: &Ctx<'_>, addr: Ipv4Addr) -> bool {
+        if let Some(reserved) = ctx.reservation.and_then(|r| r.ip_address) {
+            return reserved == addr;
+        }
+        self.dynamic_pool(ctx.subnet, addr).is_some()
+    }
+
+    /// The pool that may hand out `addr` dynamically (reserved addresses excluded).
+    fn dynamic_pool<'s>(&self, subnet: &'s Subnet, addr: Ipv4Addr) -> Option<&'s Pool> {
+        subnet.pools.iter().find(|p| p.as_ref(subnet.id).contains(addr))
+    }
+
+    async fn discover(&self, ctx: &Ctx<'_>, now: Timestamp, out: &mut Vec<u8>) -> Result<Outcome, StoreError> {
+        let hold = LeaseState::Offered { until: now + u64::from(self.config.offer_hold_time) };
+        let mut offered = None;
+        let reserved = ctx.reservation.and_then(|r| r.ip_address);
+        if let Some(addr) = reserved {
+            offered = self.store.claim(&self.new_lease(ctx, addr, hold), now).await?;
+        }
+        if offered.is_none() && reserved.is_none() {
+            let previous = self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?;
+            let mut candidates = previous
+                .filter(|l| !matches!(l.state, LeaseState::Declined { .. }))
+                .map(|l| l.addr)
+                .into_iter()
+                .chain(ctx.pkt.option_addr(50));
+            while offered.is_none() {
+                let Some(addr) = candidates.next() else { break };
+                if self.may_lease(ctx, addr) {
+                    offered = self.store.claim(&self.new_lease(ctx, addr, hold), now).await?;
+                }
+            }
+        }
+        if offered.is_none() {
+            let template = self.new_lease(ctx, Ipv4Addr::UNSPECIFIED, hold);
+            for pool in &ctx.subnet.pools {
+                offered = self.store.allocate(pool.as_ref(ctx.subnet.id), &template, now).await?;
+                if offered.is_some() {
+                    break;
+                }
+            }
+        }
+        let Some(lease) = offered else {
+            return Ok(Outcome::Dropped(DropReason::PoolExhausted));
+        };
+        Ok(self.reply(ctx, MessageType::Offer, lease.addr, Some(self.lease_times(ctx)), out))
+    }
+
+    async fn request(&self, ctx: &Ctx<'_>, now: Timestamp, out: &mut Vec<u8>) -> Result<Outcome, StoreError> {
+        let pkt = &ctx.pkt;
+        let requested = pkt.option_addr(50);
+        let ciaddr = Some(pkt.ciaddr()).filter(|a| !a.is_unspecified());
+        if let Some(chosen) = pkt.option_addr(54) {
+            // SELECTING: the client answers an offer.
+            if chosen != ctx.server_id {
+                if let Some(lease) = self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?
+                    && matches!(lease.state, LeaseState::Offered { .. })
+                {
+                    self.store.update_state(lease.addr, &ctx.client, LeaseState::Released).await?;
+                }
+                return Ok(Outcome::NoReply(NoReplyReason::OtherServerChosen));
+            }
+            let Some(addr) = requested.or(ciaddr) else {
+                return Ok(Outcome::Dropped(DropReason::MissingAddress));
+            };
+            return self.bind(ctx, addr, now, out).await;
+        }
+        let (addr, init_reboot) = match (requested, ciaddr) {
+            (Some(addr), None) => (addr, true),
+            (_, Some(addr)) => (addr, false),
+            (None, None) => return Ok(Outcome::Dropped(DropReason::MissingAddress)),
+        };
+        // INIT-REBOOT, RENEWING, REBINDING: the client believes it holds `addr`.
+        if !ctx.subnet.net.contains(&addr) {
+            return Ok(self.nak(ctx, out));
+        }
+        if let Some(reserved) = ctx.reservation.and_then(|r| r.ip_address)
+            && reserved != addr
+        {
+            return Ok(self.nak(ctx, out));
+        }
+        let known = if init_reboot {
+            self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?
+        } else {
+            match self.store.lease_by_addr(addr).await? {
+                Some(lease) if lease.client == ctx.client => Some(lease),
+                // Someone else holds the address this client is renewing: its belief is wrong.
+                Some(lease) if lease.is_held(now) => return Ok(self.nak(ctx, out)),
+                _ => None,
+            }
+        };
+        match known {
+            Some(lease) if lease.addr == addr && !matches!(lease.state, LeaseState::Declined { .. }) => {
+                self.bind(ctx, addr, now, out).await
+            }
+            // We know this client holds another address: its belief is wrong.
+            Some(lease) if lease.is_held(now) && lease.addr != addr => Ok(self.nak(ctx, out)),
+            _ if self.config.authoritative => self.bind(ctx, addr, now, out).await,
+            _ => Ok(Outcome::NoReply(NoReplyReason::UnknownClient)),
+        }
+    }
+
+    /// Binds `addr` to the client and ACKs, or NAKs when it may not have it.
+    async fn bind(
+        &self,
+        ctx: &Ctx<'_>,
+        addr: Ipv4Addr,
+        now: Timestamp,
+        out: &mut Vec<u8>,
+    ) -> Result<Outcome, StoreError> {
+        if !self.may_lease(ctx, addr) {
+            return Ok(self.nak(ctx, out));
+        }
+        let times = self.lease_times(ctx);
+        let before = self.store.lease_by_addr(addr).await?;
+        let state = LeaseState::Bound { expires: now + u64::from(times.lease) };
+        match self.store.claim(&self.new_lease(ctx, addr, state), now).await? {
+            Some(_) => {
+                let was_bound = before.is_some_and(|l| l.is_bound_to(&ctx.client, now));
+                if !was_bound {
+                    self.stats.assigned(ctx.subnet.id, 1);
+                }
+                Ok(self.reply(ctx, MessageType::Ack, addr, Some(times), out))
+            }
+            None => Ok(self.nak(ctx, out)),
+        }
+    }
+
+    async fn release(&self, ctx: &Ctx<'_>, now: Timestamp) -> Result<Outcome, StoreError> {
+        if ctx.pkt.option_addr(54).is_some_and(|id| id != ctx.server_id) {
+            return Ok(Outcome::NoReply(NoReplyReason::NotForUs));
+        }
+        let addr = ctx.pkt.ciaddr();
+        let before = self.store.lease_by_addr(addr).await?;
+        match self.store.update_state(addr, &ctx.client, LeaseState::Released).await? {
+            Some(_) => {
+                if before.is_some_and(|l| l.is_bound_to(&ctx.client, now)) {
+                    self.stats.assigned(ctx.subnet.id, -1);
+                }
+                Ok(Outcome::NoReply(NoReplyReason::Released))
+            }
+            None => Ok(Outcome::NoReply(NoReplyReason::NotHeld)),
+        }
+    }
+
+    async fn decline(&self, ctx: &Ctx<'_>, now: Timestamp) -> Result<Outcome, StoreError> {
+        if ctx.pkt.option_addr(54).is_some_and(|id| id != ctx.server_id) {
+            return Ok(Outcome::NoReply(NoReplyReason::NotForUs));
+        }
+        let Some(addr) = ctx.pkt.option_addr(50) else {
+            return Ok(Outcome::Dropped(DropReason::MissingAddress));
+        };
+        let before = self.store.lease_by_addr(addr).await?;
+        let until = now + u64::from(self.config.decline_probation_period);
+        match self.store.update_state(addr, &ctx.client, LeaseState::Declined { until }).await? {
+            Some(lease) => {
+                if before.is_some_and(|l| l.is_bound_to(&ctx.client, now)) {
+                    self.stats.assigned(lease.subnet, -1);
+                }
+                self.stats.declined(lease.subnet, 1);
+                Ok(Outcome::NoReply(NoReplyReason::Declined))
+            }
+            None => Ok(Outcome::NoReply(NoReplyReason::NotHeld)),
+        }
+    }
+
+    fn inform(&self, ctx: &Ctx<'_>, out: &mut Vec<u8>) -> Outcome {
+        self.reply(ctx, MessageType::Ack, Ipv4Addr::UNSPECIFIED, None, out)
+    }
+
+    fn nak(&self, ctx: &Ctx<'_>, out: &mut Vec<u8>) -> Outcome {
+        self.reply(ctx, MessageType::Nak, Ipv4Addr::UNSPECIFIED, None, out)
+    }
+
+    /// The most specific configured value of option `code`: reservation, group, pool, subnet.
+    fn option_value<'c>(&self, ctx: &'c Ctx<'_>, pool: Option<&'c Pool>, code: u8) -> Option<&'c [u8]> {
+        if code == 12
+            && let Some(name) = ctx.reservation.and_then(|r| r.hostname.as_deref())
+        {
+            return Some(name.as_bytes());
+        }
+        ctx.reservation
+            .and_then(|r| r.options.get(code))
+            .or_else(|| ctx.group.and_then(|g| g.options.get(code)))
+            .or_else(|| pool.and_then(|p| p.options.get(code)))
+            .or_else(|| ctx.subnet.options.get(code))
+    }
+
+    /// Assembles and encodes a reply, and decides where it goes.
+    fn reply(
+        &self,
+        ctx: &Ctx<'_>,
+        kind: MessageType,
+        yiaddr: Ipv4Addr,
+        times: Option<LeaseTimes>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let pkt = &ctx.pkt;
+        let type_byte = [u8::from(kind)];
+        let server_id = ctx.server_id.octets();
+        let [lease, renew, rebind] =
+            times.map_or([[0; 4]; 3], |t| [t.lease.to_be_bytes(), t.renew.to_be_bytes(), t.rebind.to_be_bytes()]);
+        let params = pkt.option(55);
+        let client_id = pkt.option(61);
+        let pool = ctx.subnet.pool_of(yiaddr);
+
+        let mut w = ReplyWriter::new();
+        w.push(53, &type_byte);
+        w.push(54, &server_id);
+        if kind != MessageType::Nak {
+            if times.is_some() {
+                w.push(51, &lease);
+                w.push(58, &renew);
+                w.push(59, &rebind);
+            }
+            // What the client asked for, in its order; then what every client needs.
+            for &code in params.as_deref().unwrap_or_default().iter().chain(&[1u8, 3, 6, 15, 12]) {
+                if w.contains(code) {
+                    continue;
+                }
+                if let Some(value) = self.option_value(ctx, pool, code) {
+                    w.push(code, value);
+                }
+            }
+        }
+        if let Some(id) = client_id.as_deref() {
+            // RFC 6842: echo the client identifier.
+            w.push(61, id);
+        }
+        if let Some(raw) = ctx.relay.raw.as_deref() {
+            // RFC 3046: echo relay agent information, last.
+            w.push(82, raw);
+        }
+
+        let destination = self.route(ctx, kind, yiaddr);
+        let giaddr = pkt.giaddr();
+        let mut flags = pkt.flags();
+        if kind == MessageType::Nak && !giaddr.is_unspecified() {
+            flags |= BROADCAST_FLAG;
+        }
+        let acked_ciaddr = if kind == MessageType::Ack { pkt.ciaddr() } else { Ipv4Addr::UNSPECIFIED };
+        let header = ReplyHeader {
+            htype: pkt.htype(),
+            hlen: pkt.chaddr().len() as u8,
+            xid: pkt.xid(),
+            flags,
+            ciaddr: acked_ciaddr,
+            yiaddr,
+            siaddr: if kind == MessageType::Nak {
+                Ipv4Addr::UNSPECIFIED
+            } else {
+                ctx.subnet.next_server.unwrap_or(Ipv4Addr::UNSPECIFIED)
+            },
+            giaddr,
+            chaddr: pkt.chaddr_field(),
+            sname: ctx.subnet.server_hostname.as_deref().map(str::as_bytes),
+            file: ctx.subnet.boot_file_name.as_deref().map(str::as_bytes),
+        };
+        let report = w.finish(&header, max_message_size(pkt), out);
+        for _ in 0..report.omitted {
+            self.stats.bump(Counter::OptionsOmitted);
+        }
+        Outcome::Reply(Reply { message_type: kind, destination, yiaddr, ifindex: ctx.meta.ifindex, len: out.len() })
+    }
+
+    /// RFC 2131 section 4.1: where a reply goes.
+    fn route(&self, ctx: &Ctx<'_>, kind: MessageType, yiaddr: Ipv4Addr) -> Destination {
+        let pkt = &ctx.pkt;
+        let giaddr = pkt.giaddr();
+        if !giaddr.is_unspecified() {
+            let port = if ctx.relay.wants_source_port { ctx.meta.src.port() } else { SERVER_PORT };
+            return Destination::Relay { addr: giaddr, port };
+        }
+        if kind == MessageType::Nak {
+            return Destination::Broadcast;
+        }
+        let ciaddr = pkt.ciaddr();
+        if !ciaddr.is_unspecified() {
+            return Destination::Unicast(ciaddr);
+        }
+        if pkt.broadcast() || yiaddr.is_unspecified() || ctx.hw.as_bytes().is_empty() {
+            return Destination::Broadcast;
+        }
+        Destination::Hardware { addr: yiaddr, hw: ctx.hw }
+    }
+}
+
+/// The largest DHCP message the client accepts: option 57 less IP and UDP headers, at least the
+/// RFC minimum, and at most what fits an Ethernet frame unfragmented.
+fn max_message_size(pkt: &Packet<'_>) -> usize {
+    const ETHERNET_PAYLOAD: usize = 1500 - 28;
+    match pkt.option(57) {
+        Some(v) if v.len() == 2 => usize::from(u16::from_be_bytes([v[0], v[1]]))
+            .saturating_sub(28)
+            .clamp(wire::DEFAULT_MAX_MESSAGE, ETHERNET_PAYLOAD),
+        _ => wire::DEFAULT_MAX_MESSAGE,
+    }
+}

@@ -1,0 +1,124 @@
+//! The storage contract the engine drives.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::future::Future;
+use core::net::Ipv4Addr;
+use core::ops::RangeInclusive;
+
+use crate::lease::{ClientId, Lease};
+use crate::time::Timestamp;
+
+/// Why a store could not answer. The engine drops the packet and counts it; it never ACKs a
+/// lease the store did not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be reached (connection refused, timed out, lost).
+    #[error("lease store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with something the implementation did not expect.
+    #[error("lease store failed: {0}")]
+    Backend(String),
+    /// Stored data could not be decoded into a lease.
+    #[error("lease store holds corrupt data: {0}")]
+    Corrupt(String),
+}
+
+/// A pool as the allocator sees it: a stable key and the address ranges it may hand out.
+///
+/// Reserved addresses are already cut out of `ranges`, so a store never needs to know about
+/// reservations. `key` changes whenever the ranges change (a config reload), which lets a store
+/// keep per-pool allocation state keyed by it.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolRef<'a> {
+    /// Identifies the pool's ranges; equal keys mean equal ranges.
+    pub key: u64,
+    /// The configured id of the subnet the pool belongs to.
+    pub subnet: u32,
+    /// Address ranges, as inclusive ranges of host-order `u32`, sorted and disjoint.
+    pub ranges: &'a [RangeInclusive<u32>],
+}
+
+impl PoolRef<'_> {
+    /// Whether `addr` lies in one of the pool's ranges.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        let a = u32::from(addr);
+        self.ranges.iter().any(|r| r.contains(&a))
+    }
+
+    /// How many addresses the pool holds.
+    pub fn size(&self) -> u64 {
+        self.ranges.iter().map(|r| u64::from(r.end() - r.start()) + 1).sum()
+    }
+}
+
+/// Where leases live. One implementation per backend, in `dhcp-store`.
+///
+/// The methods return futures so that network stores can wait on I/O without blocking an
+/// async runtime; a store that answers at once (the in-memory store) returns ready futures, and
+/// [`crate::block_on`] drives the engine over it with no runtime at all.
+///
+/// # Atomicity
+/// [`claim`](LeaseStore::claim) and [`allocate`](LeaseStore::allocate) are the only ways an
+/// address is granted, and each is atomic: the store writes the lease only if the address is
+/// available to the client by [`Lease::available_to`] at `now`, judged against what is stored
+/// at the moment of the write. Two servers sharing one store can therefore never hold one
+/// address for two clients. When a method returns `Ok`, the write is durable to the store's
+/// promise (committed, for a durable store).
+pub trait LeaseStore: Send + Sync {
+    /// The lease `client` holds, or last held, in `subnet` (any state), for address affinity.
+    fn lease_by_client(
+        &self,
+        subnet: u32,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
+
+    /// The lease recorded for `addr`, in any state.
+    fn lease_by_addr(&self, addr: Ipv4Addr) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
+
+    /// Writes `lease` for `lease.addr` if the address is available to `lease.client` at `now`.
+    ///
+    /// Returns the stored lease, or `None` when someone else holds the address. An offer
+    /// (`LeaseState::Offered`) claimed over this client's own unexpired binding leaves the
+    /// binding as it is and returns it: offering must never shorten a lease.
+    fn claim(&self, lease: &Lease, now: Timestamp) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
+
+    /// Finds an address in `pool` available at `now` and claims it for `lease` (whose `addr` is
+    /// ignored). Returns the stored lease, or `None` when the pool is exhausted.
+    ///
+    /// Cost must not grow with the pool's size.
+    fn allocate(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
+
+    /// Moves the lease at `addr`, if `client` holds it, to `lease.state`-style `state` given by
+    /// `update` (release or decline). Returns the updated lease, or `None` if `client` does not
+    /// hold `addr`.
+    fn update_state(
+        &self,
+        addr: Ipv4Addr,
+        client: &ClientId,
+        state: crate::LeaseState,
+    ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
+
+    /// Reclaims up to `limit` leases whose deadline has passed at `now`: expired bindings
+    /// become `Expired`, lapsed offers and ended probations become free. Returns the leases as
+    /// they were before reclamation, so the caller can count them per state.
+    ///
+    /// Cost is proportional to what expired, not to the number of leases.
+    fn reclaim_expired(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send;
+
+    /// Deletes the lease at `addr`, whatever its state. Returns whether there was one.
+    fn delete(&self, addr: Ipv4Addr) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every lease in `subnet` (all subnets when `None`), for operators. Not on the packet path.
+    fn list(&self, subnet: Option<u32>) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send;
+}

@@ -1,0 +1,444 @@
+//! The in-memory lease store.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::{Ready, ready};
+use std::hash::BuildHasher;
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::sync::{Mutex, MutexGuard};
+
+use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+/// Leases in this process's memory. The default store, and the one the benchmarks use.
+///
+/// Every operation takes one short lock and does a bounded amount of work:
+/// - allocation walks each pool once with a cursor for never-used addresses, then reuses
+///   freed addresses oldest-first from a queue (so a client that released an address is the
+///   last to lose it to someone else), so its cost does not depend on the pool's size;
+/// - reclamation pops deadlines in time order, so its cost is proportional to what expired.
+///
+/// About 100 bytes per lease (see BENCHMARKS.md): records live in one vector, and the address
+/// and client indexes hold 4-byte slot numbers.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+/// A state byte for a slab slot that holds no lease.
+const FREE_SLOT: u8 = u8::MAX;
+
+const OFFERED: u8 = 0;
+const BOUND: u8 = 1;
+const DECLINED: u8 = 2;
+const RELEASED: u8 = 3;
+const EXPIRED: u8 = 4;
+
+/// One lease, packed.
+#[derive(Debug, Clone)]
+struct Record {
+    addr: u32,
+    subnet: u32,
+    deadline: u64,
+    client: ClientId,
+    hwaddr: HwAddr,
+    state: u8,
+    hostname: Option<Box<str>>,
+}
+
+impl Record {
+    fn from_lease(lease: &Lease) -> Self {
+        let (state, deadline) = match lease.state {
+            LeaseState::Offered { until } => (OFFERED, until.as_secs()),
+            LeaseState::Bound { expires } => (BOUND, expires.as_secs()),
+            LeaseState::Declined { until } => (DECLINED, until.as_secs()),
+            LeaseState::Released => (RELEASED, 0),
+            LeaseState::Expired => (EXPIRED, 0),
+        };
+        Record {
+            addr: lease.addr.into(),
+            subnet: lease.subnet,
+            deadline,
+            client: lease.client.clone(),
+            hwaddr: lease.hwaddr,
+            state,
+            hostname: lease.hostname.as_deref().map(Box::from),
+        }
+    }
+
+    fn state(&self) -> LeaseState {
+        let at = Timestamp::from_secs(self.deadline);
+        match self.state {
+            OFFERED => LeaseState::Offered { until: at },
+            BOUND => LeaseState::Bound { expires: at },
+            DECLINED => LeaseState::Declined { until: at },
+            RELEASED => LeaseState::Released,
+            _ => LeaseState::Expired,
+        }
+    }
+
+    fn to_lease(&self) -> Lease {
+        Lease {
+            addr: Ipv4Addr::from(self.addr),
+            client: self.client.clone(),
+            hwaddr: self.hwaddr,
+            subnet: self.subnet,
+            state: self.state(),
+            hostname: self.hostname.as_deref().map(String::from),
+        }
+    }
+
+    fn has_deadline(&self) -> bool {
+        matches!(self.state, OFFERED | BOUND | DECLINED)
+    }
+}
+
+/// Allocation state of one pool.
+#[derive(Debug)]
+struct PoolState {
+    ranges: Vec<RangeInclusive<u32>>,
+    /// Index into `ranges` of the fresh-address cursor; `ranges.len()` when every address
+    /// has been handed out once.
+    range: usize,
+    /// The next never-used address in `ranges[range]`.
+    next: u32,
+    /// Addresses freed after the cursor passed them, oldest first. May hold stale entries
+    /// (claimed again since); they are checked when popped.
+    freed: VecDeque<u32>,
+}
+
+impl PoolState {
+    fn new(ranges: &[RangeInclusive<u32>]) -> Self {
+        let next = ranges.first().map_or(0, |r| *r.start());
+        PoolState { ranges: ranges.to_vec(), range: 0, next, freed: VecDeque::new() }
+    }
+
+    fn contains(&self, addr: u32) -> bool {
+        self.ranges.iter().any(|r| r.contains(&addr))
+    }
+
+    /// Whether the fresh cursor has already passed `addr`.
+    fn passed(&self, addr: u32) -> bool {
+        match self.ranges.get(self.range) {
+            None => true,
+            Some(current) => addr < self.next || addr < *current.start(),
+        }
+    }
+
+    /// The next never-used address, advancing the cursor.
+    fn next_fresh(&mut self) -> Option<u32> {
+        let current = self.ranges.get(self.range)?;
+        let addr = self.next;
+        if addr == *current.end() {
+            self.range += 1;
+            self.next = self.ranges.get(self.range).map_or(0, |r| *r.start());
+        } else {
+            self.next = addr + 1;
+        }
+        Some(addr)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    slab: Vec<Record>,
+    free_slots: Vec<u32>,
+    by_addr: HashTable<u32>,
+    by_client: HashTable<u32>,
+    /// Deadline (seconds) to the addresses whose deadline was set to it. Lazy: an entry is
+    /// stale if the record's deadline has moved since; stale entries are skipped when popped.
+    deadlines: BTreeMap<u64, Vec<u32>>,
+    pools: HashMap<u64, PoolState>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Inner {
+    fn addr_hash(&self, addr: u32) -> u64 {
+        self.hasher.hash_one(addr)
+    }
+
+    fn client_hash(&self, subnet: u32, client: &ClientId) -> u64 {
+        self.hasher.hash_one((subnet, client.as_bytes()))
+    }
+
+    fn slot_of_addr(&self, addr: u32) -> Option<u32> {
+        let slab = &self.slab;
+        self.by_addr.find(self.addr_hash(addr), |&s| slab[s as usize].addr == addr).copied()
+    }
+
+    fn slot_of_client(&self, subnet: u32, client: &ClientId) -> Option<u32> {
+        let slab = &self.slab;
+        self.by_client
+            .find(self.client_hash(subnet, client), |&s| {
+                let r = &slab[s as usize];
+                r.subnet == subnet && r.client == *client
+            })
+            .copied()
+    }
+
+    /// Removes the client index entry of the record in `slot`, if it points there.
+    fn unlink_client(&mut self, slot: u32) {
+        let record = &self.slab[slot as usize];
+        let hash = self.client_hash(record.subnet, &record.client);
+        if let Ok(entry) = self.by_client.find_entry(hash, |&s| s == slot) {
+            entry.remove();
+        }
+    }
+
+    /// Points the client index for the record in `slot` at it, replacing an older slot.
+    fn link_client(&mut self, slot: u32) {
+        let Inner { slab, by_client, hasher, .. } = self;
+        let record = &slab[slot as usize];
+        let hash = hasher.hash_one((record.subnet, record.client.as_bytes()));
+        let matches = |&s: &u32| {
+            let r = &slab[s as usize];
+            r.subnet == record.subnet && r.client == record.client
+        };
+        match by_client.find_mut(hash, matches) {
+            Some(existing) => *existing = slot,
+            None => {
+                by_client.insert_unique(hash, slot, |&s| {
+                    let r = &slab[s as usize];
+                    hasher.hash_one((r.subnet, r.client.as_bytes()))
+                });
+            }
+        }
+    }
+
+    /// Writes `record` at its address, reusing the slot already there. Returns the slot.
+    fn write(&mut self, record: Record) -> u32 {
+        let addr = record.addr;
+        let deadline = record.has_deadline().then_some(record.deadline);
+        let slot = match self.slot_of_addr(addr) {
+            Some(slot) => {
+                let old = &self.slab[slot as usize];
+                if old.client != record.client || old.subnet != record.subnet {
+                    self.unlink_client(slot);
+                }
+                self.slab[slot as usize] = record;
+                slot
+            }
+            None => {
+                let slot = match self.free_slots.pop() {
+                    Some(slot) => {
+                        self.slab[slot as usize] = record;
+                        slot
+                    }
+                    None => {
+                        self.slab.push(record);
+                        (self.slab.len() - 1) as u32
+                    }
+                };
+                let Inner { slab, by_addr, hasher, .. } = self;
+                by_addr.insert_unique(hasher.hash_one(addr), slot, |&s| hasher.hash_one(slab[s as usize].addr));
+                slot
+            }
+        };
+        self.link_client(slot);
+        if let Some(deadline) = deadline {
+            self.deadlines.entry(deadline).or_default().push(addr);
+        }
+        slot
+    }
+
+    fn remove(&mut self, slot: u32) {
+        self.unlink_client(slot);
+        let addr = self.slab[slot as usize].addr;
+        let hash = self.addr_hash(addr);
+        if let Ok(entry) = self.by_addr.find_entry(hash, |&s| s == slot) {
+            entry.remove();
+        }
+        let record = &mut self.slab[slot as usize];
+        record.state = FREE_SLOT;
+        record.hostname = None;
+        self.free_slots.push(slot);
+    }
+
+    /// Whether `addr` may go to `client` now, by the shared rule.
+    fn available(&self, addr: u32, client: &ClientId, now: Timestamp) -> bool {
+        match self.slot_of_addr(addr) {
+            None => true,
+            Some(slot) => self.slab[slot as usize].to_lease().available_to(client, now),
+        }
+    }
+
+    /// Gives a freed address back to the pool that holds it, if its cursor has passed it.
+    fn return_to_pool(&mut self, addr: u32) {
+        if let Some(pool) = self.pools.values_mut().find(|p| p.contains(addr))
+            && pool.passed(addr)
+        {
+            pool.freed.push_back(addr);
+        }
+    }
+
+    fn claim(&mut self, lease: &Lease, now: Timestamp) -> Option<Lease> {
+        let addr = u32::from(lease.addr);
+        if let Some(slot) = self.slot_of_addr(addr) {
+            let existing = self.slab[slot as usize].to_lease();
+            if !existing.available_to(&lease.client, now) {
+                return None;
+            }
+            if matches!(lease.state, LeaseState::Offered { .. }) && existing.is_bound_to(&lease.client, now) {
+                return Some(existing);
+            }
+        }
+        self.write(Record::from_lease(lease));
+        Some(lease.clone())
+    }
+
+    fn find_free(
+        &mut self,
+        key: u64,
+        ranges: &[RangeInclusive<u32>],
+        client: &ClientId,
+        now: Timestamp,
+    ) -> Option<u32> {
+        let mut pool = self.pools.remove(&key).unwrap_or_else(|| PoolState::new(ranges));
+        let found = self.take_from(&mut pool, client, now);
+        self.pools.insert(key, pool);
+        found
+    }
+
+    fn take_from(&mut self, pool: &mut PoolState, client: &ClientId, now: Timestamp) -> Option<u32> {
+        while let Some(addr) = pool.next_fresh() {
+            if self.available(addr, client, now) {
+                return Some(addr);
+            }
+        }
+        while let Some(addr) = pool.freed.pop_front() {
+            if self.available(addr, client, now) {
+                return Some(addr);
+            }
+        }
+        None
+    }
+
+    fn reclaim(&mut self, now: Timestamp, limit: usize) -> Vec<Lease> {
+        let mut reclaimed = Vec::new();
+        while reclaimed.len() < limit {
+            let Some(mut entry) = self.deadlines.first_entry() else {
+                break;
+            };
+            if *entry.key() > now.as_secs() {
+                break;
+            }
+            let deadline = *entry.key();
+            let Some(addr) = entry.get_mut().pop() else {
+                entry.remove();
+                continue;
+            };
+            let Some(slot) = self.slot_of_addr(addr) else {
+                continue;
+            };
+            let record = &self.slab[slot as usize];
+            if !record.has_deadline() || record.deadline != deadline {
+                continue;
+            }
+            reclaimed.push(record.to_lease());
+            if record.state == DECLINED {
+                // No affinity to an address the client said was in use.
+                self.remove(slot);
+            } else {
+                self.slab[slot as usize].state = EXPIRED;
+            }
+            self.return_to_pool(addr);
+        }
+        reclaimed
+    }
+
+    fn update_state(&mut self, addr: Ipv4Addr, client: &ClientId, state: LeaseState) -> Option<Lease> {
+        let slot = self.slot_of_addr(addr.into())?;
+        let record = &self.slab[slot as usize];
+        if record.client != *client || !matches!(record.state, OFFERED | BOUND) {
+            return None;
+        }
+        let mut lease = record.to_lease();
+        lease.state = state;
+        self.write(Record::from_lease(&lease));
+        if !matches!(state, LeaseState::Offered { .. } | LeaseState::Bound { .. } | LeaseState::Declined { .. }) {
+            self.return_to_pool(addr.into());
+        }
+        Some(lease)
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-written lease (every write is a
+        // single assignment), so a poisoned lock is still safe to use.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The number of lease records held, in any state.
+    pub fn len(&self) -> usize {
+        self.lock().by_addr.len()
+    }
+
+    /// Whether the store holds no lease records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+type Answer<T> = Ready<Result<T, StoreError>>;
+
+// The futures are `Ready`: callers that hold a `MemoryStore` by type may rely on that.
+#[allow(refining_impl_trait)]
+impl LeaseStore for MemoryStore {
+    fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Answer<Option<Lease>> {
+        let inner = self.lock();
+        ready(Ok(inner.slot_of_client(subnet, client).map(|s| inner.slab[s as usize].to_lease())))
+    }
+
+    fn lease_by_addr(&self, addr: Ipv4Addr) -> Answer<Option<Lease>> {
+        let inner = self.lock();
+        ready(Ok(inner.slot_of_addr(addr.into()).map(|s| inner.slab[s as usize].to_lease())))
+    }
+
+    fn claim(&self, lease: &Lease, now: Timestamp) -> Answer<Option<Lease>> {
+        ready(Ok(self.lock().claim(lease, now)))
+    }
+
+    fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Answer<Option<Lease>> {
+        let mut inner = self.lock();
+        let Some(addr) = inner.find_free(pool.key, pool.ranges, &lease.client, now) else {
+            return ready(Ok(None));
+        };
+        let lease = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
+        ready(Ok(inner.claim(&lease, now)))
+    }
+
+    fn update_state(&self, addr: Ipv4Addr, client: &ClientId, state: LeaseState) -> Answer<Option<Lease>> {
+        ready(Ok(self.lock().update_state(addr, client, state)))
+    }
+
+    fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Answer<Vec<Lease>> {
+        ready(Ok(self.lock().reclaim(now, limit)))
+    }
+
+    fn delete(&self, addr: Ipv4Addr) -> Answer<bool> {
+        let mut inner = self.lock();
+        let Some(slot) = inner.slot_of_addr(addr.into()) else {
+            return ready(Ok(false));
+        };
+        inner.remove(slot);
+        inner.return_to_pool(addr.into());
+        ready(Ok(true))
+    }
+
+    fn list(&self, subnet: Option<u32>) -> Answer<Vec<Lease>> {
+        let inner = self.lock();
+        let leases = inner
+            .slab
+            .iter()
+            .filter(|r| r.state != FREE_SLOT && subnet.is_none_or(|s| r.subnet == s))
+            .map(Record::to_lease)
+            .collect();
+        ready(Ok(leases))
+    }
+}
