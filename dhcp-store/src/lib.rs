@@ -28,8 +28,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod any;
 #[cfg(feature = "memory")]
 mod memory;
+
+pub use any::{AnyStore, OpenError, open, supported_schemes};
 
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;

@@ -1,0 +1,241 @@
+//! The server: sockets feeding one engine, replies routed as RFC 2131 4.1 says, the engine's
+//! timers, and the drivers that run it (blocking here, tokio in [`crate::tokio_driver`]).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use dhcp_core::{Destination, Engine, LeaseStore, MessageType, Outcome, Reply, StoreError, Timestamp};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use tracing::{debug, info, warn};
+
+use crate::settings::ServerSettings;
+use crate::socket::{DhcpSocket, Received};
+use crate::{arp, clock, iface, park};
+
+/// Room for the largest datagram a client may send (RFC 2131 allows up to the interface MTU).
+pub(crate) const RECV_BUFFER: usize = 1500;
+
+/// Could not start serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A socket could not be opened or bound.
+    #[error("listen {listen}: {source}")]
+    Socket {
+        /// The `listen` entry.
+        listen: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Waiting on the sockets failed.
+    #[error("polling sockets: {0}")]
+    Poll(io::Error),
+}
+
+/// An engine with its sockets: everything a driver needs to serve.
+#[derive(Debug)]
+pub struct Server<S> {
+    engine: Arc<Engine<S>>,
+    sockets: Vec<DhcpSocket>,
+    settings: ServerSettings,
+    /// Interface names by index, for ARP entries from sockets not tied to one interface.
+    ifnames: HashMap<u32, String>,
+}
+
+impl<S: LeaseStore> Server<S> {
+    /// Opens one socket per `settings.listen` entry on `settings.server_port`.
+    pub fn bind(engine: Arc<Engine<S>>, settings: ServerSettings) -> Result<Server<S>, ServeError> {
+        let sockets = settings
+            .listen
+            .iter()
+            .map(|listen| {
+                DhcpSocket::open(listen, settings.server_port)
+                    .map_err(|source| ServeError::Socket { listen: format!("{listen:?}"), source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ifnames = iface::interfaces().unwrap_or_default().into_iter().map(|i| (i.index, i.name)).collect();
+        for socket in &sockets {
+            info!(local = ?socket.local_addr().ok(), device = socket.device().unwrap_or("*"), "listening");
+        }
+        Ok(Server { engine, sockets, settings, ifnames })
+    }
+
+    /// The engine being served.
+    pub fn engine(&self) -> &Arc<Engine<S>> {
+        &self.engine
+    }
+
+    /// The bound sockets, one per `listen` entry.
+    pub fn sockets(&self) -> &[DhcpSocket] {
+        &self.sockets
+    }
+
+    /// The process settings the server was bound with.
+    pub fn settings(&self) -> &ServerSettings {
+        &self.settings
+    }
+
+    /// Hands one datagram to the engine and sends the reply, if any.
+    pub(crate) async fn process(&self, socket: usize, datagram: &[u8], received: Received, out: &mut Vec<u8>) {
+        let now = clock::now();
+        let meta = received.meta;
+        match self.engine.handle(datagram, &meta, now, out).await {
+            Outcome::Reply(reply) => {
+                log_reply(&reply, datagram);
+                if let Some(socket) = self.sockets.get(socket) {
+                    let bytes = out.get(..reply.len).unwrap_or(out);
+                    if let Err(e) = self.deliver(socket, bytes, &reply) {
+                        warn!(destination = ?reply.destination, error = %e, "reply not sent");
+                    }
+                }
+            }
+            Outcome::NoReply(reason) => debug!(src = %meta.src, ?reason, "handled, no reply"),
+            Outcome::Dropped(reason) => debug!(src = %meta.src, ?reason, "dropped"),
+        }
+    }
+
+    /// Sends a reply where RFC 2131 4.1 says.
+    fn deliver(&self, socket: &DhcpSocket, bytes: &[u8], reply: &Reply) -> io::Result<usize> {
+        let client_port = self.settings.client_port;
+        let broadcast = SocketAddrV4::new(Ipv4Addr::BROADCAST, client_port);
+        match reply.destination {
+            Destination::Relay { addr, port } => {
+                // Relays listen on the server port; a relay that asked for another port
+                // (RFC 8357) gets that one.
+                let port = if port == 67 { self.settings.server_port } else { port };
+                socket.send(bytes, SocketAddrV4::new(addr, port), 0)
+            }
+            Destination::Unicast(ciaddr) => socket.send(bytes, SocketAddrV4::new(ciaddr, client_port), 0),
+            Destination::Broadcast => socket.send(bytes, broadcast, reply.ifindex),
+            Destination::Hardware { addr, hw } => {
+                let device = socket.device().or_else(|| self.ifnames.get(&reply.ifindex).map(String::as_str));
+                let arp_set = device.is_some_and(|device| arp::set_entry(socket, device, addr, hw.as_bytes()).is_ok());
+                if arp_set {
+                    socket.send(bytes, SocketAddrV4::new(addr, client_port), reply.ifindex)
+                } else {
+                    socket.send(bytes, broadcast, reply.ifindex)
+                }
+            }
+        }
+    }
+
+    /// Runs the engine's timers if they are due; returns when they are next due.
+    pub(crate) async fn run_timers(&self, now: Timestamp) -> Timestamp {
+        if now >= self.engine.poll_timeout() {
+            match self.engine.handle_timeout(now).await {
+                Ok(report) if report != Default::default() => debug!(?report, "reclaimed"),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "lease reclamation failed"),
+            }
+        }
+        self.engine.poll_timeout()
+    }
+
+    /// Writes every lease to `path` as CSV (see [`write_lease_csv`]).
+    pub async fn dump_leases(&self, path: &Path) -> io::Result<usize> {
+        write_lease_csv(self.engine.store(), path).await
+    }
+
+    /// Serves on the calling thread until `stop` is set (checked at least every 200 ms).
+    pub fn run_blocking(&self, stop: &AtomicBool) -> Result<(), ServeError> {
+        let mut buf = vec![0u8; RECV_BUFFER];
+        let mut out = Vec::with_capacity(RECV_BUFFER);
+        let mut next_timer = self.engine.poll_timeout();
+        while !stop.load(Ordering::Relaxed) {
+            let now = clock::now();
+            if now >= next_timer {
+                next_timer = park::park_on(self.run_timers(now));
+            }
+            let wait_ms = (next_timer.as_secs().saturating_sub(now.as_secs()) * 1000).clamp(10, 200);
+            let mut fds: Vec<PollFd<'_>> =
+                self.sockets.iter().map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN)).collect();
+            let timeout = PollTimeout::from(u16::try_from(wait_ms).unwrap_or(200));
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(ServeError::Poll(e.into())),
+            }
+            let ready: Vec<usize> = fds
+                .iter()
+                .enumerate()
+                .filter(|(_, fd)| fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+                .map(|(i, _)| i)
+                .collect();
+            drop(fds);
+            for index in ready {
+                self.drain_blocking(index, &mut buf, &mut out);
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles every datagram queued on socket `index`.
+    fn drain_blocking(&self, index: usize, buf: &mut [u8], out: &mut Vec<u8>) {
+        let Some(socket) = self.sockets.get(index) else { return };
+        loop {
+            match socket.recv(buf) {
+                Ok(received) => {
+                    let datagram = buf.get(..received.len).unwrap_or(&[]);
+                    park::park_on(self.process(index, datagram, received, out));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    debug!(error = %e, "receive failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One info line per lease event, one debug line per other reply.
+fn log_reply(reply: &Reply, request: &[u8]) {
+    let chaddr =
+        dhcp_core::wire::Packet::parse(request).map(|p| dhcp_core::HwAddr::new(p.chaddr()).unwrap_or_default());
+    let chaddr = chaddr.unwrap_or_default();
+    match reply.message_type {
+        MessageType::Ack if !reply.yiaddr.is_unspecified() => {
+            info!(addr = %reply.yiaddr, hw = %chaddr, "lease granted")
+        }
+        MessageType::Nak => info!(hw = %chaddr, "request refused (NAK)"),
+        kind => debug!(?kind, addr = %reply.yiaddr, hw = %chaddr, destination = ?reply.destination, "reply"),
+    }
+}
+
+/// Writes every lease in `store` to `path` as CSV, replacing the file atomically: a header
+/// `address,hwaddr,client_id,state,expire,subnet_id,hostname`, then one line per lease (`expire`
+/// is the deadline in Unix seconds, empty for released and expired leases). Returns the number
+/// of leases written.
+pub async fn write_lease_csv<S: LeaseStore>(store: &S, path: &Path) -> io::Result<usize> {
+    let leases = store.list(None).await.map_err(|e: StoreError| io::Error::other(e.to_string()))?;
+    let mut text = String::from("address,hwaddr,client_id,state,expire,subnet_id,hostname\n");
+    for lease in &leases {
+        let expire = lease.state.deadline().map(|t| t.as_secs().to_string()).unwrap_or_default();
+        let hostname = lease.hostname.as_deref().unwrap_or("").replace([',', '\n', '\r'], " ");
+        text.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            lease.addr,
+            lease.hwaddr,
+            lease.client,
+            lease.state.name(),
+            expire,
+            lease.subnet,
+            hostname
+        ));
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(leases.len())
+}
+
+/// How long until `deadline`, from `now`, at least 10 ms so a driver never spins.
+pub(crate) fn until(deadline: Timestamp, now: Timestamp) -> Duration {
+    Duration::from_secs(deadline.as_secs().saturating_sub(now.as_secs())).max(Duration::from_millis(10))
+}

@@ -1,0 +1,76 @@
+//! `dhcp-server --config FILE`: serve DHCPv4 as the config file says.
+//!
+//! Exit status: 0 after a clean shutdown (SIGINT or SIGTERM), 1 when the config is refused
+//! (`--check` only validates it), 2 when the server cannot start (store, sockets).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use dhcp_core::Engine;
+use dhcp_net::{Server, ServerConfig, shutdown_signal};
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+/// A DHCPv4 server.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The config file (TOML).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Validate the config and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match ServerConfig::from_file(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{}: config refused: {e}", args.config.display());
+            return ExitCode::from(1);
+        }
+    };
+    if args.check {
+        println!("{}: config is valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    // RUST_LOG overrides the config's level, for debugging a running setup.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.settings.log_level.as_str()));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let store = dhcp_store::open(&config.settings.store)?;
+    let engine = Arc::new(Engine::new(config.dhcp, store));
+    let server = Arc::new(Server::bind(engine, config.settings)?);
+    info!("serving");
+    server
+        .serve(async {
+            if let Err(e) = shutdown_signal().await {
+                error!(error = %e, "cannot watch for signals; stopping");
+            }
+        })
+        .await?;
+    info!("stopped");
+    Ok(())
+}
