@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dhcp_core::{Destination, Engine, LeaseStore, MessageType, Outcome, Reply, StoreError, Timestamp};
+use dhcp_core::{
+    Destination, DropReason, Engine, LeaseStore, MessageType, NoReplyReason, Outcome, Reply, StoreError, Timestamp,
+};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::{debug, info, warn};
 
@@ -95,7 +97,12 @@ impl<S: LeaseStore> Server<S> {
                     }
                 }
             }
+            Outcome::NoReply(NoReplyReason::Released) => info!(src = %meta.src, "lease released"),
+            Outcome::NoReply(NoReplyReason::Declined) => info!(src = %meta.src, "address declined, in probation"),
             Outcome::NoReply(reason) => debug!(src = %meta.src, ?reason, "handled, no reply"),
+            Outcome::Dropped(reason @ (DropReason::Store(_) | DropReason::PoolExhausted)) => {
+                warn!(src = %meta.src, ?reason, "dropped")
+            }
             Outcome::Dropped(reason) => debug!(src = %meta.src, ?reason, "dropped"),
         }
     }
@@ -199,12 +206,13 @@ fn log_reply(reply: &Reply, request: &[u8]) {
     let chaddr =
         dhcp_core::wire::Packet::parse(request).map(|p| dhcp_core::HwAddr::new(p.chaddr()).unwrap_or_default());
     let chaddr = chaddr.unwrap_or_default();
+    debug!(kind = ?reply.message_type, addr = %reply.yiaddr, hw = %chaddr, destination = ?reply.destination, "reply");
     match reply.message_type {
         MessageType::Ack if !reply.yiaddr.is_unspecified() => {
             info!(addr = %reply.yiaddr, hw = %chaddr, "lease granted")
         }
         MessageType::Nak => info!(hw = %chaddr, "request refused (NAK)"),
-        kind => debug!(?kind, addr = %reply.yiaddr, hw = %chaddr, destination = ?reply.destination, "reply"),
+        _ => {}
     }
 }
 

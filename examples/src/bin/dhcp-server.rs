@@ -3,6 +3,7 @@
 //! Exit status: 0 after a clean shutdown (SIGINT or SIGTERM), 1 when the config is refused
 //! (`--check` only validates it), 2 when the server cannot start (store, sockets).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -41,7 +42,12 @@ fn main() -> ExitCode {
     // RUST_LOG overrides the config's level, for debugging a running setup.
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.settings.log_level.as_str()));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
