@@ -27,7 +27,10 @@ need_packages() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     fi
 }
-need_packages iproute2
+# iproute2 for the network namespaces; the real clients the end-to-end tests run against:
+# dhclient (isc-dhcp-client), udhcpc (busybox, udhcpc), dhcpcd (dhcpcd-base), nmap, and
+# perfdhcp (kea-admin); procps for pkill in cleanup.
+need_packages iproute2 procps isc-dhcp-client busybox udhcpc dhcpcd-base nmap kea-admin
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -41,5 +44,6 @@ cargo build -p dhcp-core --no-default-features
 log "cargo test (unit, integration, property and doc tests)"
 cargo test --workspace
 
-# benchmarks step added with the benches crate
+log "benchmarks, each run once"
+cargo test -p dhcp-benches --benches --release
 

@@ -13,29 +13,7 @@ use lab::{Lab, SERVER_ADDR, values};
 
 /// The engine config every test starts from: one subnet on the lab segment with a MAC
 /// reservation, one behind a relay.
-const CONFIG: &str = r#"
-authoritative = true
-lease-time = 3600
-decline-probation-period = 600
-options = { domain-name-servers = ["10.199.0.53", "10.199.0.54"], domain-name = "lab.test" }
-
-[[subnets]]
-id = 1
-subnet = "10.199.0.0/16"
-pools = ["10.199.1.10-10.199.1.250", "10.199.2.0-10.199.9.255"]
-options = { routers = ["10.199.0.1"] }
-
-[[subnets.reservations]]
-hw-address = "02:00:00:00:00:42"
-ip-address = "10.199.0.42"
-hostname = "printer"
-
-[[subnets]]
-id = 2
-subnet = "10.77.0.0/16"
-pools = ["10.77.1.0-10.77.255.254"]
-options = { routers = ["10.77.0.1"] }
-"#;
+const CONFIG: &str = include_str!("../../dhcp-core/tests/fixtures/captured/lab.toml");
 
 /// dhclient's hook: log what the server gave, apply the address and default route.
 const DHCLIENT_HOOK: &str = r#"
@@ -184,6 +162,10 @@ fn dhcpcd_gets_a_lease_and_its_options() {
     }
     let mut lab = Lab::pair();
     lab.start_server(CONFIG);
+    // dhcpcd keeps leases by interface name in a host-wide directory; an old one would make
+    // it ask for its old address back (INIT-REBOOT) instead of starting afresh.
+    let stale = std::path::Path::new("/var/lib/dhcpcd/vcli.lease");
+    let _ = std::fs::remove_file(stale);
     let hook = lab.hook(
         "dhcpcd",
         r#"{ echo "reason=$reason"; echo "ip=$new_ip_address"; echo "routers=$new_routers";
@@ -204,6 +186,7 @@ fn dhcpcd_gets_a_lease_and_its_options() {
     assert!(values(&log, "dns").contains(&"10.199.0.53 10.199.0.54".to_owned()), "{log}");
     assert!(values(&log, "domain").contains(&"lab.test".to_owned()), "{log}");
     assert!(lab.leases().iter().any(|l| l.address == ip && l.state == "bound"));
+    let _ = std::fs::remove_file(stale);
 }
 
 #[test]

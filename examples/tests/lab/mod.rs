@@ -159,6 +159,7 @@ pub struct Lab {
     /// The bridge's namespace when several clients share the segment.
     pub bridge: Option<Netns>,
     server_proc: Option<Proc>,
+    capture: Option<Proc>,
 }
 
 impl Lab {
@@ -178,7 +179,7 @@ impl Lab {
         fs::create_dir_all(&dir).expect("lab dir");
         let server = Netns::new("srv");
         let clients: Vec<Netns> = (0..n).map(|i| Netns::new(&format!("c{i}"))).collect();
-        let mut lab = Lab { dir, server, clients, bridge: None, server_proc: None };
+        let mut lab = Lab { dir, server, clients, bridge: None, server_proc: None, capture: None };
         if n == 1 {
             lab.link(None, 0);
         } else {
@@ -259,12 +260,46 @@ impl Lab {
             .spawn()
             .expect("start dhcp-server");
         let proc = Proc { child, log };
+        self.start_capture();
         let start = Instant::now();
         while !proc.log_text().contains("serving") {
             assert!(start.elapsed() < Duration::from_secs(10), "server did not start:\n{}", proc.log_text());
             sleep(Duration::from_millis(20));
         }
         self.server_proc = Some(proc);
+    }
+
+    /// With `DHCP_CAPTURE_DIR` set, records the first DHCP packets on the server's interface
+    /// to `DIR/<test name>.pcap`: how the engine's fixtures and the fuzz corpus were taken.
+    fn start_capture(&mut self) {
+        let Ok(dir) = std::env::var("DHCP_CAPTURE_DIR") else { return };
+        let name = std::thread::current().name().unwrap_or("lab").replace("::", "-");
+        let file = Path::new(&dir).join(format!("{name}.pcap"));
+        let log = self.path("tcpdump.log");
+        let child = self
+            .server
+            .command("tcpdump")
+            .args([
+                "-i",
+                "vsrv",
+                "-U",
+                "--immediate-mode",
+                "-c",
+                "40",
+                "-w",
+                &file.to_string_lossy(),
+                "udp port 67 or udp port 68",
+            ])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("tcpdump log"))
+            .spawn()
+            .expect("start tcpdump");
+        let capture = Proc { child, log };
+        let start = Instant::now();
+        while !capture.log_text().contains("listening on") && start.elapsed() < Duration::from_secs(5) {
+            sleep(Duration::from_millis(20));
+        }
+        self.capture = Some(capture);
     }
 
     pub fn server_log(&self) -> String {
@@ -315,6 +350,12 @@ impl Drop for Lab {
         if std::thread::panicking() {
             eprintln!("lab {} server log:\n{}", self.dir.display(), self.server_log());
         }
+        if let Some(capture) = &self.capture {
+            // SIGINT lets tcpdump flush the file.
+            let _ = Command::new("kill").args(["-INT", &capture.pid().to_string()]).status();
+            sleep(Duration::from_millis(300));
+        }
+        self.capture = None;
         self.server_proc = None;
         let _ = fs::remove_dir_all(&self.dir);
     }
