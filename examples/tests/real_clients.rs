@@ -153,6 +153,9 @@ fn udhcpc_gets_a_lease_and_its_options() {
     assert_eq!(lab.client(0).addrs("vcli"), vec![format!("{ip}/16")]);
     let mac = mac_of(&lab, 0);
     assert!(lab.leases().iter().any(|l| l.address == ip && l.hwaddr == mac && l.state == "bound"));
+    // udhcpc does not set the broadcast flag: the server unicast to yiaddr at chaddr (an ARP
+    // entry it wrote), and the client, which had no address yet, still got the replies.
+    assert!(lab.server_log().contains("destination=Hardware"), "{}", lab.server_log());
 }
 
 #[test]
@@ -201,11 +204,13 @@ fn mac_reservation_on_a_shared_segment() {
     lab.client(0).ip(&["link", "set", "vcli", "up"]);
     lab.start_server(CONFIG);
 
-    let out = udhcpc(&lab, 0, "reserved", &["-O", "hostname"]);
+    // -B: the broadcast flag, so the server broadcasts its replies on the segment.
+    let out = udhcpc(&lab, 0, "reserved", &["-B", "-O", "hostname"]);
     assert!(out.status.success(), "udhcpc failed:\n{}", text(&out));
     let log = lab.hook_log("reserved");
     assert!(values(&log, "ip").contains(&"10.199.0.42".to_owned()), "the reserved address:\n{log}");
     assert!(values(&log, "hostname").contains(&"printer".to_owned()), "the reserved hostname:\n{log}");
+    assert!(lab.server_log().contains("destination=Broadcast"), "{}", lab.server_log());
 
     let out = dhclient(&lab, 1, "other", &["-1"]);
     assert!(out.status.success(), "dhclient failed:\n{}", text(&out));
