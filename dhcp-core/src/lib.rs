@@ -81,7 +81,3 @@ pub use store::{LeaseStore, PoolRef, StoreError};
 pub use time::Timestamp;
 pub use wire::ParseError;
 
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

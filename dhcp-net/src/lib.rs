@@ -58,3 +58,9 @@ pub use settings::{Listen, LogLevel, ServerConfig, ServerSettings};
 pub use socket::{DhcpSocket, Received};
 #[cfg(feature = "tokio")]
 pub use tokio_driver::shutdown_signal;
+
+// The README's examples are compiled and run as doc tests here, where every crate they use is a
+// dependency.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
