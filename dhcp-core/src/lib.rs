@@ -80,4 +80,3 @@ pub use stats::{Counter, Stats, SubnetStats};
 pub use store::{LeaseStore, PoolRef, StoreError};
 pub use time::Timestamp;
 pub use wire::ParseError;
-
