@@ -356,3 +356,36 @@ fn declined_address_goes_into_probation() {
     assert_eq!(declined.state, "declined", "{leases:?}");
     assert!(lab.server_log().contains("address declined"), "{}", lab.server_log());
 }
+
+#[test]
+fn dhcp_probe_as_a_client_takes_a_lease_and_fails_without_a_server() {
+    if !lab::available() {
+        return;
+    }
+    let probe = env!("CARGO_BIN_EXE_dhcp-probe");
+    let mut lab = Lab::pair();
+    // No server yet: the health check must fail, with status 1.
+    let out = lab.client(0).output(&[probe, "--interface", "vcli", "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(1), "no server, no lease:\n{}", text(&out));
+
+    lab.start_server(CONFIG);
+    let out = lab.client(0).output(&[probe, "--interface", "vcli", "--mac", "02:00:00:00:00:42", "--keep"]);
+    let report = text(&out);
+    assert!(out.status.success(), "probe failed:\n{report}");
+    // The reserved MAC gets its reservation; the probe prints what the server gave.
+    assert!(report.contains("address 10.199.0.42"), "{report}");
+    assert!(report.contains(&format!("server-id {SERVER_ADDR}")), "{report}");
+    assert!(report.contains("routers 10.199.0.1"), "{report}");
+    assert!(report.contains("dns-servers 10.199.0.53,10.199.0.54"), "{report}");
+    assert!(report.contains("domain-name lab.test"), "{report}");
+    assert!(lab.leases().iter().any(|l| l.address == "10.199.0.42" && l.state == "bound"));
+
+    // By default the probe releases what it took, so health checks do not use up the pool.
+    let out = lab.client(0).output(&[probe, "--interface", "vcli", "--mac", "02:00:00:00:00:99"]);
+    let report = text(&out);
+    assert!(out.status.success(), "probe failed:\n{report}");
+    let addr = report.lines().find_map(|l| l.strip_prefix("address ")).expect("an address").to_owned();
+    lab.wait_for("the probe's release", Duration::from_secs(5), || {
+        lab.leases().iter().any(|l| l.address == addr && l.state == "released")
+    });
+}
