@@ -505,7 +505,8 @@ impl<S: LeaseStore> Engine<S> {
         };
         match known {
             Some(lease) if lease.addr == addr && !matches!(lease.state, LeaseState::Declined { .. }) => {
-                self.bind(ctx, addr, now, out).await
+                // What the store holds at `addr` is this lease: no need to ask again.
+                self.bind_over(ctx, addr, Some(lease), now, out).await
             }
             // We know this client holds another address: its belief is wrong.
             Some(lease) if lease.is_held(now) && lease.addr != addr => Ok(self.nak(ctx, out)),
@@ -525,8 +526,23 @@ impl<S: LeaseStore> Engine<S> {
         if !self.may_lease(ctx, addr) {
             return Ok(self.nak(ctx, out));
         }
-        let times = self.lease_times(ctx);
         let before = self.store.lease_by_addr(addr).await?;
+        self.bind_over(ctx, addr, before, now, out).await
+    }
+
+    /// [`bind`](Self::bind) when the caller already read `before`, the lease stored at `addr`.
+    async fn bind_over(
+        &self,
+        ctx: &Ctx<'_>,
+        addr: Ipv4Addr,
+        before: Option<Lease>,
+        now: Timestamp,
+        out: &mut Vec<u8>,
+    ) -> Result<Outcome, StoreError> {
+        if !self.may_lease(ctx, addr) {
+            return Ok(self.nak(ctx, out));
+        }
+        let times = self.lease_times(ctx);
         let state = LeaseState::Bound { expires: now + u64::from(times.lease) };
         match self.store.claim(&self.new_lease(ctx, addr, state), now).await? {
             Some(_) => {

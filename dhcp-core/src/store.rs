@@ -85,7 +85,9 @@ pub trait LeaseStore: Send + Sync {
     fn claim(&self, lease: &Lease, now: Timestamp) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
 
     /// Finds an address in `pool` available at `now` and claims it for `lease` (whose `addr` is
-    /// ignored). Returns the stored lease, or `None` when the pool is exhausted.
+    /// ignored). Returns the stored lease, or `None` when the pool is exhausted. Leases whose
+    /// deadline has passed count as free even before [`reclaim_expired`](Self::reclaim_expired)
+    /// has run.
     ///
     /// Cost must not grow with the pool's size.
     fn allocate(
@@ -105,9 +107,11 @@ pub trait LeaseStore: Send + Sync {
         state: crate::LeaseState,
     ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
 
-    /// Reclaims up to `limit` leases whose deadline has passed at `now`: expired bindings
-    /// become `Expired`, lapsed offers and ended probations become free. Returns the leases as
-    /// they were before reclamation, so the caller can count them per state.
+    /// Reclaims up to `limit` leases whose deadline has passed at `now`: expired bindings and
+    /// lapsed offers become `Expired` (kept, so the client can get the address back while it is
+    /// free), ended probations are deleted (no affinity to an address a client said was in
+    /// use). Returns the leases as they were before reclamation, so the caller can count them
+    /// per state.
     ///
     /// Cost is proportional to what expired, not to the number of leases.
     fn reclaim_expired(

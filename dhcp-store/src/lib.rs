@@ -28,6 +28,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "memory")]
+mod addr_index;
 mod any;
 #[cfg(feature = "memory")]
 mod memory;

@@ -10,6 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+use crate::addr_index::AddrIndex;
+
 /// Leases in this process's memory. The default store, and the one the benchmarks use.
 ///
 /// Every operation takes one short lock and does a bounded amount of work:
@@ -18,8 +20,8 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 ///   last to lose it to someone else), so its cost does not depend on the pool's size;
 /// - reclamation pops deadlines in time order, so its cost is proportional to what expired.
 ///
-/// About 100 bytes per lease (see BENCHMARKS.md): records live in one vector, and the address
-/// and client indexes hold 4-byte slot numbers.
+/// About 100 bytes per lease (see BENCHMARKS.md): records live in one vector, the address index
+/// is laid out by address in pages of 256, and both indexes hold 4-byte slot numbers.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
@@ -143,7 +145,7 @@ impl PoolState {
 struct Inner {
     slab: Vec<Record>,
     free_slots: Vec<u32>,
-    by_addr: HashTable<u32>,
+    by_addr: AddrIndex,
     by_client: HashTable<u32>,
     /// Deadline (seconds) to the addresses whose deadline was set to it. Lazy: an entry is
     /// stale if the record's deadline has moved since; stale entries are skipped when popped.
@@ -153,17 +155,12 @@ struct Inner {
 }
 
 impl Inner {
-    fn addr_hash(&self, addr: u32) -> u64 {
-        self.hasher.hash_one(addr)
-    }
-
     fn client_hash(&self, subnet: u32, client: &ClientId) -> u64 {
         self.hasher.hash_one((subnet, client.as_bytes()))
     }
 
     fn slot_of_addr(&self, addr: u32) -> Option<u32> {
-        let slab = &self.slab;
-        self.by_addr.find(self.addr_hash(addr), |&s| slab[s as usize].addr == addr).copied()
+        self.by_addr.get(addr)
     }
 
     fn slot_of_client(&self, subnet: u32, client: &ClientId) -> Option<u32> {
@@ -229,8 +226,7 @@ impl Inner {
                         (self.slab.len() - 1) as u32
                     }
                 };
-                let Inner { slab, by_addr, hasher, .. } = self;
-                by_addr.insert_unique(hasher.hash_one(addr), slot, |&s| hasher.hash_one(slab[s as usize].addr));
+                self.by_addr.insert(addr, slot);
                 slot
             }
         };
@@ -244,10 +240,7 @@ impl Inner {
     fn remove(&mut self, slot: u32) {
         self.unlink_client(slot);
         let addr = self.slab[slot as usize].addr;
-        let hash = self.addr_hash(addr);
-        if let Ok(entry) = self.by_addr.find_entry(hash, |&s| s == slot) {
-            entry.remove();
-        }
+        self.by_addr.remove(addr);
         let record = &mut self.slab[slot as usize];
         record.state = FREE_SLOT;
         record.hostname = None;
@@ -310,7 +303,12 @@ impl Inner {
                 return Some(addr);
             }
         }
-        None
+        // Leases that expired since the last reclamation are free too; the deadline index
+        // finds them in time order, so this costs what expired, not the pool's size.
+        self.deadlines
+            .range(..=now.as_secs())
+            .flat_map(|(_, addrs)| addrs.iter().copied())
+            .find(|&addr| pool.contains(addr) && self.available(addr, client, now))
     }
 
     fn reclaim(&mut self, now: Timestamp, limit: usize) -> Vec<Lease> {

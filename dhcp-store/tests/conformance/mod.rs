@@ -1,0 +1,231 @@
+//! The `LeaseStore` contract, written once and run against every store.
+//!
+//! Each check takes a fresh, empty store. `suite!(factory)` expands to one `#[tokio::test]` per
+//! check, where `factory` is an async expression giving a new empty store.
+
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+
+use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, Timestamp};
+
+pub const T0: Timestamp = Timestamp::from_secs(1_700_000_000);
+
+pub fn addr(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, last)
+}
+
+pub fn client(n: u8) -> ClientId {
+    ClientId::from_bytes(&[1, 2, 0, 0, 0, 0, n])
+}
+
+pub fn lease(n: u8, at: Ipv4Addr, state: LeaseState) -> Lease {
+    Lease {
+        addr: at,
+        client: client(n),
+        hwaddr: HwAddr::mac([2, 0, 0, 0, 0, n]),
+        subnet: 1,
+        state,
+        hostname: Some(format!("host-{n}")),
+    }
+}
+
+pub fn bound(n: u8, at: Ipv4Addr, secs: u64) -> Lease {
+    lease(n, at, LeaseState::Bound { expires: T0 + secs })
+}
+
+pub fn offered(n: u8, at: Ipv4Addr, secs: u64) -> Lease {
+    lease(n, at, LeaseState::Offered { until: T0 + secs })
+}
+
+/// A pool over `ranges`, with a key derived from them.
+pub fn pool(ranges: &[RangeInclusive<u32>]) -> PoolRef<'_> {
+    PoolRef { key: 0x5eed ^ u64::from(*ranges[0].start()), subnet: 1, ranges }
+}
+
+pub fn range(first: u8, last: u8) -> RangeInclusive<u32> {
+    u32::from(addr(first))..=u32::from(addr(last))
+}
+
+pub async fn claim_grants_a_free_address(store: impl LeaseStore) {
+    let want = bound(1, addr(5), 3600);
+    assert_eq!(store.claim(&want, T0).await.expect("store"), Some(want.clone()));
+    assert_eq!(store.lease_by_addr(addr(5)).await.expect("store"), Some(want.clone()));
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store"), Some(want));
+}
+
+pub async fn claim_refuses_what_another_client_holds(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    assert_eq!(store.claim(&bound(2, addr(5), 3600), T0).await.expect("store"), None);
+    assert_eq!(store.claim(&offered(2, addr(5), 30), T0 + 100).await.expect("store"), None);
+    // Once the binding has expired, the address is free for anyone.
+    let later = bound(2, addr(5), 7200);
+    assert_eq!(store.claim(&later, T0 + 3600).await.expect("store"), Some(later));
+}
+
+pub async fn claim_renews_the_holders_own_lease(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    let renewed = bound(1, addr(5), 5000);
+    assert_eq!(store.claim(&renewed, T0 + 1000).await.expect("store"), Some(renewed.clone()));
+    assert_eq!(store.lease_by_addr(addr(5)).await.expect("store"), Some(renewed));
+}
+
+pub async fn an_offer_never_shortens_a_binding(store: impl LeaseStore) {
+    let binding = bound(1, addr(5), 3600);
+    store.claim(&binding, T0).await.expect("store").expect("granted");
+    let got = store.claim(&offered(1, addr(5), 30), T0 + 10).await.expect("store");
+    assert_eq!(got, Some(binding.clone()), "the binding is returned unchanged");
+    assert_eq!(store.lease_by_addr(addr(5)).await.expect("store"), Some(binding));
+}
+
+pub async fn declined_addresses_wait_out_their_probation(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    let declined = store
+        .update_state(addr(5), &client(1), LeaseState::Declined { until: T0 + 600 })
+        .await
+        .expect("store")
+        .expect("the holder may decline");
+    assert_eq!(declined.state, LeaseState::Declined { until: T0 + 600 });
+    // Nobody, not even the client that declined it, gets it during probation.
+    assert_eq!(store.claim(&offered(1, addr(5), 30), T0 + 10).await.expect("store"), None);
+    assert_eq!(store.claim(&offered(2, addr(5), 30), T0 + 599).await.expect("store"), None);
+    assert!(store.claim(&offered(2, addr(5), 30), T0 + 600).await.expect("store").is_some());
+}
+
+pub async fn only_the_holder_releases(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    assert_eq!(store.update_state(addr(5), &client(2), LeaseState::Released).await.expect("store"), None);
+    assert_eq!(store.update_state(addr(6), &client(1), LeaseState::Released).await.expect("store"), None);
+    let released = store.update_state(addr(5), &client(1), LeaseState::Released).await.expect("store");
+    assert_eq!(released.map(|l| l.state), Some(LeaseState::Released));
+    // The released lease is remembered for affinity, and the address is free for anyone.
+    let remembered = store.lease_by_client(1, &client(1)).await.expect("store").expect("kept");
+    assert_eq!((remembered.addr, remembered.state), (addr(5), LeaseState::Released));
+    assert!(store.claim(&bound(2, addr(5), 3600), T0 + 1).await.expect("store").is_some());
+}
+
+pub async fn allocate_fills_the_pool_exactly(store: impl LeaseStore) {
+    let ranges = [range(10, 14), range(20, 21)];
+    let pool = pool(&ranges);
+    // Someone already holds 10.0.0.12, claimed directly.
+    store.claim(&bound(99, addr(12), 3600), T0).await.expect("store").expect("granted");
+    let mut got = Vec::new();
+    for n in 1..=6 {
+        let lease = store.allocate(pool, &bound(n, Ipv4Addr::UNSPECIFIED, 3600), T0).await.expect("store");
+        let lease = lease.expect("the pool has room");
+        assert_eq!(lease.client, client(n));
+        got.push(lease.addr);
+    }
+    got.sort();
+    assert_eq!(got, vec![addr(10), addr(11), addr(13), addr(14), addr(20), addr(21)]);
+    assert_eq!(store.allocate(pool, &bound(7, Ipv4Addr::UNSPECIFIED, 3600), T0).await.expect("store"), None);
+    // A lapsed offer or an expired binding makes room again.
+    let later = T0 + 3600;
+    assert!(store.allocate(pool, &bound(7, Ipv4Addr::UNSPECIFIED, 3600), later).await.expect("store").is_some());
+}
+
+pub async fn allocate_reuses_released_addresses(store: impl LeaseStore) {
+    let ranges = [range(10, 11)];
+    let pool = pool(&ranges);
+    let a = store.allocate(pool, &bound(1, Ipv4Addr::UNSPECIFIED, 3600), T0).await.expect("store").expect("room");
+    store.allocate(pool, &bound(2, Ipv4Addr::UNSPECIFIED, 3600), T0).await.expect("store").expect("room");
+    store.update_state(a.addr, &client(1), LeaseState::Released).await.expect("store").expect("held");
+    let c = store.allocate(pool, &bound(3, Ipv4Addr::UNSPECIFIED, 3600), T0).await.expect("store").expect("room");
+    assert_eq!(c.addr, a.addr);
+}
+
+pub async fn reclaim_returns_what_expired(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 100), T0).await.expect("store").expect("granted");
+    store.claim(&offered(2, addr(6), 30), T0).await.expect("store").expect("granted");
+    store.claim(&bound(3, addr(7), 1000), T0).await.expect("store").expect("granted");
+    store.claim(&bound(4, addr(8), 50), T0).await.expect("store").expect("granted");
+    store.update_state(addr(8), &client(4), LeaseState::Declined { until: T0 + 60 }).await.expect("store");
+
+    assert!(store.reclaim_expired(T0 + 20, 100).await.expect("store").is_empty());
+    let mut reclaimed = store.reclaim_expired(T0 + 100, 100).await.expect("store");
+    reclaimed.sort_by_key(|l| l.addr);
+    let states: Vec<_> = reclaimed.iter().map(|l| (l.addr, l.state)).collect();
+    assert_eq!(
+        states,
+        vec![
+            (addr(5), LeaseState::Bound { expires: T0 + 100 }),
+            (addr(6), LeaseState::Offered { until: T0 + 30 }),
+            (addr(8), LeaseState::Declined { until: T0 + 60 }),
+        ]
+    );
+    // The expired binding and the lapsed offer are kept as expired, for affinity; the ended
+    // probation is gone.
+    for (at, n) in [(addr(5), 1), (addr(6), 2)] {
+        let kept = store.lease_by_addr(at).await.expect("store").expect("kept");
+        assert_eq!((kept.state, kept.client), (LeaseState::Expired, client(n)));
+    }
+    assert_eq!(store.lease_by_addr(addr(8)).await.expect("store"), None);
+    assert!(store.reclaim_expired(T0 + 100, 100).await.expect("store").is_empty(), "nothing twice");
+}
+
+pub async fn reclaim_respects_its_limit(store: impl LeaseStore) {
+    for n in 1..=10 {
+        store.claim(&bound(n, addr(n), 10), T0).await.expect("store").expect("granted");
+    }
+    assert_eq!(store.reclaim_expired(T0 + 10, 4).await.expect("store").len(), 4);
+    assert_eq!(store.reclaim_expired(T0 + 10, 100).await.expect("store").len(), 6);
+}
+
+pub async fn delete_and_list(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    let mut other = bound(2, Ipv4Addr::new(10, 1, 0, 5), 3600);
+    other.subnet = 2;
+    store.claim(&other, T0).await.expect("store").expect("granted");
+    assert_eq!(store.list(None).await.expect("store").len(), 2);
+    assert_eq!(store.list(Some(2)).await.expect("store"), vec![other]);
+    assert!(store.delete(addr(5)).await.expect("store"));
+    assert!(!store.delete(addr(5)).await.expect("store"));
+    assert_eq!(store.lease_by_addr(addr(5)).await.expect("store"), None);
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store"), None);
+}
+
+pub async fn a_moved_client_is_found_at_its_new_address(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 100), T0).await.expect("store").expect("granted");
+    store.claim(&bound(1, addr(9), 3600), T0 + 200).await.expect("store").expect("granted");
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store").map(|l| l.addr), Some(addr(9)));
+}
+
+pub async fn long_client_ids_and_no_hostname(store: impl LeaseStore) {
+    let mut l = bound(1, addr(5), 3600);
+    l.client = ClientId::from_bytes(&(0u8..64).collect::<Vec<_>>());
+    l.hostname = None;
+    store.claim(&l, T0).await.expect("store").expect("granted");
+    assert_eq!(store.lease_by_client(1, &l.client).await.expect("store"), Some(l));
+}
+
+/// One `#[tokio::test]` per check, each on a fresh store from `$factory`.
+#[macro_export]
+macro_rules! suite {
+    ($factory:expr) => {
+        $crate::suite!(@tests $factory;
+            claim_grants_a_free_address,
+            claim_refuses_what_another_client_holds,
+            claim_renews_the_holders_own_lease,
+            an_offer_never_shortens_a_binding,
+            declined_addresses_wait_out_their_probation,
+            only_the_holder_releases,
+            allocate_fills_the_pool_exactly,
+            allocate_reuses_released_addresses,
+            reclaim_returns_what_expired,
+            reclaim_respects_its_limit,
+            delete_and_list,
+            a_moved_client_is_found_at_its_new_address,
+            long_client_ids_and_no_hostname,
+        );
+    };
+    (@tests $factory:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let store = $factory.await;
+                $crate::conformance::$check(store).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,6 @@
+//! The store contract on the in-memory store.
+
+#[macro_use]
+mod conformance;
+
+suite!(async { dhcp_store::MemoryStore::new() });
