@@ -19,6 +19,22 @@ pub enum OpenError {
         /// Which schemes this build supports.
         reason: String,
     },
+    /// The URL names a supported store, but its parameters are wrong.
+    #[error("store URL {url:?}: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store could not be opened (its file, its server).
+    #[error("store {url:?} cannot be opened: {reason}")]
+    Open {
+        /// The URL as given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Any store this build supports, chosen at run time from a URL by [`open`].
@@ -31,6 +47,9 @@ pub enum AnyStore {
     /// `memory:` — [`MemoryStore`].
     #[cfg(feature = "memory")]
     Memory(MemoryStore),
+    /// `memory:?journal=PATH` — [`JournalStore`](crate::JournalStore).
+    #[cfg(feature = "journal")]
+    Journal(crate::JournalStore),
 }
 
 /// The schemes [`open`] accepts in this build.
@@ -41,12 +60,29 @@ pub fn supported_schemes() -> &'static [&'static str] {
     ]
 }
 
-/// Opens the store a URL names: `memory:` (the in-memory store).
+/// Opens the store a URL names: `memory:` (the in-memory store), `memory:?journal=PATH` (the
+/// same with a lease journal, replayed now).
 pub fn open(url: &str) -> Result<AnyStore, OpenError> {
-    let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+    let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
+    let bad = |reason: &str| OpenError::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
     match scheme {
         #[cfg(feature = "memory")]
-        "memory" => Ok(AnyStore::Memory(MemoryStore::new())),
+        "memory" => match rest {
+            "" => Ok(AnyStore::Memory(MemoryStore::new())),
+            #[cfg(feature = "journal")]
+            _ => {
+                let query = rest.strip_prefix('?').ok_or_else(|| bad("expected memory: or memory:?journal=PATH"))?;
+                let path = query
+                    .strip_prefix("journal=")
+                    .filter(|p| !p.is_empty() && !p.contains('&'))
+                    .ok_or_else(|| bad("the only parameter is journal=PATH"))?;
+                let (store, _report) = crate::JournalStore::open(path)
+                    .map_err(|e| OpenError::Open { url: url.to_owned(), reason: e.to_string() })?;
+                Ok(AnyStore::Journal(store))
+            }
+            #[cfg(not(feature = "journal"))]
+            _ => Err(bad("this build has no journal (cargo feature `journal`)")),
+        },
         _ => Err(OpenError::Unsupported {
             url: url.to_owned(),
             reason: format!("this build supports {}", supported_schemes().join(", ")),
@@ -60,6 +96,8 @@ macro_rules! dispatch {
         match $self {
             #[cfg(feature = "memory")]
             AnyStore::Memory($store) => $call,
+            #[cfg(feature = "journal")]
+            AnyStore::Journal($store) => $call,
         }
     };
 }
@@ -110,6 +148,8 @@ mod tests {
     #[test]
     fn opens_memory_and_refuses_unknown_schemes() {
         assert!(matches!(open("memory:"), Ok(AnyStore::Memory(_))));
+        assert!(matches!(open("memory:?journl=/tmp/x"), Err(OpenError::BadUrl { .. })));
+        assert!(matches!(open("memory:?journal=/nonexistent-dir/leases"), Err(OpenError::Open { .. })));
         let err = open("mongodb://localhost").expect_err("no such store");
         assert!(err.to_string().contains("memory:"), "{err}");
     }

@@ -31,10 +31,14 @@
 #[cfg(feature = "memory")]
 mod addr_index;
 mod any;
+#[cfg(feature = "journal")]
+mod journal;
 #[cfg(feature = "memory")]
 mod memory;
 
 pub use any::{AnyStore, OpenError, open, supported_schemes};
+#[cfg(feature = "journal")]
+pub use journal::{COMPACT_MIN_LINES, JournalStore, ReplayReport};
 
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;

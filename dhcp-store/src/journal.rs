@@ -1,0 +1,368 @@
+//! The in-memory store with an append-only lease journal: `memory:?journal=PATH`.
+//!
+//! Every lease change a client could rely on (a binding, a release, a decline, a deletion) is
+//! appended to the journal and synced to disk before the store answers, so the engine sends no
+//! ACK for a lease a crash could lose. Offers and reclamation are not journaled: an offer lost in
+//! a crash costs the client one more DISCOVER, and an expired binding replays as expired.
+//!
+//! On open, the journal is replayed into memory. When it holds more than twice as many lines as
+//! there are live leases (and at least [`COMPACT_MIN_LINES`]), a background thread rewrites it
+//! as one line per lease, as Kea's lease file cleanup does.
+//!
+//! # Format
+//! One line per change, text, so an operator can read it:
+//! `L ADDR SUBNET STATE DEADLINE CLIENT-ID HWADDR HOSTNAME` (the lease as it now is; `STATE` is
+//! `offered`, `bound`, `declined`, `released` or `expired`, `DEADLINE` Unix seconds or `-`,
+//! identifiers in hex, `HOSTNAME` in hex or `-`) or `D ADDR` (deleted). A torn last line (a
+//! crash mid-write) is skipped on replay; so is any other line that does not parse, counted.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
+
+use crate::MemoryStore;
+
+/// The journal is not compacted below this many lines.
+pub const COMPACT_MIN_LINES: u64 = 10_000;
+
+/// What replaying a journal found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Lines applied.
+    pub applied: u64,
+    /// Lines skipped because they did not parse (a torn last line after a crash, or damage).
+    pub skipped: u64,
+    /// Leases in memory after the replay.
+    pub leases: usize,
+}
+
+#[derive(Debug)]
+struct Journal {
+    path: PathBuf,
+    file: BufWriter<File>,
+    /// Lines in the file, for deciding when to compact.
+    lines: u64,
+    compacting: bool,
+}
+
+/// A [`MemoryStore`] whose changes survive restarts and crashes through a journal file.
+#[derive(Debug, Clone)]
+pub struct JournalStore {
+    memory: Arc<MemoryStore>,
+    journal: Arc<Mutex<Journal>>,
+}
+
+fn io_error(what: &str, e: io::Error) -> StoreError {
+    StoreError::Unavailable(format!("lease journal {what}: {e}"))
+}
+
+impl JournalStore {
+    /// Opens (or creates) the journal at `path` and replays it.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<(JournalStore, ReplayReport)> {
+        let path = path.as_ref().to_path_buf();
+        let memory = MemoryStore::new();
+        let mut report = ReplayReport::default();
+        match File::open(&path) {
+            Ok(file) => {
+                for line in BufReader::new(file).split(b'\n') {
+                    let line = line?;
+                    match std::str::from_utf8(&line).ok().and_then(parse_line) {
+                        Some(Entry::Lease(lease)) => {
+                            memory.restore(&lease);
+                            report.applied += 1;
+                        }
+                        Some(Entry::Deleted(addr)) => {
+                            let _deleted = dhcp_core::block_on(memory.delete(addr));
+                            report.applied += 1;
+                        }
+                        None if line.is_empty() => {}
+                        None => report.skipped += 1,
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        report.leases = memory.len();
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let journal =
+            Journal { path, file: BufWriter::new(file), lines: report.applied + report.skipped, compacting: false };
+        let store = JournalStore { memory: Arc::new(memory), journal: Arc::new(Mutex::new(journal)) };
+        // A torn last line must not glue itself to the next append.
+        store.lock().file.write_all(b"\n")?;
+        Ok((store, report))
+    }
+
+    /// The in-memory side, for inspection.
+    pub fn memory(&self) -> &MemoryStore {
+        &self.memory
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Journal> {
+        // A panic mid-append leaves at worst a torn line, which replay skips.
+        self.journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends `entries` and syncs them to disk.
+    fn append(&self, journal: &mut Journal, entries: &[Entry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for entry in entries {
+            journal.file.write_all(entry.line().as_bytes()).map_err(|e| io_error("write", e))?;
+        }
+        journal.file.flush().map_err(|e| io_error("write", e))?;
+        journal.file.get_ref().sync_data().map_err(|e| io_error("sync", e))?;
+        journal.lines += entries.len() as u64;
+        self.maybe_compact(journal);
+        Ok(())
+    }
+
+    fn maybe_compact(&self, journal: &mut Journal) {
+        let live = self.memory.len() as u64;
+        if journal.compacting || journal.lines < COMPACT_MIN_LINES || journal.lines <= 2 * live {
+            return;
+        }
+        journal.compacting = true;
+        let store = self.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = store.compact() {
+                tracing_free_log(&format!("lease journal compaction failed: {e}"));
+            }
+            store.lock().compacting = false;
+        });
+    }
+
+    /// Rewrites the journal as one line per lease. Appends wait while it runs.
+    pub fn compact(&self) -> io::Result<()> {
+        let mut journal = self.lock();
+        let leases = dhcp_core::block_on(self.memory.list(None))
+            .unwrap_or(Ok(Vec::new()))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let tmp = journal.path.with_extension("compacting");
+        {
+            let mut out = BufWriter::new(File::create(&tmp)?);
+            for lease in &leases {
+                out.write_all(Entry::Lease(lease.clone()).line().as_bytes())?;
+            }
+            out.flush()?;
+            out.get_ref().sync_all()?;
+        }
+        std::fs::rename(&tmp, &journal.path)?;
+        if let Some(dir) = journal.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        journal.file = BufWriter::new(OpenOptions::new().append(true).open(&journal.path)?);
+        journal.lines = leases.len() as u64;
+        Ok(())
+    }
+
+    /// Lines in the journal file now.
+    pub fn journal_lines(&self) -> u64 {
+        self.lock().lines
+    }
+}
+
+/// dhcp-store does not depend on a logging crate; compaction failures are rare enough for stderr.
+fn tracing_free_log(message: &str) {
+    eprintln!("{message}");
+}
+
+/// The entries to journal for a store answer: the lease unless it is only an offer.
+fn journaled(lease: &Option<Lease>) -> Vec<Entry> {
+    match lease {
+        Some(l) if !matches!(l.state, LeaseState::Offered { .. }) => vec![Entry::Lease(l.clone())],
+        _ => Vec::new(),
+    }
+}
+
+impl LeaseStore for JournalStore {
+    async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
+        self.memory.lease_by_client(subnet, client).await
+    }
+
+    async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
+        self.memory.lease_by_addr(addr).await
+    }
+
+    async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        // The journal lock is held across the change and its append, so the journal's order is
+        // the order the changes were made in. The memory store answers at once (`Ready`), so
+        // nothing is awaited while the lock is held.
+        let mut journal = self.lock();
+        let got = self.memory.claim(lease, now).into_inner()?;
+        self.append(&mut journal, &journaled(&got))?;
+        Ok(got)
+    }
+
+    async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let mut journal = self.lock();
+        let got = self.memory.allocate(pool, lease, now).into_inner()?;
+        self.append(&mut journal, &journaled(&got))?;
+        Ok(got)
+    }
+
+    async fn update_state(
+        &self,
+        addr: Ipv4Addr,
+        client: &ClientId,
+        state: LeaseState,
+    ) -> Result<Option<Lease>, StoreError> {
+        let mut journal = self.lock();
+        let got = self.memory.update_state(addr, client, state).into_inner()?;
+        self.append(&mut journal, &journaled(&got))?;
+        Ok(got)
+    }
+
+    async fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
+        self.memory.reclaim_expired(now, limit).await
+    }
+
+    async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
+        let mut journal = self.lock();
+        let deleted = self.memory.delete(addr).into_inner()?;
+        if deleted {
+            self.append(&mut journal, &[Entry::Deleted(addr)])?;
+        }
+        Ok(deleted)
+    }
+
+    async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {
+        self.memory.list(subnet).await
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Lease(Lease),
+    Deleted(Ipv4Addr),
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+impl Entry {
+    fn line(&self) -> String {
+        match self {
+            Entry::Deleted(addr) => format!("D {addr} .\n"),
+            Entry::Lease(l) => {
+                let deadline = l.state.deadline().map_or_else(|| "-".to_owned(), |t| t.as_secs().to_string());
+                let hostname = l.hostname.as_deref().map_or_else(|| "-".to_owned(), |h| hex(h.as_bytes()));
+                let client = hex(l.client.as_bytes());
+                format!(
+                    "L {} {} {} {deadline} {} {} {hostname} .\n",
+                    l.addr,
+                    l.subnet,
+                    l.state.name(),
+                    if client.is_empty() { "-".to_owned() } else { client },
+                    hex(l.hwaddr.as_bytes()),
+                )
+            }
+        }
+    }
+}
+
+fn parse_line(line: &str) -> Option<Entry> {
+    let line = line.strip_suffix(" .")?;
+    let mut f = line.split(' ');
+    match f.next()? {
+        "D" => {
+            let addr = f.next()?.parse().ok()?;
+            f.next().is_none().then_some(Entry::Deleted(addr))
+        }
+        "L" => {
+            let addr = f.next()?.parse().ok()?;
+            let subnet = f.next()?.parse().ok()?;
+            let state = f.next()?;
+            let deadline = match f.next()? {
+                "-" => None,
+                secs => Some(Timestamp::from_secs(secs.parse().ok()?)),
+            };
+            let client = match f.next()? {
+                "-" => Vec::new(),
+                text => unhex(text)?,
+            };
+            let hwaddr = HwAddr::new(&unhex(f.next()?)?)?;
+            let hostname = match f.next()? {
+                "-" => None,
+                text => Some(String::from_utf8(unhex(text)?).ok()?),
+            };
+            if f.next().is_some() {
+                return None;
+            }
+            let state = match (state, deadline) {
+                ("offered", Some(until)) => LeaseState::Offered { until },
+                ("bound", Some(expires)) => LeaseState::Bound { expires },
+                ("declined", Some(until)) => LeaseState::Declined { until },
+                ("released", None) => LeaseState::Released,
+                ("expired", None) => LeaseState::Expired,
+                _ => return None,
+            };
+            Some(Entry::Lease(Lease { addr, client: ClientId::from_bytes(&client), hwaddr, subnet, state, hostname }))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(state: LeaseState, hostname: Option<&str>) -> Lease {
+        Lease {
+            addr: Ipv4Addr::new(10, 0, 0, 7),
+            client: ClientId::from_bytes(&[1, 2, 0, 0, 0, 0, 7]),
+            hwaddr: HwAddr::mac([2, 0, 0, 0, 0, 7]),
+            subnet: 3,
+            state,
+            hostname: hostname.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn lines_round_trip() {
+        let t = Timestamp::from_secs(1_700_000_000);
+        for state in [
+            LeaseState::Offered { until: t },
+            LeaseState::Bound { expires: t },
+            LeaseState::Declined { until: t },
+            LeaseState::Released,
+            LeaseState::Expired,
+        ] {
+            for hostname in [None, Some("host name, with spaces")] {
+                let entry = Entry::Lease(lease(state, hostname));
+                let line = entry.line();
+                assert_eq!(parse_line(line.trim_end()), Some(entry), "{line}");
+            }
+        }
+        let deleted = Entry::Deleted(Ipv4Addr::new(10, 0, 0, 9));
+        assert_eq!(parse_line(deleted.line().trim_end()), Some(deleted));
+    }
+
+    #[test]
+    fn damaged_lines_do_not_parse() {
+        let good = Entry::Lease(lease(LeaseState::Bound { expires: Timestamp::from_secs(5) }, Some("host"))).line();
+        let good = good.trim_end();
+        assert!(parse_line(good).is_some());
+        for cut in 1..good.len() {
+            // Every proper prefix of a line (a torn write) is refused.
+            let prefix = &good[..cut];
+            assert!(parse_line(prefix).is_none(), "{prefix:?}");
+        }
+        assert!(parse_line("L 10.0.0.1 1 bound - 01 020000000001 - .").is_none(), "bound needs a deadline");
+        assert!(parse_line("X 10.0.0.1 .").is_none());
+        assert!(parse_line("D 10.0.0.1 extra .").is_none());
+    }
+}

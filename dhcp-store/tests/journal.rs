@@ -1,0 +1,101 @@
+//! The journal store: the shared contract, and what the journal adds: replay after a restart,
+//! torn lines skipped, compaction.
+
+#[macro_use]
+mod conformance;
+
+use std::io::Write;
+
+use conformance::{T0, addr, bound, client};
+use dhcp_core::{LeaseState, LeaseStore};
+use dhcp_store::{COMPACT_MIN_LINES, JournalStore};
+
+suite!(async {
+    // The directory is removed when this guard drops; the open file stays usable until then.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, report) = JournalStore::open(dir.path().join("leases.journal")).expect("open");
+    assert_eq!(report.leases, 0);
+    std::mem::forget(dir);
+    store
+});
+
+fn sorted(mut leases: Vec<dhcp_core::Lease>) -> Vec<dhcp_core::Lease> {
+    leases.sort_by_key(|l| l.addr);
+    leases
+}
+
+#[tokio::test]
+async fn a_restart_replays_every_change() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leases.journal");
+    let before = {
+        let (store, _) = JournalStore::open(&path).expect("open");
+        for n in 1..=5 {
+            store.claim(&bound(n, addr(n), 3600), T0).await.expect("store").expect("granted");
+        }
+        store.update_state(addr(2), &client(2), LeaseState::Released).await.expect("store").expect("held");
+        store.update_state(addr(3), &client(3), LeaseState::Declined { until: T0 + 600 }).await.expect("store");
+        assert!(store.delete(addr(4)).await.expect("store"));
+        store.claim(&bound(5, addr(5), 7200), T0 + 100).await.expect("store").expect("renewed");
+        // Offers are not journaled: a crash costs the client one more DISCOVER.
+        store.claim(&conformance::offered(9, addr(9), 30), T0).await.expect("store").expect("offered");
+        sorted(store.list(None).await.expect("store"))
+    };
+    let (store, report) = JournalStore::open(&path).expect("reopen");
+    assert_eq!((report.applied, report.skipped), (9, 0));
+    let after = sorted(store.list(None).await.expect("store"));
+    let without_offer: Vec<_> = before.into_iter().filter(|l| l.addr != addr(9)).collect();
+    assert_eq!(after, without_offer);
+    assert_eq!(after.len(), 4);
+}
+
+#[tokio::test]
+async fn a_torn_last_line_is_skipped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leases.journal");
+    {
+        let (store, _) = JournalStore::open(&path).expect("open");
+        store.claim(&bound(1, addr(1), 3600), T0).await.expect("store").expect("granted");
+        store.claim(&bound(2, addr(2), 3600), T0).await.expect("store").expect("granted");
+    }
+    // A crash in the middle of an append leaves part of a line.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("append");
+    file.write_all(b"L 10.0.0.3 1 bound 17000036").expect("write");
+    drop(file);
+    let (store, report) = JournalStore::open(&path).expect("reopen");
+    assert_eq!((report.applied, report.skipped, report.leases), (2, 1, 2));
+    // And the journal goes on working after it.
+    store.claim(&bound(3, addr(3), 3600), T0).await.expect("store").expect("granted");
+    drop(store);
+    let (_, report) = JournalStore::open(&path).expect("reopen again");
+    assert_eq!((report.skipped, report.leases), (1, 3));
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_journal_proportional_to_the_leases() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leases.journal");
+    let (store, _) = JournalStore::open(&path).expect("open");
+    // Ten clients renewing over and over: many lines, few leases.
+    for round in 0..(COMPACT_MIN_LINES / 10 + 50) {
+        for n in 1..=10u8 {
+            let renewed = bound(n, addr(n), 3600 + round);
+            store.claim(&renewed, T0 + round).await.expect("store").expect("granted");
+        }
+    }
+    // Compaction runs in the background; wait for it.
+    for _ in 0..200 {
+        if store.journal_lines() < 1000 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(store.journal_lines() < 1000, "compacted: {} lines", store.journal_lines());
+    let before = sorted(store.list(None).await.expect("store"));
+    drop(store);
+    let (store, report) = JournalStore::open(&path).expect("reopen");
+    assert!(report.applied < 1000, "{report:?}");
+    assert_eq!(sorted(store.list(None).await.expect("store")), before);
+    let size = std::fs::metadata(&path).expect("journal").len();
+    assert!(size < 100_000, "journal is {size} bytes");
+}
