@@ -243,9 +243,15 @@ impl Lab {
     /// `[server]` table is added here: listen on vsrv, debug logs, a lease dump) and waits
     /// until it listens.
     pub fn start_server(&mut self, config: &str) {
+        self.start_server_with(config, "");
+    }
+
+    /// [`start_server`](Self::start_server) with more lines for the `[server]` table (a store
+    /// URL, say).
+    pub fn start_server_with(&mut self, config: &str, server_lines: &str) {
         let dump = self.path("leases.csv");
         let text = format!(
-            "{config}\n[server]\nlisten = [\"vsrv\"]\nlog-level = \"debug\"\nlease-dump = \"{}\"\n",
+            "{config}\n[server]\nlisten = [\"vsrv\"]\nlog-level = \"debug\"\nlease-dump = \"{}\"\n{server_lines}\n",
             dump.display()
         );
         let file = self.write("server.toml", &text);
@@ -259,10 +265,13 @@ impl Lab {
             .stderr(fs::File::create(&log).expect("server log"))
             .spawn()
             .expect("start dhcp-server");
-        let proc = Proc { child, log };
+        let mut proc = Proc { child, log };
         self.start_capture();
         let start = Instant::now();
         while !proc.log_text().contains("serving") {
+            if let Ok(Some(status)) = proc.child.try_wait() {
+                panic!("server exited with {status}:\n{}", proc.log_text());
+            }
             assert!(start.elapsed() < Duration::from_secs(10), "server did not start:\n{}", proc.log_text());
             sleep(Duration::from_millis(20));
         }
@@ -300,6 +309,35 @@ impl Lab {
             sleep(Duration::from_millis(20));
         }
         self.capture = Some(capture);
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and waits for it to be gone.
+    pub fn crash_server(&mut self) {
+        if let Some(mut proc) = self.server_proc.take() {
+            proc.signal("KILL");
+            assert!(proc.wait(Duration::from_secs(5)).is_some(), "server survived SIGKILL");
+        }
+    }
+
+    /// Records every packet the server sends (UDP from port 67) on its interface to `file`,
+    /// until the returned process is stopped with [`stop_capture`].
+    pub fn capture_replies(&self, file: &Path) -> Proc {
+        let log = self.path("replies-tcpdump.log");
+        let child = self
+            .server
+            .command("tcpdump")
+            .args(["-i", "vsrv", "-U", "--immediate-mode", "-w", &file.to_string_lossy(), "udp src port 67"])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("tcpdump log"))
+            .spawn()
+            .expect("start tcpdump");
+        let capture = Proc { child, log };
+        let start = Instant::now();
+        while !capture.log_text().contains("listening on") {
+            assert!(start.elapsed() < Duration::from_secs(5), "tcpdump did not start: {}", capture.log_text());
+            sleep(Duration::from_millis(20));
+        }
+        capture
     }
 
     pub fn server_log(&self) -> String {
@@ -359,6 +397,34 @@ impl Drop for Lab {
         self.server_proc = None;
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Stops a capture started by [`Lab::capture_replies`] so that its file is complete.
+pub fn stop_capture(mut capture: Proc) {
+    capture.signal("INT");
+    let _ = capture.wait(Duration::from_secs(5));
+}
+
+/// The UDP payloads of an Ethernet pcap file.
+pub fn udp_payloads(file: &Path) -> Vec<Vec<u8>> {
+    let bytes = fs::read(file).expect("read capture");
+    let le32 = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let len = le32(at + 8) as usize;
+        let Some(frame) = bytes.get(at + 16..at + 16 + len) else { break };
+        at += 16 + len;
+        if frame.len() < 42 || frame[12..14] != [8, 0] || frame[23] != 17 {
+            continue;
+        }
+        let udp = &frame[14 + usize::from(frame[14] & 0x0f) * 4..];
+        let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+        if let Some(payload) = udp.get(8..udp_len) {
+            out.push(payload.to_vec());
+        }
+    }
+    out
 }
 
 /// One line of the server's lease dump.
