@@ -50,6 +50,9 @@ pub enum AnyStore {
     /// `memory:?journal=PATH` — [`JournalStore`](crate::JournalStore).
     #[cfg(feature = "journal")]
     Journal(crate::JournalStore),
+    /// `sqlite://PATH` — [`SqliteStore`](crate::SqliteStore).
+    #[cfg(feature = "sqlite")]
+    Sqlite(crate::SqliteStore),
 }
 
 /// The schemes [`open`] accepts in this build.
@@ -57,11 +60,14 @@ pub fn supported_schemes() -> &'static [&'static str] {
     &[
         #[cfg(feature = "memory")]
         "memory:",
+        #[cfg(feature = "sqlite")]
+        "sqlite:",
     ]
 }
 
 /// Opens the store a URL names: `memory:` (the in-memory store), `memory:?journal=PATH` (the
-/// same with a lease journal, replayed now).
+/// same with a lease journal, replayed now), `sqlite://PATH` (a SQLite file, created when
+/// missing; `sqlite:///abs/path` or `sqlite://relative/path`).
 pub fn open(url: &str) -> Result<AnyStore, OpenError> {
     let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
     let bad = |reason: &str| OpenError::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
@@ -83,6 +89,15 @@ pub fn open(url: &str) -> Result<AnyStore, OpenError> {
             #[cfg(not(feature = "journal"))]
             _ => Err(bad("this build has no journal (cargo feature `journal`)")),
         },
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            // sqlite://PATH: an absolute path keeps its leading slash (sqlite:///var/lib/x.db).
+            let path =
+                rest.strip_prefix("//").filter(|p| !p.is_empty()).ok_or_else(|| bad("expected sqlite://PATH"))?;
+            let store = crate::SqliteStore::open(path)
+                .map_err(|e| OpenError::Open { url: url.to_owned(), reason: e.to_string() })?;
+            Ok(AnyStore::Sqlite(store))
+        }
         _ => Err(OpenError::Unsupported {
             url: url.to_owned(),
             reason: format!("this build supports {}", supported_schemes().join(", ")),
@@ -98,6 +113,8 @@ macro_rules! dispatch {
             AnyStore::Memory($store) => $call,
             #[cfg(feature = "journal")]
             AnyStore::Journal($store) => $call,
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite($store) => $call,
         }
     };
 }

@@ -35,10 +35,14 @@ mod any;
 mod journal;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use any::{AnyStore, OpenError, open, supported_schemes};
 #[cfg(feature = "journal")]
 pub use journal::{COMPACT_MIN_LINES, JournalStore, ReplayReport};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;

@@ -1,0 +1,84 @@
+//! The SQLite store: the shared contract, persistence across reopening, schema versioning, and
+//! atomic claims from several processes' worth of connections.
+
+#[macro_use]
+mod conformance;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use conformance::{T0, addr, bound, client};
+use dhcp_core::{LeaseState, LeaseStore, PoolRef};
+use dhcp_store::SqliteStore;
+
+suite!(async {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("leases.db")).expect("open");
+    std::mem::forget(dir);
+    store
+});
+
+#[tokio::test]
+async fn leases_survive_reopening() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leases.db");
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        store.claim(&bound(1, addr(1), 3600), T0).await.expect("store").expect("granted");
+        store.claim(&bound(2, addr(2), 3600), T0).await.expect("store").expect("granted");
+        store.update_state(addr(2), &client(2), LeaseState::Released).await.expect("store").expect("held");
+    }
+    let store = SqliteStore::open(&path).expect("reopen");
+    let leases = store.list(None).await.expect("store");
+    assert_eq!(leases, vec![bound(1, addr(1), 3600), conformance::lease(2, addr(2), LeaseState::Released)]);
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leases.db");
+    drop(SqliteStore::open(&path).expect("create"));
+    // As a newer server would leave the file.
+    let conn = rusqlite::Connection::open(&path).expect("open directly");
+    conn.pragma_update(None, "user_version", 99).expect("set version");
+    drop(conn);
+    let err = SqliteStore::open(&path).expect_err("schema from the future");
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[test]
+fn concurrent_connections_never_share_an_address() {
+    // Four connections to one file, as four server processes would have, allocating from a pool
+    // of 20 for 4 x 10 clients: each address goes to exactly one client, and 20 get none.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = Arc::new(dir.path().join("leases.db"));
+    drop(SqliteStore::open(path.as_ref()).expect("create"));
+    let ranges = [u32::from(addr(10))..=u32::from(addr(29))];
+    let granted: Vec<Vec<Ipv4Addr>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4u8)
+            .map(|worker| {
+                let path = Arc::clone(&path);
+                let ranges = &ranges;
+                scope.spawn(move || {
+                    let store = SqliteStore::open(path.as_ref()).expect("open");
+                    let pool = PoolRef { key: 7, subnet: 1, ranges };
+                    (0..10u8)
+                        .filter_map(|i| {
+                            let lease = bound(worker * 10 + i + 1, Ipv4Addr::UNSPECIFIED, 3600);
+                            dhcp_core::block_on(store.allocate(pool, &lease, T0))
+                                .expect("sqlite answers at once")
+                                .expect("store")
+                                .map(|l| l.addr)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("worker")).collect()
+    });
+    let mut all: Vec<Ipv4Addr> = granted.into_iter().flatten().collect();
+    assert_eq!(all.len(), 20, "the pool fills exactly");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 20, "no address twice");
+}
