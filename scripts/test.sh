@@ -32,6 +32,34 @@ need_packages() {
 # perfdhcp (kea-admin); procps for pkill in cleanup.
 need_packages iproute2 procps isc-dhcp-client busybox udhcpc dhcpcd-base nmap kea-admin
 
+# The store tests talk to a real PostgreSQL at 127.0.0.1:5432 (trust auth, database `test`).
+ensure_postgres() {
+    if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; then
+        return
+    fi
+    log "starting PostgreSQL"
+    need_packages postgresql
+    if command -v pg_ctlcluster >/dev/null 2>&1 && ls /etc/postgresql/*/main >/dev/null 2>&1; then
+        local version
+        version=$(ls /etc/postgresql | sort -V | tail -1)
+        pg_ctlcluster "$version" main start || service postgresql start
+    else
+        service postgresql start
+    fi
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    pg_isready -h 127.0.0.1 -p 5432
+    # A fresh install asks for passwords on TCP; the tests connect as postgres without one.
+    local hba
+    hba=$(su postgres -c "psql -tAc 'show hba_file'")
+    if ! grep -q "^host all all 127.0.0.1/32 trust" "$hba"; then
+        sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+        su postgres -c "psql -c 'select pg_reload_conf()'" >/dev/null
+    fi
+    su postgres -c "psql -tAc \"select 1 from pg_database where datname = 'test'\"" | grep -q 1 ||
+        su postgres -c "createdb test"
+}
+ensure_postgres
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

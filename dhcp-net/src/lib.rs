@@ -30,7 +30,7 @@
 //!     pools = ["10.20.0.100-10.20.0.199"]
 //!     relay-addresses = ["127.0.0.2"]
 //! "#)?;
-//! let store = dhcp_store::open(&config.settings.store)?;
+//! let store = dhcp_store::MemoryStore::new();
 //! let server = Server::bind(Arc::new(Engine::new(config.dhcp, store)), config.settings)?;
 //! let stop = AtomicBool::new(false);
 //! server.run_blocking(&stop)?; // returns once another thread sets `stop`

@@ -53,6 +53,9 @@ pub enum AnyStore {
     /// `sqlite://PATH` — [`SqliteStore`](crate::SqliteStore).
     #[cfg(feature = "sqlite")]
     Sqlite(crate::SqliteStore),
+    /// `postgres://...` — [`PostgresStore`](crate::PostgresStore).
+    #[cfg(feature = "postgres")]
+    Postgres(crate::PostgresStore),
 }
 
 /// The schemes [`open`] accepts in this build.
@@ -62,13 +65,21 @@ pub fn supported_schemes() -> &'static [&'static str] {
         "memory:",
         #[cfg(feature = "sqlite")]
         "sqlite:",
+        #[cfg(feature = "postgres")]
+        "postgres:",
+        #[cfg(feature = "postgres")]
+        "postgresql:",
     ]
 }
 
 /// Opens the store a URL names: `memory:` (the in-memory store), `memory:?journal=PATH` (the
 /// same with a lease journal, replayed now), `sqlite://PATH` (a SQLite file, created when
-/// missing; `sqlite:///abs/path` or `sqlite://relative/path`).
-pub fn open(url: &str) -> Result<AnyStore, OpenError> {
+/// missing; `sqlite:///abs/path` or `sqlite://relative/path`), `postgres://USER@HOST/DB` (a pool
+/// of 16 connections; the schema is created or migrated).
+///
+/// Async because network stores connect here; the memory store's future is ready at once, so
+/// `dhcp_core::block_on(open("memory:"))` works without a runtime.
+pub async fn open(url: &str) -> Result<AnyStore, OpenError> {
     let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
     let bad = |reason: &str| OpenError::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
     match scheme {
@@ -98,6 +109,13 @@ pub fn open(url: &str) -> Result<AnyStore, OpenError> {
                 .map_err(|e| OpenError::Open { url: url.to_owned(), reason: e.to_string() })?;
             Ok(AnyStore::Sqlite(store))
         }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let store = crate::PostgresStore::connect(url, 16)
+                .await
+                .map_err(|e| OpenError::Open { url: url.to_owned(), reason: e.to_string() })?;
+            Ok(AnyStore::Postgres(store))
+        }
         _ => Err(OpenError::Unsupported {
             url: url.to_owned(),
             reason: format!("this build supports {}", supported_schemes().join(", ")),
@@ -115,6 +133,8 @@ macro_rules! dispatch {
             AnyStore::Journal($store) => $call,
             #[cfg(feature = "sqlite")]
             AnyStore::Sqlite($store) => $call,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres($store) => $call,
         }
     };
 }
@@ -162,12 +182,17 @@ impl LeaseStore for AnyStore {
 mod tests {
     use super::*;
 
+    fn open_now(url: &str) -> Result<AnyStore, OpenError> {
+        dhcp_core::block_on(open(url)).expect("local stores open without waiting")
+    }
+
     #[test]
     fn opens_memory_and_refuses_unknown_schemes() {
-        assert!(matches!(open("memory:"), Ok(AnyStore::Memory(_))));
-        assert!(matches!(open("memory:?journl=/tmp/x"), Err(OpenError::BadUrl { .. })));
-        assert!(matches!(open("memory:?journal=/nonexistent-dir/leases"), Err(OpenError::Open { .. })));
-        let err = open("mongodb://localhost").expect_err("no such store");
+        assert!(matches!(open_now("memory:"), Ok(AnyStore::Memory(_))));
+        assert!(matches!(open_now("memory:?journl=/tmp/x"), Err(OpenError::BadUrl { .. })));
+        assert!(matches!(open_now("memory:?journal=/nonexistent-dir/leases"), Err(OpenError::Open { .. })));
+        assert!(matches!(open_now("sqlite://"), Err(OpenError::BadUrl { .. })));
+        let err = open_now("mongodb://localhost").expect_err("no such store");
         assert!(err.to_string().contains("memory:"), "{err}");
     }
 }

@@ -35,12 +35,16 @@ mod any;
 mod journal;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use any::{AnyStore, OpenError, open, supported_schemes};
 #[cfg(feature = "journal")]
 pub use journal::{COMPACT_MIN_LINES, JournalStore, ReplayReport};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

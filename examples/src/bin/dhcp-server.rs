@@ -66,7 +66,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let store = dhcp_store::open(&config.settings.store)?;
+    let store = dhcp_store::open(&config.settings.store).await?;
     let engine = Arc::new(Engine::new(config.dhcp, store));
     let server = Arc::new(Server::bind(engine, config.settings)?);
     info!("serving");

@@ -1,0 +1,375 @@
+//! The shared SQL store: `postgres://USER@HOST/DB`, for several servers on one lease database.
+//!
+//! Claims are one `INSERT ... ON CONFLICT (addr) DO UPDATE ... WHERE <the address is available
+//! to this client>` statement: PostgreSQL locks the conflicting row and re-checks the condition,
+//! so two servers claiming one address at once cannot both win, with no read-then-write race.
+//! Allocation takes never-used addresses from a per-pool cursor row (`UPDATE ... RETURNING`,
+//! which serialises servers on that row), then addresses whose last lease is over, through an
+//! index; each candidate is then claimed with the same atomic statement. A commit is durable
+//! (PostgreSQL's default `synchronous_commit`) before the store answers.
+//!
+//! The schema's version is kept in `dhcp_schema_version` and migrated on open.
+
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+
+use deadpool_postgres::{Manager, Pool};
+use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
+use tokio_postgres::{NoTls, Row};
+
+const SCHEMA_VERSION: i32 = 1;
+
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE dhcp_leases (
+        addr     BIGINT PRIMARY KEY,    -- IPv4 address, host order
+        subnet   BIGINT NOT NULL,
+        client   BYTEA  NOT NULL,
+        hwaddr   BYTEA  NOT NULL,
+        state    SMALLINT NOT NULL,     -- 0 offered, 1 bound, 2 declined, 3 released, 4 expired
+        deadline BIGINT,                -- Unix seconds; NULL for released and expired
+        free_at  BIGINT NOT NULL,       -- when anyone may take the address (0: now)
+        hostname TEXT
+    );
+    CREATE INDEX dhcp_leases_by_client ON dhcp_leases (subnet, client);
+    CREATE INDEX dhcp_leases_by_deadline ON dhcp_leases (deadline) WHERE deadline IS NOT NULL;
+    CREATE INDEX dhcp_leases_free ON dhcp_leases (subnet, free_at, addr);
+    CREATE TABLE dhcp_pool_cursor (pool_key BIGINT PRIMARY KEY, next BIGINT NOT NULL);
+"];
+
+const COLUMNS: &str = "addr, subnet, client, hwaddr, state, deadline, hostname";
+
+/// The atomic claim: write the lease unless the address is held by someone else, or declined,
+/// or this is an offer over the client's own unexpired binding (which must not be shortened).
+const CLAIM: &str = "
+    INSERT INTO dhcp_leases AS l (addr, subnet, client, hwaddr, state, deadline, free_at, hostname)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (addr) DO UPDATE SET
+        subnet = EXCLUDED.subnet, client = EXCLUDED.client, hwaddr = EXCLUDED.hwaddr,
+        state = EXCLUDED.state, deadline = EXCLUDED.deadline, free_at = EXCLUDED.free_at,
+        hostname = EXCLUDED.hostname
+    WHERE (l.free_at <= $9 OR (l.client = EXCLUDED.client AND l.state IN (0, 1)))
+      AND NOT (EXCLUDED.state = 0 AND l.state = 1 AND l.client = EXCLUDED.client AND l.deadline > $9)
+    RETURNING addr";
+
+/// Leases in PostgreSQL, shared by any number of servers.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("status", &self.pool.status()).finish()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("postgres: {e}"))
+}
+
+fn backend(e: tokio_postgres::Error) -> StoreError {
+    // A closed connection or a refused one is an outage; anything the server said is not.
+    if e.is_closed() || e.as_db_error().is_none() {
+        unavailable(e)
+    } else {
+        StoreError::Backend(format!("postgres: {e}"))
+    }
+}
+
+fn secs(t: Timestamp) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn state_code(state: LeaseState) -> (i16, Option<i64>, i64) {
+    match state {
+        LeaseState::Offered { until } => (0, Some(secs(until)), secs(until)),
+        LeaseState::Bound { expires } => (1, Some(secs(expires)), secs(expires)),
+        LeaseState::Declined { until } => (2, Some(secs(until)), secs(until)),
+        LeaseState::Released => (3, None, 0),
+        LeaseState::Expired => (4, None, 0),
+    }
+}
+
+fn lease_from_row(row: &Row) -> Result<Lease, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("postgres lease row: {what}"));
+    let addr: i64 = row.try_get(0).map_err(backend)?;
+    let subnet: i64 = row.try_get(1).map_err(backend)?;
+    let client: Vec<u8> = row.try_get(2).map_err(backend)?;
+    let hwaddr: Vec<u8> = row.try_get(3).map_err(backend)?;
+    let state: i16 = row.try_get(4).map_err(backend)?;
+    let deadline: Option<i64> = row.try_get(5).map_err(backend)?;
+    let hostname: Option<String> = row.try_get(6).map_err(backend)?;
+    let at = deadline.and_then(|d| u64::try_from(d).ok()).map(Timestamp::from_secs);
+    let state = match (state, at) {
+        (0, Some(until)) => LeaseState::Offered { until },
+        (1, Some(expires)) => LeaseState::Bound { expires },
+        (2, Some(until)) => LeaseState::Declined { until },
+        (3, _) => LeaseState::Released,
+        (4, _) => LeaseState::Expired,
+        _ => return Err(corrupt("state and deadline disagree")),
+    };
+    Ok(Lease {
+        addr: Ipv4Addr::from(u32::try_from(addr).map_err(|_| corrupt("address"))?),
+        client: ClientId::from_bytes(&client),
+        hwaddr: HwAddr::new(&hwaddr).ok_or_else(|| corrupt("hardware address"))?,
+        subnet: u32::try_from(subnet).map_err(|_| corrupt("subnet"))?,
+        state,
+        hostname,
+    })
+}
+
+/// The `offset`-th address of `ranges`, if the pool has that many.
+fn nth_addr(ranges: &[RangeInclusive<u32>], mut offset: u64) -> Option<u32> {
+    for r in ranges {
+        let size = u64::from(r.end() - r.start()) + 1;
+        if offset < size {
+            return u32::try_from(u64::from(*r.start()) + offset).ok();
+        }
+        offset -= size;
+    }
+    None
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` URL names (tokio-postgres's URL and key=value
+    /// forms) with a pool of up to `max_connections`, and creates or migrates the schema.
+    pub async fn connect(url: &str, max_connections: usize) -> Result<PostgresStore, StoreError> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::Backend(format!("postgres URL: {e}")))?;
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(StoreError::Backend("postgres: sslmode=require is not supported by this build yet".into()));
+        }
+        let manager = Manager::new(config, NoTls);
+        let pool = Pool::builder(manager).max_size(max_connections.max(1)).build().map_err(unavailable)?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(unavailable)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // One migrator at a time, whichever server starts first.
+        tx.execute("SELECT pg_advisory_xact_lock(7478424)", &[]).await.map_err(backend)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS dhcp_schema_version (version INT NOT NULL)")
+            .await
+            .map_err(backend)?;
+        let version: i32 = match tx.query_opt("SELECT version FROM dhcp_schema_version", &[]).await.map_err(backend)? {
+            Some(row) => row.try_get(0).map_err(backend)?,
+            None => {
+                tx.execute("INSERT INTO dhcp_schema_version VALUES (0)", &[]).await.map_err(backend)?;
+                0
+            }
+        };
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Backend(format!(
+                "postgres schema version {version} is newer than this server's {SCHEMA_VERSION}"
+            )));
+        }
+        for (index, step) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+            tx.batch_execute(step).await.map_err(backend)?;
+            let reached = i32::try_from(index + 1).unwrap_or(i32::MAX);
+            tx.execute("UPDATE dhcp_schema_version SET version = $1", &[&reached]).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn lease_at(&self, client: &deadpool_postgres::Client, addr: u32) -> Result<Option<Lease>, StoreError> {
+        let stmt = client
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM dhcp_leases WHERE addr = $1"))
+            .await
+            .map_err(backend)?;
+        client.query_opt(&stmt, &[&i64::from(addr)]).await.map_err(backend)?.map(|r| lease_from_row(&r)).transpose()
+    }
+
+    async fn claim_with(
+        &self,
+        client: &deadpool_postgres::Client,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<Lease>, StoreError> {
+        let (state, deadline, free_at) = state_code(lease.state);
+        let stmt = client.prepare_cached(CLAIM).await.map_err(backend)?;
+        let written = client
+            .query_opt(
+                &stmt,
+                &[
+                    &i64::from(u32::from(lease.addr)),
+                    &i64::from(lease.subnet),
+                    &lease.client.as_bytes(),
+                    &lease.hwaddr.as_bytes(),
+                    &state,
+                    &deadline,
+                    &free_at,
+                    &lease.hostname,
+                    &secs(now),
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        if written.is_some() {
+            return Ok(Some(lease.clone()));
+        }
+        // Not written: either someone else holds it, or this offer met the client's own binding.
+        if matches!(lease.state, LeaseState::Offered { .. })
+            && let Some(existing) = self.lease_at(client, lease.addr.into()).await?
+            && existing.is_bound_to(&lease.client, now)
+        {
+            return Ok(Some(existing));
+        }
+        Ok(None)
+    }
+}
+
+impl LeaseStore for PostgresStore {
+    async fn lease_by_client(&self, subnet: u32, client_id: &ClientId) -> Result<Option<Lease>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM dhcp_leases WHERE subnet = $1 AND client = $2
+                 ORDER BY COALESCE(deadline, 0) DESC LIMIT 1"
+            ))
+            .await
+            .map_err(backend)?;
+        let row = client.query_opt(&stmt, &[&i64::from(subnet), &client_id.as_bytes()]).await.map_err(backend)?;
+        row.map(|r| lease_from_row(&r)).transpose()
+    }
+
+    async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
+        let client = self.client().await?;
+        self.lease_at(&client, addr.into()).await
+    }
+
+    async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let client = self.client().await?;
+        self.claim_with(&client, lease, now).await
+    }
+
+    async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let client = self.client().await?;
+        let key = pool.key as i64;
+        let size = i64::try_from(pool.size()).unwrap_or(i64::MAX);
+        let create = client
+            .prepare_cached("INSERT INTO dhcp_pool_cursor (pool_key, next) VALUES ($1, 0) ON CONFLICT DO NOTHING")
+            .await
+            .map_err(backend)?;
+        client.execute(&create, &[&key]).await.map_err(backend)?;
+        let take = client
+            .prepare_cached(
+                "UPDATE dhcp_pool_cursor SET next = next + 1 WHERE pool_key = $1 AND next < $2 RETURNING next - 1",
+            )
+            .await
+            .map_err(backend)?;
+        // Never-used addresses first: each server takes the next offset under the row's lock.
+        while let Some(row) = client.query_opt(&take, &[&key, &size]).await.map_err(backend)? {
+            let offset: i64 = row.try_get(0).map_err(backend)?;
+            let Some(addr) = u64::try_from(offset).ok().and_then(|o| nth_addr(pool.ranges, o)) else { break };
+            let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
+            if let Some(got) = self.claim_with(&client, &candidate, now).await? {
+                return Ok(Some(got));
+            }
+        }
+        // Then addresses whose last lease is over, longest free first; another server may take
+        // one first, which the atomic claim notices.
+        let free = client
+            .prepare_cached(
+                "SELECT addr FROM dhcp_leases WHERE subnet = $1 AND free_at <= $2 AND addr BETWEEN $3 AND $4
+                 ORDER BY free_at LIMIT 8",
+            )
+            .await
+            .map_err(backend)?;
+        for range in pool.ranges {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&i64::from(pool.subnet), &secs(now), &i64::from(*range.start()), &i64::from(*range.end())];
+            for row in client.query(&free, &params).await.map_err(backend)? {
+                let addr: i64 = row.try_get(0).map_err(backend)?;
+                let Ok(addr) = u32::try_from(addr) else { continue };
+                let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
+                if let Some(got) = self.claim_with(&client, &candidate, now).await? {
+                    return Ok(Some(got));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn update_state(
+        &self,
+        addr: Ipv4Addr,
+        client_id: &ClientId,
+        state: LeaseState,
+    ) -> Result<Option<Lease>, StoreError> {
+        let client = self.client().await?;
+        let (code, deadline, free_at) = state_code(state);
+        let stmt = client
+            .prepare_cached(&format!(
+                "UPDATE dhcp_leases SET state = $3, deadline = $4, free_at = $5
+                 WHERE addr = $1 AND client = $2 RETURNING {COLUMNS}"
+            ))
+            .await
+            .map_err(backend)?;
+        let row = client
+            .query_opt(&stmt, &[&i64::from(u32::from(addr)), &client_id.as_bytes(), &code, &deadline, &free_at])
+            .await
+            .map_err(backend)?;
+        row.map(|r| lease_from_row(&r)).transpose()
+    }
+
+    async fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // SKIP LOCKED: several servers reclaiming at once split the work instead of waiting.
+        let due = tx
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM dhcp_leases WHERE deadline IS NOT NULL AND deadline <= $1
+                     ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED"
+                ),
+                &[&secs(now), &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(lease_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (declined, expired): (Vec<&Lease>, Vec<&Lease>) =
+            due.iter().partition(|l| matches!(l.state, LeaseState::Declined { .. }));
+        let addrs = |ls: &[&Lease]| ls.iter().map(|l| i64::from(u32::from(l.addr))).collect::<Vec<i64>>();
+        tx.execute("DELETE FROM dhcp_leases WHERE addr = ANY($1)", &[&addrs(&declined)]).await.map_err(backend)?;
+        tx.execute(
+            "UPDATE dhcp_leases SET state = 4, deadline = NULL, free_at = 0 WHERE addr = ANY($1)",
+            &[&addrs(&expired)],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(due)
+    }
+
+    async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute("DELETE FROM dhcp_leases WHERE addr = $1", &[&i64::from(u32::from(addr))])
+            .await
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {
+        let client = self.client().await?;
+        let rows = match subnet {
+            Some(s) => client
+                .query(&format!("SELECT {COLUMNS} FROM dhcp_leases WHERE subnet = $1 ORDER BY addr"), &[&i64::from(s)])
+                .await
+                .map_err(backend)?,
+            None => {
+                client.query(&format!("SELECT {COLUMNS} FROM dhcp_leases ORDER BY addr"), &[]).await.map_err(backend)?
+            }
+        };
+        rows.iter().map(lease_from_row).collect()
+    }
+}
