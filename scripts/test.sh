@@ -29,8 +29,8 @@ need_packages() {
 }
 # iproute2 for the network namespaces; the real clients the end-to-end tests run against:
 # dhclient (isc-dhcp-client), udhcpc (busybox, udhcpc), dhcpcd (dhcpcd-base), nmap, and
-# perfdhcp (kea-admin); procps for pkill in cleanup.
-need_packages iproute2 procps isc-dhcp-client busybox udhcpc dhcpcd-base nmap kea-admin
+# perfdhcp (kea-admin); procps; psql (postgresql-client) for the crash test's schema.
+need_packages iproute2 procps isc-dhcp-client busybox udhcpc dhcpcd-base nmap kea-admin postgresql-client
 
 # The store tests talk to a real PostgreSQL at 127.0.0.1:5432 (trust auth, database `test`).
 ensure_postgres() {

@@ -25,6 +25,20 @@ fn sqlite_keeps_every_acked_lease_through_sigkill() {
     crash_under_load(|lab| format!("sqlite://{}", lab.path("leases.db").display()));
 }
 
+#[test]
+fn postgres_keeps_every_acked_lease_through_sigkill() {
+    // The server runs in a network namespace, which has its own loopback: it reaches the host's
+    // PostgreSQL through the Unix socket directory, which the namespace shares.
+    let schema = format!("dhcp_crash_{}", std::process::id());
+    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};");
+    lab::run(&["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", &sql]);
+    crash_under_load(|_| {
+        format!("postgresql://postgres@%2Fvar%2Frun%2Fpostgresql/test?options=-c%20search_path%3D{schema}")
+    });
+    let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE;");
+    lab::run(&["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", &drop]);
+}
+
 fn crash_under_load(url: impl Fn(&Lab) -> String) {
     if !lab::available() {
         return;
