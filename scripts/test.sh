@@ -60,6 +60,18 @@ ensure_postgres() {
 }
 ensure_postgres
 
+# And a real Redis at 127.0.0.1:6379; keys that earlier runs' tests left are removed.
+ensure_redis() {
+    if ! (command -v redis-cli >/dev/null 2>&1 && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1); then
+        log "starting Redis"
+        need_packages redis-server redis-tools
+        redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' --appendonly no
+        for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.2; done
+    fi
+    redis-cli -h 127.0.0.1 --scan --pattern 'dhcptest:*' | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null
+}
+ensure_redis
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -56,6 +56,9 @@ pub enum AnyStore {
     /// `postgres://...` — [`PostgresStore`](crate::PostgresStore).
     #[cfg(feature = "postgres")]
     Postgres(crate::PostgresStore),
+    /// `redis://...` — [`RedisStore`](crate::RedisStore).
+    #[cfg(feature = "redis")]
+    Redis(crate::RedisStore),
 }
 
 /// The schemes [`open`] accepts in this build.
@@ -69,13 +72,15 @@ pub fn supported_schemes() -> &'static [&'static str] {
         "postgres:",
         #[cfg(feature = "postgres")]
         "postgresql:",
+        #[cfg(feature = "redis")]
+        "redis:",
     ]
 }
 
 /// Opens the store a URL names: `memory:` (the in-memory store), `memory:?journal=PATH` (the
 /// same with a lease journal, replayed now), `sqlite://PATH` (a SQLite file, created when
 /// missing; `sqlite:///abs/path` or `sqlite://relative/path`), `postgres://USER@HOST/DB` (a pool
-/// of 16 connections; the schema is created or migrated).
+/// of 16 connections; the schema is created or migrated), `redis://HOST[:PORT][/DB][?prefix=P]`.
 ///
 /// Async because network stores connect here; the memory store's future is ready at once, so
 /// `dhcp_core::block_on(open("memory:"))` works without a runtime.
@@ -116,6 +121,13 @@ pub async fn open(url: &str) -> Result<AnyStore, OpenError> {
                 .map_err(|e| OpenError::Open { url: url.to_owned(), reason: e.to_string() })?;
             Ok(AnyStore::Postgres(store))
         }
+        #[cfg(feature = "redis")]
+        "redis" => {
+            let store = crate::RedisStore::connect(url)
+                .await
+                .map_err(|e| OpenError::Open { url: url.to_owned(), reason: e.to_string() })?;
+            Ok(AnyStore::Redis(store))
+        }
         _ => Err(OpenError::Unsupported {
             url: url.to_owned(),
             reason: format!("this build supports {}", supported_schemes().join(", ")),
@@ -135,6 +147,8 @@ macro_rules! dispatch {
             AnyStore::Sqlite($store) => $call,
             #[cfg(feature = "postgres")]
             AnyStore::Postgres($store) => $call,
+            #[cfg(feature = "redis")]
+            AnyStore::Redis($store) => $call,
         }
     };
 }

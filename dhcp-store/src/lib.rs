@@ -37,6 +37,8 @@ mod journal;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis_store;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -45,6 +47,8 @@ pub use any::{AnyStore, OpenError, open, supported_schemes};
 pub use journal::{COMPACT_MIN_LINES, JournalStore, ReplayReport};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

@@ -1,0 +1,430 @@
+//! The shared key-value store: `redis://HOST[:PORT][/DB][?prefix=P]` (and `rediss://` once TLS
+//! lands), for several servers on one Redis.
+//!
+//! Every change is one Lua script, which Redis runs without interleaving any other command, so
+//! a claim's check and its write are atomic across any number of servers. The connection
+//! reconnects by itself with backoff after an outage; while Redis is away, calls fail with
+//! `StoreError::Unavailable` and the engine answers nothing it could not store.
+//!
+//! # Keys (all under the prefix, `dhcp:` by default)
+//! - `lease:ADDR` (ADDR as a host-order integer): hash `subnet`, `client` (hex), `hw` (hex),
+//!   `state` (0 offered, 1 bound, 2 declined, 3 released, 4 expired), `deadline`, `free_at`,
+//!   `host`;
+//! - `client:SUBNET:CLIENT`: the address of the client's last lease in the subnet;
+//! - `deadlines`: sorted set of addresses by deadline, for reclamation;
+//! - `free:SUBNET`: sorted set of the subnet's leased addresses by when they are free, for reuse;
+//! - `cursor:POOLKEY`: the offset of the pool's next never-used address.
+//!
+//! The scripts build key names from the prefix, which a standalone Redis allows and Redis
+//! Cluster does not; this store is for a standalone Redis (with replicas).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script, Value};
+
+/// Shared Lua: the availability rule and the write, used by the claim and allocate scripts.
+const LIB: &str = r#"
+local p = ARGV[1]
+local now = tonumber(ARGV[2])
+
+-- 1: free for this client, 0: held by another (or declined), 2: an offer meeting the client's
+-- own unexpired binding, which must be kept as it is.
+local function claimable(addr, client, new_state)
+  local cur = redis.call('HMGET', p .. 'lease:' .. addr, 'client', 'state', 'free_at', 'deadline')
+  if not cur[1] then return 1 end
+  local own = cur[1] == client and (cur[2] == '0' or cur[2] == '1')
+  if tonumber(cur[3]) > now and not own then return 0 end
+  if new_state == '0' and cur[2] == '1' and own and tonumber(cur[4]) > now then return 2 end
+  return 1
+end
+
+local function unlink(addr)
+  local key = p .. 'lease:' .. addr
+  local old = redis.call('HMGET', key, 'subnet', 'client')
+  if old[1] then
+    local ck = p .. 'client:' .. old[1] .. ':' .. old[2]
+    if redis.call('GET', ck) == tostring(addr) then redis.call('DEL', ck) end
+    redis.call('ZREM', p .. 'free:' .. old[1], addr)
+  end
+  redis.call('ZREM', p .. 'deadlines', addr)
+  redis.call('DEL', key)
+end
+
+-- f: subnet, client, hw, state, deadline ('' for none), free_at, host ('-' for none)
+local function put(addr, f)
+  unlink(addr)
+  local key = p .. 'lease:' .. addr
+  redis.call('HSET', key, 'subnet', f[1], 'client', f[2], 'hw', f[3], 'state', f[4], 'free_at', f[6])
+  if f[5] ~= '' then
+    redis.call('HSET', key, 'deadline', f[5])
+    redis.call('ZADD', p .. 'deadlines', f[5], addr)
+  end
+  if f[7] ~= '-' then redis.call('HSET', key, 'host', f[7]) end
+  redis.call('SET', p .. 'client:' .. f[1] .. ':' .. f[2], addr)
+  redis.call('ZADD', p .. 'free:' .. f[1], f[6], addr)
+end
+"#;
+
+/// ARGV: prefix, now, addr, then the seven lease fields. Returns 1 written, 0 refused, 2 kept.
+const CLAIM: &str = r#"
+local addr = ARGV[3]
+local f = {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]}
+local verdict = claimable(addr, f[2], f[4])
+if verdict == 1 then put(addr, f) end
+return verdict
+"#;
+
+/// ARGV: prefix, now, pool key, pool size, the seven lease fields, then range bounds as pairs.
+/// Returns the address granted, 0 when the pool is full, or -1 when it looked at its limit of
+/// candidates without finding one (the caller calls again, so Redis is never held for long).
+const ALLOCATE: &str = r#"
+local f = {ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]}
+local size = tonumber(ARGV[4])
+local ranges = {}
+for i = 12, #ARGV, 2 do table.insert(ranges, {tonumber(ARGV[i]), tonumber(ARGV[i + 1])}) end
+local function nth(offset)
+  for _, r in ipairs(ranges) do
+    local n = r[2] - r[1] + 1
+    if offset < n then return r[1] + offset end
+    offset = offset - n
+  end
+  return nil
+end
+local function inside(addr)
+  for _, r in ipairs(ranges) do if addr >= r[1] and addr <= r[2] then return true end end
+  return false
+end
+local cursor = p .. 'cursor:' .. ARGV[3]
+for _ = 1, 256 do
+  local offset = tonumber(redis.call('GET', cursor) or '0')
+  if offset >= size then break end
+  redis.call('SET', cursor, offset + 1)
+  local addr = nth(offset)
+  if claimable(addr, f[2], f[4]) == 1 then put(addr, f); return addr end
+end
+if tonumber(redis.call('GET', cursor) or '0') < size then return -1 end
+local free = redis.call('ZRANGEBYSCORE', p .. 'free:' .. f[1], '-inf', now, 'LIMIT', 0, 256)
+for _, a in ipairs(free) do
+  local addr = tonumber(a)
+  if inside(addr) and claimable(addr, f[2], f[4]) == 1 then put(addr, f); return addr end
+end
+return 0
+"#;
+
+/// ARGV: prefix, now, addr, client, state, deadline, free_at. Returns 1 when updated.
+const UPDATE_STATE: &str = r#"
+local key = p .. 'lease:' .. ARGV[3]
+if redis.call('HGET', key, 'client') ~= ARGV[4] then return 0 end
+local subnet = redis.call('HGET', key, 'subnet')
+redis.call('HSET', key, 'state', ARGV[5], 'free_at', ARGV[7])
+if ARGV[6] ~= '' then
+  redis.call('HSET', key, 'deadline', ARGV[6])
+  redis.call('ZADD', p .. 'deadlines', ARGV[6], ARGV[3])
+else
+  redis.call('HDEL', key, 'deadline')
+  redis.call('ZREM', p .. 'deadlines', ARGV[3])
+end
+redis.call('ZADD', p .. 'free:' .. subnet, ARGV[7], ARGV[3])
+return 1
+"#;
+
+/// ARGV: prefix, now, limit. Returns the reclaimed leases as they were: address then HGETALL.
+const RECLAIM: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', p .. 'deadlines', '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, addr in ipairs(due) do
+  local key = p .. 'lease:' .. addr
+  local fields = redis.call('HGETALL', key)
+  if #fields == 0 then
+    redis.call('ZREM', p .. 'deadlines', addr)
+  else
+    table.insert(out, addr)
+    table.insert(out, fields)
+    if redis.call('HGET', key, 'state') == '2' then
+      unlink(addr)
+    else
+      redis.call('HSET', key, 'state', '4', 'free_at', '0')
+      redis.call('HDEL', key, 'deadline')
+      redis.call('ZREM', p .. 'deadlines', addr)
+      redis.call('ZADD', p .. 'free:' .. redis.call('HGET', key, 'subnet'), 0, addr)
+    end
+  end
+end
+return out
+"#;
+
+/// ARGV: prefix, now, addr. Returns 1 when there was a lease.
+const DELETE: &str = r#"
+if redis.call('EXISTS', p .. 'lease:' .. ARGV[3]) == 0 then return 0 end
+unlink(ARGV[3])
+return 1
+"#;
+
+#[derive(Clone)]
+struct Scripts {
+    claim: Script,
+    allocate: Script,
+    update_state: Script,
+    reclaim: Script,
+    delete: Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        let with_lib = |body: &str| Script::new(&format!("{LIB}\n{body}"));
+        Scripts {
+            claim: with_lib(CLAIM),
+            allocate: with_lib(ALLOCATE),
+            update_state: with_lib(UPDATE_STATE),
+            reclaim: with_lib(RECLAIM),
+            delete: with_lib(DELETE),
+        }
+    }
+}
+
+/// Leases in Redis, shared by any number of servers.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    scripts: Scripts,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+fn failed(e: redis::RedisError) -> StoreError {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        StoreError::Unavailable(format!("redis: {e}"))
+    } else {
+        StoreError::Backend(format!("redis: {e}"))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// The seven lease fields the scripts take, in order.
+fn fields(lease: &Lease) -> [String; 7] {
+    let (state, deadline, free_at) = match lease.state {
+        LeaseState::Offered { until } => (0, Some(until), until.as_secs()),
+        LeaseState::Bound { expires } => (1, Some(expires), expires.as_secs()),
+        LeaseState::Declined { until } => (2, Some(until), until.as_secs()),
+        LeaseState::Released => (3, None, 0),
+        LeaseState::Expired => (4, None, 0),
+    };
+    [
+        lease.subnet.to_string(),
+        hex(lease.client.as_bytes()),
+        hex(lease.hwaddr.as_bytes()),
+        state.to_string(),
+        deadline.map(|d| d.as_secs().to_string()).unwrap_or_default(),
+        free_at.to_string(),
+        lease.hostname.as_deref().map_or_else(|| "-".to_owned(), hex_host),
+    ]
+}
+
+/// Host names are stored hex-encoded so that `-` (none) can never be a real name.
+fn hex_host(host: &str) -> String {
+    hex(host.as_bytes())
+}
+
+fn lease_from_hash(addr: u32, hash: &HashMap<String, String>) -> Result<Lease, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("redis lease {}: {what}", Ipv4Addr::from(addr)));
+    let get = |k: &str| hash.get(k).ok_or_else(|| corrupt(k));
+    let num = |k: &str| get(k)?.parse::<u64>().map_err(|_| corrupt(k));
+    let deadline = hash.get("deadline").map(|d| d.parse::<u64>().map(Timestamp::from_secs)).transpose();
+    let deadline = deadline.map_err(|_| corrupt("deadline"))?;
+    let state = match (num("state")?, deadline) {
+        (0, Some(until)) => LeaseState::Offered { until },
+        (1, Some(expires)) => LeaseState::Bound { expires },
+        (2, Some(until)) => LeaseState::Declined { until },
+        (3, _) => LeaseState::Released,
+        (4, _) => LeaseState::Expired,
+        _ => return Err(corrupt("state")),
+    };
+    let hostname = match hash.get("host") {
+        None => None,
+        Some(h) => Some(String::from_utf8(unhex(h).ok_or_else(|| corrupt("host"))?).map_err(|_| corrupt("host"))?),
+    };
+    Ok(Lease {
+        addr: Ipv4Addr::from(addr),
+        client: ClientId::from_bytes(&unhex(get("client")?).ok_or_else(|| corrupt("client"))?),
+        hwaddr: HwAddr::new(&unhex(get("hw")?).ok_or_else(|| corrupt("hw"))?).ok_or_else(|| corrupt("hw"))?,
+        subnet: u32::try_from(num("subnet")?).map_err(|_| corrupt("subnet"))?,
+        state,
+        hostname,
+    })
+}
+
+impl RedisStore {
+    /// Connects to the Redis a `redis://` URL names; `?prefix=P` (default `dhcp:`) puts every
+    /// key under P, so several deployments or tests can share one Redis.
+    pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
+        let (base, prefix) = match url.split_once("?prefix=") {
+            Some((base, prefix)) if !prefix.is_empty() && !prefix.contains('&') => (base, prefix.to_owned()),
+            Some(_) => return Err(StoreError::Backend(format!("redis URL {url:?}: bad prefix"))),
+            None => (url, "dhcp:".to_owned()),
+        };
+        let client = redis::Client::open(base).map_err(failed)?;
+        let conn = client.get_connection_manager().await.map_err(failed)?;
+        Ok(RedisStore { conn, prefix, scripts: Scripts::new() })
+    }
+
+    async fn hash(&self, addr: u32) -> Result<Option<Lease>, StoreError> {
+        let mut conn = self.conn.clone();
+        let hash: HashMap<String, String> =
+            conn.hgetall(format!("{}lease:{addr}", self.prefix)).await.map_err(failed)?;
+        if hash.is_empty() { Ok(None) } else { lease_from_hash(addr, &hash).map(Some) }
+    }
+}
+
+fn hash_from_values(values: &[Value]) -> HashMap<String, String> {
+    values
+        .chunks(2)
+        .filter_map(|kv| match kv {
+            [k, v] => Some((redis::from_redis_value(k).ok()?, redis::from_redis_value(v).ok()?)),
+            _ => None,
+        })
+        .collect()
+}
+
+impl LeaseStore for RedisStore {
+    async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = format!("{}client:{subnet}:{}", self.prefix, hex(client.as_bytes()));
+        let addr: Option<u32> = conn.get(key).await.map_err(failed)?;
+        let Some(addr) = addr else { return Ok(None) };
+        // The index may lag a concurrent change of hands; trust only a matching lease.
+        Ok(self.hash(addr).await?.filter(|l| l.client == *client && l.subnet == subnet))
+    }
+
+    async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
+        self.hash(addr.into()).await
+    }
+
+    async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut call = self.scripts.claim.prepare_invoke();
+        call.arg(&self.prefix).arg(now.as_secs()).arg(u32::from(lease.addr));
+        for field in fields(lease) {
+            call.arg(field);
+        }
+        let verdict: i64 = call.invoke_async(&mut conn).await.map_err(failed)?;
+        match verdict {
+            1 => Ok(Some(lease.clone())),
+            2 => self.hash(lease.addr.into()).await,
+            _ => Ok(None),
+        }
+    }
+
+    async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let mut conn = self.conn.clone();
+        loop {
+            let mut call = self.scripts.allocate.prepare_invoke();
+            call.arg(&self.prefix).arg(now.as_secs()).arg(pool.key.to_string()).arg(pool.size());
+            for field in fields(lease) {
+                call.arg(field);
+            }
+            for range in pool.ranges {
+                call.arg(*range.start()).arg(*range.end());
+            }
+            let got: i64 = call.invoke_async(&mut conn).await.map_err(failed)?;
+            match got {
+                -1 => continue,
+                0 => return Ok(None),
+                addr => {
+                    let addr = u32::try_from(addr).map_err(|_| StoreError::Corrupt(format!("redis address {addr}")))?;
+                    return Ok(Some(Lease { addr: Ipv4Addr::from(addr), ..lease.clone() }));
+                }
+            }
+        }
+    }
+
+    async fn update_state(
+        &self,
+        addr: Ipv4Addr,
+        client: &ClientId,
+        state: LeaseState,
+    ) -> Result<Option<Lease>, StoreError> {
+        let mut conn = self.conn.clone();
+        let probe = Lease { addr, client: client.clone(), hwaddr: HwAddr::default(), subnet: 0, state, hostname: None };
+        let f = fields(&probe);
+        let mut call = self.scripts.update_state.prepare_invoke();
+        call.arg(&self.prefix).arg(0).arg(u32::from(addr)).arg(&f[1]).arg(&f[3]).arg(&f[4]).arg(&f[5]);
+        let updated: i64 = call.invoke_async(&mut conn).await.map_err(failed)?;
+        if updated == 1 { self.hash(addr.into()).await } else { Ok(None) }
+    }
+
+    async fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut call = self.scripts.reclaim.prepare_invoke();
+        call.arg(&self.prefix).arg(now.as_secs()).arg(limit);
+        let out: Vec<Value> = call.invoke_async(&mut conn).await.map_err(failed)?;
+        let mut leases = Vec::new();
+        for pair in out.chunks(2) {
+            let [addr, Value::Array(fields)] = pair else {
+                return Err(StoreError::Corrupt("redis reclaim answer".into()));
+            };
+            let addr: u32 = redis::from_redis_value(addr).map_err(failed)?;
+            leases.push(lease_from_hash(addr, &hash_from_values(fields))?);
+        }
+        Ok(leases)
+    }
+
+    async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut call = self.scripts.delete.prepare_invoke();
+        call.arg(&self.prefix).arg(0).arg(u32::from(addr));
+        let deleted: i64 = call.invoke_async(&mut conn).await.map_err(failed)?;
+        Ok(deleted == 1)
+    }
+
+    async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}lease:*", self.prefix);
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(failed)?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut leases = Vec::new();
+        for key in keys {
+            let Some(addr) = key.rsplit(':').next().and_then(|a| a.parse::<u32>().ok()) else { continue };
+            if let Some(lease) = self.hash(addr).await?
+                && subnet.is_none_or(|s| lease.subnet == s)
+            {
+                leases.push(lease);
+            }
+        }
+        leases.sort_by_key(|l| l.addr);
+        Ok(leases)
+    }
+}
