@@ -8,6 +8,7 @@
 //! store = "memory:"           # lease store URL
 //! log-level = "info"          # error, warn, info, debug or trace
 //! lease-dump = "/run/dhcp/leases.csv"   # optional: written on SIGUSR1 and at shutdown
+//! max-in-flight = 64          # requests handled at once (default 1 for memory:, else 64)
 //!
 //! # ...then the engine's config (dhcp_core::config): lease-time, subnets, reservations...
 //! ```
@@ -99,6 +100,15 @@ pub struct ServerSettings {
     pub log_level: LogLevel,
     /// Where to write every lease as CSV on SIGUSR1 and at shutdown.
     pub lease_dump: Option<PathBuf>,
+    /// How many requests the tokio driver handles at once. 1 handles each datagram to the end
+    /// before reading the next (best for the in-memory store, which never waits); a network
+    /// store waits on round trips, which requests in flight together overlap.
+    pub max_in_flight: usize,
+}
+
+/// The `max-in-flight` default for a store URL: 1 for the in-memory stores, 64 otherwise.
+pub fn default_in_flight(store: &str) -> usize {
+    if store.starts_with("memory:") { 1 } else { 64 }
 }
 
 impl Default for ServerSettings {
@@ -110,6 +120,7 @@ impl Default for ServerSettings {
             store: "memory:".to_owned(),
             log_level: LogLevel::Info,
             lease_dump: None,
+            max_in_flight: 1,
         }
     }
 }
@@ -123,6 +134,7 @@ struct RawSettings {
     store: Option<String>,
     log_level: Option<String>,
     lease_dump: Option<PathBuf>,
+    max_in_flight: Option<usize>,
 }
 
 /// A whole server config file: process settings and the engine's validated config.
@@ -198,7 +210,12 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         Some(text) => LogLevel::parse(&text)
             .ok_or_else(|| bad("log-level", format!("{text:?}: use error, warn, info, debug or trace")))?,
     };
-    Ok(ServerSettings { listen, server_port, client_port, store, log_level, lease_dump: raw.lease_dump })
+    let max_in_flight = match raw.max_in_flight {
+        None => default_in_flight(&store),
+        Some(0) => return Err(bad("max-in-flight", "must be at least 1".into())),
+        Some(n) => n,
+    };
+    Ok(ServerSettings { listen, server_port, client_port, store, log_level, lease_dump: raw.lease_dump, max_in_flight })
 }
 
 #[cfg(test)]
@@ -239,6 +256,7 @@ mod tests {
             ("server-port = 0", "server.server-port"),
             ("store = \"mongodb://x\"", "server.store"),
             ("log-level = \"loud\"", "server.log-level"),
+            ("max-in-flight = 0", "server.max-in-flight"),
             ("colour = \"red\"", "server"),
         ] {
             let text = format!("[server]\n{server}\n{SUBNET}");

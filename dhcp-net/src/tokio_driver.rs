@@ -67,6 +67,8 @@ impl<S: LeaseStore + 'static> Server<S> {
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut out = Vec::with_capacity(RECV_BUFFER);
         let Some(socket) = self.sockets().get(index) else { return };
+        let max = self.settings().max_in_flight;
+        let in_flight = (max > 1).then(|| Arc::new(tokio::sync::Semaphore::new(max)));
         loop {
             if let Err(e) = watch.readable().await {
                 warn!(error = %e, "socket wait failed; stopping this listener");
@@ -76,9 +78,22 @@ impl<S: LeaseStore + 'static> Server<S> {
             // clears tokio's readiness when the receive reports WouldBlock.
             loop {
                 match watch.try_io(Interest::READABLE, || socket.recv(&mut buf)) {
-                    Ok(received) => {
+                    Ok(received) if in_flight.is_none() => {
                         let datagram = buf.get(..received.len).unwrap_or(&[]);
                         self.process(index, datagram, received, &mut out).await;
+                    }
+                    Ok(received) => {
+                        // Wait for a free slot first: when the store is slow, datagrams queue
+                        // in the socket (and are dropped there) rather than in memory.
+                        let Some(slots) = &in_flight else { continue };
+                        let Ok(permit) = Arc::clone(slots).acquire_owned().await else { return };
+                        let datagram = buf.get(..received.len).unwrap_or(&[]).to_vec();
+                        let server = Arc::clone(&self);
+                        tokio::spawn(async move {
+                            let mut out = Vec::with_capacity(RECV_BUFFER);
+                            server.process(index, &datagram, received, &mut out).await;
+                            drop(permit);
+                        });
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => debug!(error = %e, "receive failed"),

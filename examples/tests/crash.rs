@@ -53,25 +53,22 @@ fn crash_under_load(url: impl Fn(&Lab) -> String) {
     let mut perf = lab
         .client(0)
         .command("perfdhcp")
-        .args(["-4", "-g", "single", "-l", "10.199.0.2", "-R", "100000", "-r", "1500", "-p", "6", SERVER_ADDR])
+        .args(["-4", "-g", "single", "-l", "10.199.0.2", "-R", "100000", "-r", "1000", "-p", "10", SERVER_ADDR])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start perfdhcp");
-    sleep(Duration::from_millis(2500));
+    // Crash once clients hold a few hundred ACKed leases (or after 8 s, whatever came).
+    let start = std::time::Instant::now();
+    while acks(&pcap).len() < 300 && start.elapsed() < Duration::from_secs(8) {
+        sleep(Duration::from_millis(100));
+    }
     lab.crash_server();
     let _ = perf.wait();
     lab::stop_capture(capture);
 
-    let acked: HashSet<(String, String)> = lab::udp_payloads(&pcap)
-        .iter()
-        .filter_map(|payload| {
-            let reply = Packet::parse_reply(payload).ok()?;
-            (reply.message_type() == MessageType::Ack)
-                .then(|| (reply.yiaddr().to_string(), HwAddr::new(reply.chaddr()).unwrap_or_default().to_string()))
-        })
-        .collect();
-    assert!(acked.len() > 100, "perfdhcp got only {} ACKs before the crash", acked.len());
+    let acked = acks(&pcap);
+    assert!(acked.len() >= 50, "perfdhcp got only {} ACKs before the crash", acked.len());
 
     lab.start_server_with(CONFIG, &store);
     let stored: HashSet<(String, String)> =
@@ -85,4 +82,16 @@ fn crash_under_load(url: impl Fn(&Lab) -> String) {
         &lost[..lost.len().min(5)]
     );
     eprintln!("{}: {} ACKed before SIGKILL, all in the store after restart", url(&lab), acked.len());
+}
+
+/// The (address, hardware address) pairs of the ACKs in a capture of the server's replies.
+fn acks(pcap: &std::path::Path) -> HashSet<(String, String)> {
+    lab::udp_payloads(pcap)
+        .iter()
+        .filter_map(|payload| {
+            let reply = Packet::parse_reply(payload).ok()?;
+            (reply.message_type() == MessageType::Ack)
+                .then(|| (reply.yiaddr().to_string(), HwAddr::new(reply.chaddr()).unwrap_or_default().to_string()))
+        })
+        .collect()
 }
