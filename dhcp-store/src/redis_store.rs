@@ -281,7 +281,15 @@ impl RedisStore {
             None => (url, "dhcp:".to_owned()),
         };
         let client = redis::Client::open(base).map_err(failed)?;
-        let conn = client.get_connection_manager().await.map_err(failed)?;
+        // Bounded waits: while Redis is away, a request fails within a few seconds (and the
+        // engine answers nothing) instead of waiting for it; reconnection retries in the
+        // background with a capped backoff.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(std::time::Duration::from_secs(1))
+            .set_response_timeout(std::time::Duration::from_secs(2))
+            .set_number_of_retries(3)
+            .set_max_delay(1000);
+        let conn = client.get_connection_manager_with_config(config).await.map_err(failed)?;
         Ok(RedisStore { conn, prefix, scripts: Scripts::new() })
     }
 
