@@ -12,6 +12,7 @@
 //!                                 # 50% and 87.5% of it
 //! offer-hold-time = 30            # how long an offered address is held for the client
 //! decline-probation-period = 86400
+//! host-source = "config"          # or "store": also look reservations up in the lease store
 //! options = { domain-name-servers = ["10.0.0.53"], domain-name = "example.net" }
 //!
 //! [groups.phones]                 # a named option set (a class)
@@ -75,6 +76,7 @@ impl ConfigError {
 #[allow(missing_docs)]
 pub struct RawConfig {
     pub server_id: Option<String>,
+    pub host_source: Option<String>,
     #[serde(default)]
     pub authoritative: bool,
     pub lease_time: Option<u32>,
@@ -206,6 +208,9 @@ pub struct Config {
     pub subnets: Vec<Subnet>,
     /// Named option sets, by name.
     pub groups: Vec<Group>,
+    /// Whether host reservations and their groups are also looked up in the lease store
+    /// (`host-source = "store"`), for clients the config reserves nothing for.
+    pub hosts_from_store: bool,
 }
 
 /// A subnet and everything served in it.
@@ -501,6 +506,13 @@ impl Validator {
         Ok(Config {
             server_id,
             authoritative: raw.authoritative,
+            hosts_from_store: match raw.host_source.as_deref() {
+                None | Some("config") => false,
+                Some("store") => true,
+                Some(other) => {
+                    return Err(ConfigError::new("host-source", format!("{other:?}: use \"config\" or \"store\"")));
+                }
+            },
             offer_hold_time,
             decline_probation_period: raw.decline_probation_period.unwrap_or(DEFAULT_PROBATION),
             subnets,

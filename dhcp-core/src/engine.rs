@@ -1,5 +1,6 @@
 //! The DHCPv4 state machine.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -180,8 +181,8 @@ struct Ctx<'a> {
     client: ClientId,
     hw: HwAddr,
     subnet: &'a Subnet,
-    reservation: Option<&'a Reservation>,
-    group: Option<&'a Group>,
+    reservation: Option<Cow<'a, Reservation>>,
+    group: Option<Cow<'a, Group>>,
     server_id: Ipv4Addr,
     relay: RelayInfo<'a>,
 }
@@ -340,10 +341,16 @@ impl<S: LeaseStore> Engine<S> {
         ) {
             return Outcome::Dropped(DropReason::UnexpectedMessageType(kind));
         }
-        let ctx = match self.context(pkt, meta) {
+        let mut ctx = match self.context(pkt, meta) {
             Ok(ctx) => ctx,
             Err(reason) => return Outcome::Dropped(reason),
         };
+        if self.config.hosts_from_store
+            && ctx.reservation.is_none()
+            && let Err(e) = self.store_host(&mut ctx, now).await
+        {
+            return Outcome::Dropped(DropReason::Store(e));
+        }
         let result = match kind {
             MessageType::Discover => self.discover(&ctx, now, out).await,
             MessageType::Request => self.request(&ctx, now, out).await,
@@ -378,8 +385,30 @@ impl<S: LeaseStore> Engine<S> {
         let group = reservation
             .and_then(|r| r.group)
             .and_then(|i| self.config.groups.get(i))
-            .or_else(|| self.matching_group(&pkt, &relay));
+            .or_else(|| self.matching_group(&pkt, &relay))
+            .map(Cow::Borrowed);
+        let reservation = reservation.map(Cow::Borrowed);
         Ok(Ctx { pkt, meta, client, hw, subnet, reservation, group, server_id, relay })
+    }
+
+    /// Adds the store's reservation for this client, if it keeps one, to `ctx`.
+    async fn store_host(&self, ctx: &mut Ctx<'_>, now: Timestamp) -> Result<(), StoreError> {
+        let client_id = ctx.pkt.option(61);
+        let Some(host) = self.store.host(&ctx.hw, client_id.as_deref(), now).await? else {
+            return Ok(());
+        };
+        // An address outside the selected subnet cannot be given here; the rest still applies.
+        let ip_address = host.ip_address.filter(|a| ctx.subnet.net.contains(a));
+        ctx.reservation = Some(Cow::Owned(Reservation {
+            hw_address: Some(ctx.hw),
+            ip_address,
+            hostname: host.hostname,
+            ..Reservation::default()
+        }));
+        if let Some(group) = host.group {
+            ctx.group = Some(Cow::Owned(group));
+        }
+        Ok(())
     }
 
     fn matching_group(&self, pkt: &Packet<'_>, relay: &RelayInfo<'_>) -> Option<&Group> {
@@ -396,14 +425,14 @@ impl<S: LeaseStore> Engine<S> {
     }
 
     fn lease_times(&self, ctx: &Ctx<'_>) -> LeaseTimes {
-        match ctx.group.and_then(|g| g.lease_time) {
+        match ctx.group.as_deref().and_then(|g| g.lease_time) {
             Some(lease) => LeaseTimes::with_defaults(lease),
             None => ctx.subnet.times,
         }
     }
 
     fn new_lease(&self, ctx: &Ctx<'_>, addr: Ipv4Addr, state: LeaseState) -> Lease {
-        let hostname = ctx.reservation.and_then(|r| r.hostname.clone()).or_else(|| {
+        let hostname = ctx.reservation.as_deref().and_then(|r| r.hostname.clone()).or_else(|| {
             let name = ctx.pkt.option(12)?;
             core::str::from_utf8(&name).ok().filter(|n| !n.is_empty()).map(String::from)
         });
@@ -413,7 +442,7 @@ impl<S: LeaseStore> Engine<S> {
     /// Whether `addr` may be leased to this client: its reservation, or a dynamic address of
     /// the subnet that no one else has reserved.
     fn may_lease(&self, ctx: &Ctx<'_>, addr: Ipv4Addr) -> bool {
-        if let Some(reserved) = ctx.reservation.and_then(|r| r.ip_address) {
+        if let Some(reserved) = ctx.reservation.as_deref().and_then(|r| r.ip_address) {
             return reserved == addr;
         }
         self.dynamic_pool(ctx.subnet, addr).is_some()
@@ -427,7 +456,7 @@ impl<S: LeaseStore> Engine<S> {
     async fn discover(&self, ctx: &Ctx<'_>, now: Timestamp, out: &mut Vec<u8>) -> Result<Outcome, StoreError> {
         let hold = LeaseState::Offered { until: now + u64::from(self.config.offer_hold_time) };
         let mut offered = None;
-        let reserved = ctx.reservation.and_then(|r| r.ip_address);
+        let reserved = ctx.reservation.as_deref().and_then(|r| r.ip_address);
         if let Some(addr) = reserved {
             offered = self.store.claim(&self.new_lease(ctx, addr, hold), now).await?;
         }
@@ -488,7 +517,7 @@ impl<S: LeaseStore> Engine<S> {
         if !ctx.subnet.net.contains(&addr) {
             return Ok(self.nak(ctx, out));
         }
-        if let Some(reserved) = ctx.reservation.and_then(|r| r.ip_address)
+        if let Some(reserved) = ctx.reservation.as_deref().and_then(|r| r.ip_address)
             && reserved != addr
         {
             return Ok(self.nak(ctx, out));
@@ -605,13 +634,14 @@ impl<S: LeaseStore> Engine<S> {
     /// The most specific configured value of option `code`: reservation, group, pool, subnet.
     fn option_value<'c>(&self, ctx: &'c Ctx<'_>, pool: Option<&'c Pool>, code: u8) -> Option<&'c [u8]> {
         if code == 12
-            && let Some(name) = ctx.reservation.and_then(|r| r.hostname.as_deref())
+            && let Some(name) = ctx.reservation.as_deref().and_then(|r| r.hostname.as_deref())
         {
             return Some(name.as_bytes());
         }
         ctx.reservation
+            .as_deref()
             .and_then(|r| r.options.get(code))
-            .or_else(|| ctx.group.and_then(|g| g.options.get(code)))
+            .or_else(|| ctx.group.as_deref().and_then(|g| g.options.get(code)))
             .or_else(|| pool.and_then(|p| p.options.get(code)))
             .or_else(|| ctx.subnet.options.get(code))
     }

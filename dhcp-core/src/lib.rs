@@ -77,6 +77,6 @@ pub use engine::{Destination, DropReason, Engine, NoReplyReason, Outcome, RecvMe
 pub use lease::{ClientId, HwAddr, Lease, LeaseState};
 pub use poll::block_on;
 pub use stats::{Counter, Stats, SubnetStats};
-pub use store::{LeaseStore, PoolRef, StoreError};
+pub use store::{LeaseStore, PoolRef, StoreError, StoreHost};
 pub use time::Timestamp;
 pub use wire::ParseError;

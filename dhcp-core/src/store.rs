@@ -6,8 +6,29 @@ use core::future::Future;
 use core::net::Ipv4Addr;
 use core::ops::RangeInclusive;
 
-use crate::lease::{ClientId, Lease};
+use crate::config::Group;
+use crate::lease::{ClientId, HwAddr, Lease};
 use crate::time::Timestamp;
+
+/// A host reservation kept in the store rather than the config (the Redis `mac:` and
+/// `client:` hashes operators already keep), with its group resolved.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct StoreHost {
+    /// The reserved address; ignored when it is not in the subnet the request selects.
+    pub ip_address: Option<Ipv4Addr>,
+    /// The host name to give the client.
+    pub hostname: Option<String>,
+    /// Options and lease time for the host.
+    pub group: Option<Group>,
+}
+
+impl StoreHost {
+    /// A host with these parts.
+    pub fn new(ip_address: Option<Ipv4Addr>, hostname: Option<String>, group: Option<Group>) -> Self {
+        StoreHost { ip_address, hostname, group }
+    }
+}
 
 /// Why a store could not answer. The engine drops the packet and counts it; it never ACKs a
 /// lease the store did not accept.
@@ -125,4 +146,17 @@ pub trait LeaseStore: Send + Sync {
 
     /// Every lease in `subnet` (all subnets when `None`), for operators. Not on the packet path.
     fn list(&self, subnet: Option<u32>) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send;
+
+    /// The reservation the store keeps for a client, by hardware address or client identifier,
+    /// asked when the config sets `host-source = "store"`. A store may note that the client was
+    /// seen at `now`. Stores without reservations answer `None` (the default).
+    fn host(
+        &self,
+        hw: &HwAddr,
+        client_id: Option<&[u8]>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<StoreHost>, StoreError>> + Send {
+        let _ = (hw, client_id, now);
+        core::future::ready(Ok(None))
+    }
 }

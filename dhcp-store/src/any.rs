@@ -2,7 +2,7 @@
 
 use core::net::Ipv4Addr;
 
-use dhcp_core::{ClientId, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
+use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
 
 #[cfg(feature = "memory")]
 use crate::MemoryStore;
@@ -154,6 +154,15 @@ macro_rules! dispatch {
 }
 
 impl LeaseStore for AnyStore {
+    async fn host(
+        &self,
+        hw: &HwAddr,
+        client_id: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Option<StoreHost>, StoreError> {
+        dispatch!(self, s => s.host(hw, client_id, now).await)
+    }
+
     async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
         dispatch!(self, s => s.lease_by_client(subnet, client).await)
     }

@@ -17,11 +17,24 @@
 //!
 //! The scripts build key names from the prefix, which a standalone Redis allows and Redis
 //! Cluster does not; this store is for a standalone Redis (with replicas).
+//!
+//! # Reservations and groups operators keep in Redis
+//! With `host-source = "store"` in the config, the engine asks for the client's reservation
+//! here, in the schema the small Go servers use (under `?hosts=H`, empty by default):
+//! - `mac:aa:bb:cc:dd:ee:ff`: hash `ip`, `hostname`, `description`, `group`;
+//! - `client:01:aa:bb:...` (a client identifier, hex bytes joined by colons): the same fields;
+//! - `group:NAME`: hash `lease-time`, `gateway`, `dns`, `domain`, `ntp`, `prefix` (a prefix
+//!   length, giving the subnet mask), `broadcast`; lists are comma- or space-separated. A host
+//!   without a group, or naming one that does not exist, gets `group:default` if there is one.
+//!
+//! Each lookup sets the host's `last-seen` field to the Unix time of the request.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
+use dhcp_core::config::Group;
+use dhcp_core::options::{OptionSet, OptionValue};
+use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, Value};
 
@@ -190,6 +203,7 @@ impl Scripts {
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
+    hosts: String,
     scripts: Scripts,
 }
 
@@ -272,14 +286,21 @@ fn lease_from_hash(addr: u32, hash: &HashMap<String, String>) -> Result<Lease, S
 }
 
 impl RedisStore {
-    /// Connects to the Redis a `redis://` URL names; `?prefix=P` (default `dhcp:`) puts every
-    /// key under P, so several deployments or tests can share one Redis.
+    /// Connects to the Redis a `redis://` URL names. Parameters: `prefix=P` (default `dhcp:`)
+    /// puts every lease key under P, so several deployments or tests can share one Redis;
+    /// `hosts=H` (default empty) is where the operator's `mac:`, `client:` and `group:` hashes
+    /// live.
     pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
-        let (base, prefix) = match url.split_once("?prefix=") {
-            Some((base, prefix)) if !prefix.is_empty() && !prefix.contains('&') => (base, prefix.to_owned()),
-            Some(_) => return Err(StoreError::Backend(format!("redis URL {url:?}: bad prefix"))),
-            None => (url, "dhcp:".to_owned()),
-        };
+        let bad = |why: &str| StoreError::Backend(format!("redis URL {url:?}: {why}"));
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let (mut prefix, mut hosts) = ("dhcp:".to_owned(), String::new());
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("prefix", p)) if !p.is_empty() => prefix = p.to_owned(),
+                Some(("hosts", h)) => hosts = h.to_owned(),
+                _ => return Err(bad(&format!("unknown parameter {pair:?} (prefix=, hosts=)"))),
+            }
+        }
         let client = redis::Client::open(base).map_err(failed)?;
         // Bounded waits: while Redis is away, a request fails within a few seconds (and the
         // engine answers nothing) instead of waiting for it; reconnection retries in the
@@ -290,7 +311,7 @@ impl RedisStore {
             .set_number_of_retries(3)
             .set_max_delay(1000);
         let conn = client.get_connection_manager_with_config(config).await.map_err(failed)?;
-        Ok(RedisStore { conn, prefix, scripts: Scripts::new() })
+        Ok(RedisStore { conn, prefix, hosts, scripts: Scripts::new() })
     }
 
     async fn hash(&self, addr: u32) -> Result<Option<Lease>, StoreError> {
@@ -299,6 +320,46 @@ impl RedisStore {
             conn.hgetall(format!("{}lease:{addr}", self.prefix)).await.map_err(failed)?;
         if hash.is_empty() { Ok(None) } else { lease_from_hash(addr, &hash).map(Some) }
     }
+}
+
+/// Splits a list field: commas or spaces.
+fn items(text: &str) -> Vec<OptionValue> {
+    text.split([',', ' ']).filter(|t| !t.is_empty()).map(|t| OptionValue::Text(t.to_owned())).collect()
+}
+
+/// A `group:` hash as the engine's group: its options and lease time.
+fn group_from_hash(name: &str, hash: &HashMap<String, String>) -> Result<Group, StoreError> {
+    let bad = |field: &str, why: String| StoreError::Corrupt(format!("redis group:{name} {field}: {why}"));
+    let mut table = std::collections::BTreeMap::new();
+    for (field, option) in [("gateway", "routers"), ("dns", "domain-name-servers"), ("ntp", "ntp-servers")] {
+        if let Some(v) = hash.get(field).filter(|v| !v.trim().is_empty()) {
+            table.insert(option.to_owned(), OptionValue::List(items(v)));
+        }
+    }
+    if let Some(domain) = hash.get("domain").filter(|v| !v.is_empty()) {
+        table.insert("domain-name".to_owned(), OptionValue::Text(domain.clone()));
+    }
+    if let Some(broadcast) = hash.get("broadcast").filter(|v| !v.is_empty()) {
+        table.insert("broadcast-address".to_owned(), OptionValue::Text(broadcast.clone()));
+    }
+    if let Some(prefix) = hash.get("prefix").filter(|v| !v.is_empty()) {
+        let len: u32 = prefix.trim_start_matches('/').parse().map_err(|_| bad("prefix", prefix.clone()))?;
+        let mask = u32::MAX.checked_shl(32 - len.min(32)).unwrap_or(0);
+        if len > 32 {
+            return Err(bad("prefix", prefix.clone()));
+        }
+        table.insert("subnet-mask".to_owned(), OptionValue::Text(Ipv4Addr::from(mask).to_string()));
+    }
+    let options = OptionSet::from_config(&table).map_err(|(option, why)| bad(&option, why))?;
+    let lease_time = match hash.get("lease-time").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(t) => Some(t.parse::<u32>().ok().filter(|t| *t > 0).ok_or_else(|| bad("lease-time", t.clone()))?),
+    };
+    Ok(Group { name: name.to_owned(), options, lease_time, matcher: None })
+}
+
+fn colon_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn hash_from_values(values: &[Value]) -> HashMap<String, String> {
@@ -311,7 +372,54 @@ fn hash_from_values(values: &[Value]) -> HashMap<String, String> {
         .collect()
 }
 
+impl RedisStore {
+    async fn host_hash(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.hgetall(key).await.map_err(failed)
+    }
+
+    async fn group(&self, name: &str) -> Result<Option<Group>, StoreError> {
+        let hash = self.host_hash(&format!("{}group:{name}", self.hosts)).await?;
+        if hash.is_empty() { Ok(None) } else { group_from_hash(name, &hash).map(Some) }
+    }
+}
+
 impl LeaseStore for RedisStore {
+    async fn host(
+        &self,
+        hw: &HwAddr,
+        client_id: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Option<StoreHost>, StoreError> {
+        let mut key = format!("{}mac:{}", self.hosts, colon_hex(hw.as_bytes()));
+        let mut hash = self.host_hash(&key).await?;
+        if hash.is_empty()
+            && let Some(id) = client_id
+        {
+            key = format!("{}client:{}", self.hosts, colon_hex(id));
+            hash = self.host_hash(&key).await?;
+        }
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        let mut conn = self.conn.clone();
+        let _: () = conn.hset(&key, "last-seen", now.as_secs()).await.map_err(failed)?;
+        let ip_address = match hash.get("ip").filter(|ip| !ip.is_empty()) {
+            None => None,
+            Some(ip) => Some(ip.parse().map_err(|_| StoreError::Corrupt(format!("redis {key} ip: {ip:?}")))?),
+        };
+        let named = hash.get("group").filter(|g| !g.is_empty());
+        let group = match named {
+            Some(name) => match self.group(name).await? {
+                Some(group) => Some(group),
+                None => self.group("default").await?,
+            },
+            None => self.group("default").await?,
+        };
+        let hostname = hash.get("hostname").filter(|h| !h.is_empty()).cloned();
+        Ok(Some(StoreHost::new(ip_address, hostname, group)))
+    }
+
     async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
         let mut conn = self.conn.clone();
         let key = format!("{}client:{subnet}:{}", self.prefix, hex(client.as_bytes()));

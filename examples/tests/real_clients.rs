@@ -25,6 +25,7 @@ const DHCLIENT_HOOK: &str = r#"
   echo "dns=$new_domain_name_servers"
   echo "domain=$new_domain_name"
   echo "hostname=$new_host_name"
+  echo "lease=$new_dhcp_lease_time"
 } >> "$LOG"
 case "$reason" in
   BOUND|RENEW|REBIND|REBOOT)
@@ -388,4 +389,59 @@ fn dhcp_probe_as_a_client_takes_a_lease_and_fails_without_a_server() {
     lab.wait_for("the probe's release", Duration::from_secs(5), || {
         lab.leases().iter().any(|l| l.address == addr && l.state == "released")
     });
+}
+
+#[test]
+fn redis_reservation_and_group_give_dhclient_its_address_and_options() {
+    if !lab::available() {
+        return;
+    }
+    let mut lab = Lab::pair();
+    // A Redis of the test's own on a Unix socket, which the server's namespace can reach.
+    let socket = lab.path("redis.sock");
+    let socket_arg = lab::path_str(&socket);
+    let mut redis = std::process::Command::new("redis-server")
+        .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket", &socket_arg])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    lab.wait_for("redis", Duration::from_secs(5), || socket.exists());
+    // What an operator types: a host and its group, with plain redis-cli.
+    let cli = |args: &[&str]| {
+        let mut full = vec!["redis-cli", "-s", &socket_arg];
+        full.extend_from_slice(args);
+        lab::run(&full)
+    };
+    cli(&[
+        "hset",
+        "mac:02:00:00:00:00:55",
+        "ip",
+        "10.199.0.55",
+        "hostname",
+        "kiosk",
+        "description",
+        "lobby",
+        "group",
+        "lab",
+    ]);
+    cli(&["hset", "group:lab", "lease-time", "900", "gateway", "10.199.0.254", "dns", "10.199.0.8, 10.199.0.9"]);
+    cli(&["hset", "group:lab", "domain", "redis.test", "prefix", "16"]);
+    lab.client(0).ip(&["link", "set", "vcli", "address", "02:00:00:00:00:55"]);
+
+    let config = format!("host-source = \"store\"\n{CONFIG}");
+    lab.start_server_with(&config, &format!("store = \"redis+unix://{socket_arg}?prefix=lab:\""));
+    let out = dhclient(&lab, 0, "kiosk", &["-1"]);
+    let seen = String::from_utf8_lossy(&cli(&["hget", "mac:02:00:00:00:00:55", "last-seen"]).stdout).trim().to_owned();
+    let _ = redis.kill();
+    let _ = redis.wait();
+    assert!(seen.parse::<u64>().is_ok_and(|t| t > 1_700_000_000), "last-seen is recorded: {seen:?}");
+    assert!(out.status.success(), "dhclient failed:\n{}", text(&out));
+    let log = lab.hook_log("kiosk");
+    assert!(values(&log, "ip").contains(&"10.199.0.55".to_owned()), "the reserved address:\n{log}");
+    assert!(values(&log, "hostname").contains(&"kiosk".to_owned()), "{log}");
+    assert!(values(&log, "routers").contains(&"10.199.0.254".to_owned()), "the group's gateway:\n{log}");
+    assert!(values(&log, "dns").contains(&"10.199.0.8 10.199.0.9".to_owned()), "{log}");
+    assert!(values(&log, "domain").contains(&"redis.test".to_owned()), "{log}");
+    assert!(values(&log, "lease").contains(&"900".to_owned()), "the group's lease time:\n{log}");
+    assert!(values(&log, "mask").contains(&"255.255.0.0".to_owned()), "{log}");
 }
