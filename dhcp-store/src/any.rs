@@ -74,13 +74,19 @@ pub fn supported_schemes() -> &'static [&'static str] {
         "postgresql:",
         #[cfg(feature = "redis")]
         "redis:",
+        #[cfg(feature = "redis")]
+        "rediss:",
+        #[cfg(feature = "redis")]
+        "redis+unix:",
     ]
 }
 
 /// Opens the store a URL names: `memory:` (the in-memory store), `memory:?journal=PATH` (the
 /// same with a lease journal, replayed now), `sqlite://PATH` (a SQLite file, created when
 /// missing; `sqlite:///abs/path` or `sqlite://relative/path`), `postgres://USER@HOST/DB` (a pool
-/// of 16 connections; the schema is created or migrated), `redis://HOST[:PORT][/DB][?prefix=P]` or `redis+unix:///SOCKET[?prefix=P]`.
+/// of 16 connections; the schema is created or migrated; libpq's `sslmode` and `sslrootcert`
+/// for TLS), `redis://HOST[:PORT][/DB][?prefix=P&hosts=H]`, `rediss://...[&tls-ca=PATH]` (TLS)
+/// or `redis+unix:///SOCKET[?prefix=P]`.
 ///
 /// Async because network stores connect here; the memory store's future is ready at once, so
 /// `dhcp_core::block_on(open("memory:"))` works without a runtime.
@@ -122,7 +128,7 @@ pub async fn open(url: &str) -> Result<AnyStore, OpenError> {
             Ok(AnyStore::Postgres(store))
         }
         #[cfg(feature = "redis")]
-        "redis" | "redis+unix" => {
+        "redis" | "rediss" | "redis+unix" => {
             let store = crate::RedisStore::connect(url)
                 .await
                 .map_err(|e| OpenError::Open { url: url.to_owned(), reason: e.to_string() })?;

@@ -37,6 +37,8 @@ mod journal;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_tls;
 #[cfg(feature = "redis")]
 mod redis_store;
 #[cfg(feature = "sqlite")]

@@ -16,6 +16,9 @@ use std::ops::RangeInclusive;
 use deadpool_postgres::{Manager, Pool};
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
 use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::postgres_tls::TlsParams;
 
 const SCHEMA_VERSION: i32 = 1;
 
@@ -63,8 +66,24 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("postgres: {e}"))
+fn unavailable(e: impl std::error::Error) -> StoreError {
+    StoreError::Unavailable(format!("postgres: {}", with_causes(&e)))
+}
+
+/// An error and its sources, `: `-joined: "error performing tls handshake" alone does not say
+/// that the certificate's issuer is unknown.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn backend(e: tokio_postgres::Error) -> StoreError {
@@ -132,14 +151,17 @@ fn nth_addr(ranges: &[RangeInclusive<u32>], mut offset: u64) -> Option<u32> {
 
 impl PostgresStore {
     /// Connects to the database a `postgres://` URL names (tokio-postgres's URL and key=value
-    /// forms) with a pool of up to `max_connections`, and creates or migrates the schema.
+    /// forms, with libpq's `sslmode` and `sslrootcert`: see the TLS table in the crate docs)
+    /// with a pool of up to `max_connections`, and creates or migrates the schema.
     pub async fn connect(url: &str, max_connections: usize) -> Result<PostgresStore, StoreError> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::Backend(format!("postgres URL: {e}")))?;
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(StoreError::Backend("postgres: sslmode=require is not supported by this build yet".into()));
-        }
-        let manager = Manager::new(config, NoTls);
+        let bad = |why: String| StoreError::Backend(format!("postgres URL: {why}"));
+        let tls = TlsParams::parse(url).map_err(bad)?;
+        let config: tokio_postgres::Config = tls.url.parse().map_err(|e| bad(format!("{e}")))?;
+        let manager = if tls.wanted(config.get_hosts()) {
+            Manager::new(config, MakeRustlsConnect::new(tls.client_config().map_err(bad)?))
+        } else {
+            Manager::new(config, NoTls)
+        };
         let pool = Pool::builder(manager).max_size(max_connections.max(1)).build().map_err(unavailable)?;
         let store = PostgresStore { pool };
         store.migrate().await?;

@@ -286,22 +286,40 @@ fn lease_from_hash(addr: u32, hash: &HashMap<String, String>) -> Result<Lease, S
 }
 
 impl RedisStore {
-    /// Connects to the Redis a `redis://` URL names. Parameters: `prefix=P` (default `dhcp:`)
-    /// puts every lease key under P, so several deployments or tests can share one Redis;
-    /// `hosts=H` (default empty) is where the operator's `mac:`, `client:` and `group:` hashes
-    /// live.
+    /// Connects to the Redis a `redis://` (or, with TLS, `rediss://`) URL names. Parameters:
+    /// `prefix=P` (default `dhcp:`) puts every lease key under P, so several deployments or
+    /// tests can share one Redis; `hosts=H` (default empty) is where the operator's `mac:`,
+    /// `client:` and `group:` hashes live; `tls-ca=PATH` checks a `rediss://` server against
+    /// that CA certificate (PEM) instead of the system's roots. A `#insecure` fragment turns
+    /// certificate checks off, as in the redis crate.
     pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
         let bad = |why: &str| StoreError::Backend(format!("redis URL {url:?}: {why}"));
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        let (mut prefix, mut hosts) = ("dhcp:".to_owned(), String::new());
+        let (url_part, fragment) = match url.split_once('#') {
+            Some((u, f)) => (u, format!("#{f}")),
+            None => (url, String::new()),
+        };
+        let (base, query) = url_part.split_once('?').unwrap_or((url_part, ""));
+        let (mut prefix, mut hosts, mut tls_ca) = ("dhcp:".to_owned(), String::new(), None);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("prefix", p)) if !p.is_empty() => prefix = p.to_owned(),
                 Some(("hosts", h)) => hosts = h.to_owned(),
-                _ => return Err(bad(&format!("unknown parameter {pair:?} (prefix=, hosts=)"))),
+                Some(("tls-ca", path)) if !path.is_empty() => tls_ca = Some(path.to_owned()),
+                _ => return Err(bad(&format!("unknown parameter {pair:?} (prefix=, hosts=, tls-ca=)"))),
             }
         }
-        let client = redis::Client::open(base).map_err(failed)?;
+        let base = format!("{base}{fragment}");
+        let client = match tls_ca {
+            None => redis::Client::open(base.as_str()).map_err(failed)?,
+            Some(path) => {
+                if !base.starts_with("rediss://") {
+                    return Err(bad("tls-ca= needs a rediss:// URL"));
+                }
+                let pem = std::fs::read(&path).map_err(|e| bad(&format!("tls-ca {path:?}: {e}")))?;
+                let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+                redis::Client::build_with_tls(base.as_str(), certs).map_err(failed)?
+            }
+        };
         // Bounded waits: while Redis is away, a request fails within a few seconds (and the
         // engine answers nothing) instead of waiting for it; reconnection retries in the
         // background with a capped backoff.
