@@ -1,50 +1,69 @@
 #!/usr/bin/env bash
-# perfdhcp against our server (examples/config/bench.toml) and against ISC Kea (kea-bench.json,
-# the same subnet and pool, memfile with persistence off, logging at WARN), one after the other
-# on this machine in this run. For each server:
-#   - the highest offered rate (from RATES) completed with at most 0.1% drops, each rate on a
-#     freshly started server, full DORA, 50000 distinct clients, PERIOD seconds;
-#   - the server's CPU time (utime + stime from /proc) per completed DORA at CPU_RATE offered.
-# Each server runs in its own network namespace whose loopback also holds 127.0.0.2, where
-# perfdhcp acts as the relay (../../shared/TESTING.md). Raw perfdhcp output goes to LOGDIR.
+# perfdhcp against our server on each lease store and against ISC Kea on its memfile and
+# PostgreSQL lease backends, one after the other on this machine in this run. For each variant:
+#   - the highest offered rate (from RATES, climbing until a rate drops more than 0.1%),
+#     full DORA, 50000 distinct clients, PERIOD seconds, each rate on a freshly started server
+#     with an empty store;
+#   - the server's CPU time (utime + stime from /proc) per completed DORA during that run
+#     (the store server's own CPU, PostgreSQL's or Redis's, is not included).
+# Every server runs in its own network namespace whose loopback also holds 127.0.0.2, where
+# perfdhcp acts as the relay (../../shared/TESTING.md); PostgreSQL is reached through its Unix
+# socket directory, Redis is a private instance on a Unix socket. Raw output goes to LOGDIR.
 #
-# Usage: benches/perfdhcp/compare.sh [--quick] [--out FILE]
-#   --quick   a short smoke run (rates 1000 2000, 3 s each, CPU at 2000)
-#   env: RATES="4000 8000 ..." PERIOD=10 CPU_RATE=8000 LOGDIR=target/perfdhcp
+# Usage: benches/perfdhcp/compare.sh [--quick] [--out FILE] [VARIANT...]
+#   VARIANT: ours-memory ours-journal ours-sqlite ours-postgres ours-redis kea-memfile
+#            kea-postgres (default: all)
+#   --quick   a short smoke run (rates 250 1000, 3 s each)
+#   env: RATES="250 500 ..." PERIOD=10 LOGDIR=target/perfdhcp
+#        PGSOCKET=/var/run/postgresql (the host's PostgreSQL, trust auth, database test)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-RATES=${RATES:-"4000 8000 12000 16000 20000 24000 28000 32000"}
+RATES=${RATES:-"250 500 1000 2000 4000 8000 12000 16000 20000"}
 PERIOD=${PERIOD:-10}
-CPU_RATE=${CPU_RATE:-8000}
 LOGDIR=${LOGDIR:-target/perfdhcp}
+PGSOCKET=${PGSOCKET:-/var/run/postgresql}
 OUT=""
+VARIANTS=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) RATES="1000 2000"; PERIOD=3; CPU_RATE=2000 ;;
+        --quick) RATES="250 1000"; PERIOD=3 ;;
         --out) OUT="$2"; shift ;;
+        ours-memory | ours-journal | ours-sqlite | ours-postgres | ours-redis | kea-memfile | kea-postgres)
+            VARIANTS+=("$1") ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
+[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=(ours-memory ours-journal ours-sqlite ours-postgres ours-redis kea-memfile kea-postgres)
 
-for tool in perfdhcp kea-dhcp4 ip; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install kea-admin kea-dhcp4-server iproute2)" >&2; exit 2; }
+for tool in perfdhcp kea-dhcp4 kea-admin ip psql redis-server redis-cli; do
+    command -v "$tool" >/dev/null || {
+        echo "missing $tool (apt-get install kea-admin kea-dhcp4-server iproute2 postgresql-client redis-server redis-tools)" >&2
+        exit 2
+    }
 done
 mkdir -p "$LOGDIR"
 cargo build --release -q -p dhcp-examples --bin dhcp-server
 OURS="$PWD/target/release/dhcp-server"
-KEA_CFG="$PWD/benches/perfdhcp/kea-bench.json"
 TMP=$(mktemp -d)
+chmod 755 "$TMP"
 NS="perf$$"
 SERVER_PID=""
+REDIS_PID=""
+PG_SCHEMA="perfbench_$$"
+KEA_DB="kea_bench"
+
+psql_test() { psql -X -q -h "$PGSOCKET" -U postgres -d test -c "$1" >/dev/null; }
 
 cleanup() {
     [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null || true
     if ip netns list | grep -qw "$NS"; then
         for pid in $(ip netns pids "$NS"); do kill -9 "$pid" 2>/dev/null || true; done
         ip netns del "$NS"
     fi
+    psql_test "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE" 2>/dev/null || true
     rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
@@ -53,10 +72,63 @@ ip netns add "$NS"
 ip -n "$NS" link set lo up
 ip -n "$NS" addr add 127.0.0.2/8 dev lo
 
-start_server() { # $1: ours | kea
+# Our server's config for a store URL: bench.toml with its store line replaced.
+our_config() { # $1: store URL
+    sed "s|^store = .*|store = \"$1\"|" examples/config/bench.toml >"$TMP/ours.toml"
+}
+
+# Kea on PostgreSQL: its own role and database, schema made by kea-admin (TESTING.md).
+kea_postgres_init() {
+    psql -X -q -h "$PGSOCKET" -U postgres -d postgres -c "DROP DATABASE IF EXISTS $KEA_DB" >/dev/null
+    psql -X -q -h "$PGSOCKET" -U postgres -d postgres \
+        -c "DO \$\$ BEGIN CREATE ROLE kea LOGIN PASSWORD 'kea'; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
+    psql -X -q -h "$PGSOCKET" -U postgres -d postgres -c "CREATE DATABASE $KEA_DB OWNER kea" >/dev/null
+    kea-admin db-init pgsql -u kea -p kea -n "$KEA_DB" -h "$PGSOCKET" >"$TMP/kea-admin.log" 2>&1 || {
+        cat "$TMP/kea-admin.log" >&2
+        exit 1
+    }
+    sed 's|"lease-database": {[^}]*}|"lease-database": { "type": "postgresql", "name": "'"$KEA_DB"'", "user": "kea", "password": "kea", "host": "'"$PGSOCKET"'" }|' \
+        benches/perfdhcp/kea-bench.json >"$TMP/kea-postgres.json"
+}
+
+# Empties the variant's store, so that every rate starts from nothing.
+reset_store() {
     case "$1" in
-        ours) ip netns exec "$NS" "$OURS" --config examples/config/bench.toml 2>"$TMP/server.log" & ;;
-        kea) KEA_PIDFILE_DIR="$TMP" KEA_LOCKFILE_DIR="$TMP" ip netns exec "$NS" kea-dhcp4 -c "$KEA_CFG" >"$TMP/server.log" 2>&1 & ;;
+        ours-memory | kea-memfile) ;;
+        ours-journal) rm -f "$TMP/leases.journal"* ;;
+        ours-sqlite) rm -f "$TMP/leases.db"* ;;
+        ours-postgres) psql_test "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE; CREATE SCHEMA $PG_SCHEMA" ;;
+        ours-redis) redis-cli -s "$TMP/redis.sock" flushall >/dev/null ;;
+        kea-postgres) psql -X -q -h "$PGSOCKET" -U postgres -d "$KEA_DB" -c "TRUNCATE lease4" >/dev/null ;;
+    esac
+}
+
+prepare_variant() {
+    case "$1" in
+        ours-memory) our_config "memory:" ;;
+        ours-journal) our_config "memory:?journal=$TMP/leases.journal" ;;
+        ours-sqlite) our_config "sqlite://$TMP/leases.db" ;;
+        ours-postgres)
+            our_config "postgresql://postgres@${PGSOCKET//\//%2F}/test?options=-c%20search_path%3D$PG_SCHEMA" ;;
+        ours-redis)
+            if [ -z "$REDIS_PID" ]; then
+                redis-server --port 0 --unixsocket "$TMP/redis.sock" --unixsocketperm 777 --save "" \
+                    --appendonly no >"$TMP/redis.log" 2>&1 &
+                REDIS_PID=$!
+                for _ in $(seq 1 50); do [ -S "$TMP/redis.sock" ] && break; sleep 0.1; done
+            fi
+            our_config "redis+unix://$TMP/redis.sock?prefix=bench:" ;;
+        kea-memfile) cp benches/perfdhcp/kea-bench.json "$TMP/kea-memfile.json" ;;
+        kea-postgres) kea_postgres_init ;;
+    esac
+}
+
+start_server() { # $1: variant
+    reset_store "$1"
+    case "$1" in
+        ours-*) ip netns exec "$NS" "$OURS" --config "$TMP/ours.toml" 2>"$TMP/server.log" & ;;
+        kea-*) KEA_PIDFILE_DIR="$TMP" KEA_LOCKFILE_DIR="$TMP" ip netns exec "$NS" kea-dhcp4 -c "$TMP/$1.json" \
+            >"$TMP/server.log" 2>&1 & ;;
     esac
     SERVER_PID=$!
     for _ in $(seq 1 50); do
@@ -80,10 +152,10 @@ cpu_ticks() { # utime + stime of a pid, in clock ticks
     awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
-# Runs perfdhcp at rate $2 against server $1, logging to $LOGDIR/$1-$3.txt; prints
+# Runs perfdhcp at rate $2 against the running server, logging to $LOGDIR/$1-$2.txt; prints
 # "completed_rate drop_percent acks_received".
 measure() {
-    local log="$LOGDIR/$1-$3.txt"
+    local log="$LOGDIR/$1-$2.txt"
     ip netns exec "$NS" perfdhcp -4 -g single -l 127.0.0.2 -R 50000 -p "$PERIOD" -W 500000 -r "$2" 127.0.0.1 >"$log" 2>&1 || true
     awk '
         /^Rate:/ { rate = $2 }
@@ -98,37 +170,41 @@ measure() {
 
 TICKS=$(getconf CLK_TCK)
 declare -A CLEAN CPU_US
-report="Offered rates $RATES, ${PERIOD} s each, perfdhcp -4 -g single -R 50000 -W 500000, relay 127.0.0.2.\n"
-for server in ours kea; do
-    table="| offered/s | completed/s | drops |\n|---|---|---|\n"
-    CLEAN[$server]=0
+report="Offered rates $RATES (climbing until drops exceed 0.1%), ${PERIOD} s each, \
+perfdhcp -4 -g single -R 50000 -W 500000, relay 127.0.0.2, a fresh server and empty store per rate.\n"
+for variant in "${VARIANTS[@]}"; do
+    prepare_variant "$variant"
+    table="| offered/s | completed/s | drops | server CPU per DORA |\n|---|---|---|---|\n"
+    CLEAN[$variant]=0
+    CPU_US[$variant]="n/a"
     for rate in $RATES; do
-        start_server "$server"
-        read -r completed drops _ < <(measure "$server" "$rate" "$rate")
+        start_server "$variant"
+        before=$(cpu_ticks "$SERVER_PID")
+        read -r completed drops acks < <(measure "$variant" "$rate")
+        after=$(cpu_ticks "$SERVER_PID")
         stop_server
-        table+="| $rate | $completed | $drops% |\n"
+        cpu=$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$acks" 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')
+        table+="| $rate | $completed | $drops% | $cpu µs |\n"
         if awk -v d="$drops" 'BEGIN { exit !(d <= 0.1) }'; then
-            CLEAN[$server]=$rate
+            CLEAN[$variant]=$rate
+            CPU_US[$variant]=$cpu
         else
             break
         fi
     done
-    start_server "$server"
-    before=$(cpu_ticks "$SERVER_PID")
-    read -r completed drops acks < <(measure "$server" "$CPU_RATE" "cpu")
-    after=$(cpu_ticks "$SERVER_PID")
-    stop_server
-    CPU_US[$server]=$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$acks" 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')
-    report+="\n### $server\n\n$table\nAt $CPU_RATE offered/s: $completed completed/s, $drops% drops, $((after - before)) ticks of CPU for $acks DORAs: ${CPU_US[$server]} µs per DORA.\n"
+    report+="\n### $variant\n\n$table"
+    printf "%s: clean up to %s/s, %s µs CPU per DORA there\n" "$variant" "${CLEAN[$variant]}" "${CPU_US[$variant]}" >&2
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-report+="\n### Summary\n\n| | ours | Kea | ours/Kea |\n|---|---|---|---|\n"
-report+="| highest clean rate (≤0.1% drops), DORA/s offered | ${CLEAN[ours]} | ${CLEAN[kea]} | $(ratio "${CLEAN[ours]}" "${CLEAN[kea]}") |\n"
-report+="| CPU per DORA at $CPU_RATE/s, µs | ${CPU_US[ours]} | ${CPU_US[kea]} | $(ratio "${CPU_US[ours]}" "${CPU_US[kea]}") |\n"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a > 0) printf "%.2f", a / b; else print "n/a" }'; }
+report+="\n### Summary\n\n| variant | highest clean rate, DORA/s offered | vs Kea memfile | vs Kea PostgreSQL | server CPU per DORA there |\n|---|---|---|---|---|\n"
+for variant in "${VARIANTS[@]}"; do
+    report+="| $variant | ${CLEAN[$variant]} | $(ratio "${CLEAN[$variant]}" "${CLEAN[kea-memfile]:-0}") | "
+    report+="$(ratio "${CLEAN[$variant]}" "${CLEAN[kea-postgres]:-0}") | ${CPU_US[$variant]} µs |\n"
+done
 printf "%b" "$report"
 if [ -n "$OUT" ]; then printf "%b" "$report" >"$OUT"; fi
-if [ "${CLEAN[ours]}" = 0 ]; then
-    echo "our server dropped more than 0.1% even at the lowest rate" >&2
+if [ "${CLEAN[ours-memory]:-1}" = 0 ]; then
+    echo "our server on the memory store dropped more than 0.1% even at the lowest rate" >&2
     exit 1
 fi

@@ -170,6 +170,7 @@ pub struct RawReservation {
     pub circuit_id: Option<String>,
     pub ip_address: Option<String>,
     pub hostname: Option<String>,
+    pub description: Option<String>,
     pub group: Option<String>,
     #[serde(default)]
     pub options: BTreeMap<String, OptionValue>,
@@ -284,6 +285,8 @@ pub struct Reservation {
     pub ip_address: Option<Ipv4Addr>,
     /// Host name (option 12).
     pub hostname: Option<String>,
+    /// Free text for people (the Go server's `description`); not sent to the client.
+    pub description: Option<String>,
     /// Index into [`Config::groups`].
     pub group: Option<usize>,
     /// Options for this client only.
@@ -745,6 +748,7 @@ impl Validator {
             circuit_id,
             ip_address: r.ip_address.as_deref().map(|t| parse_addr(&format!("{path}.ip-address"), t)).transpose()?,
             hostname: r.hostname.clone(),
+            description: r.description.clone(),
             group,
             options: options(&format!("{path}.options"), &r.options)?,
         })

@@ -168,7 +168,7 @@ pub struct TimerReport {
 /// - Calls may run concurrently (`&self`); the store serialises claims.
 #[derive(Debug)]
 pub struct Engine<S> {
-    config: Arc<Config>,
+    config: ConfigSlot,
     store: S,
     stats: Stats,
     next_timeout: AtomicU64,
@@ -176,6 +176,7 @@ pub struct Engine<S> {
 
 /// What a request is about, resolved once per packet.
 struct Ctx<'a> {
+    config: &'a Config,
     pkt: Packet<'a>,
     meta: &'a RecvMeta,
     client: ClientId,
@@ -231,12 +232,23 @@ impl<S: LeaseStore> Engine<S> {
     /// An engine over a config shared with others (several engines, one config).
     pub fn with_shared_config(config: Arc<Config>, store: S) -> Self {
         let stats = Stats::new(&config);
-        Engine { config, store, stats, next_timeout: AtomicU64::new(0) }
+        Engine { config: ConfigSlot::new(config), store, stats, next_timeout: AtomicU64::new(0) }
     }
 
-    /// The running config.
-    pub fn config(&self) -> &Arc<Config> {
-        &self.config
+    /// The running config. A packet is handled under the config that was running when it
+    /// arrived, even if [`replace_config`](Engine::replace_config) runs meanwhile.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.get()
+    }
+
+    /// Swaps in a new config for the packets that arrive from now on (a reload), keeping the
+    /// leases and the statistics: subnets that stay (by id) keep their counters, new ones start
+    /// at zero.
+    #[cfg(feature = "std")]
+    pub fn replace_config(&self, config: Config) {
+        let config = Arc::new(config);
+        self.stats.adopt(&config);
+        self.config.set(config);
     }
 
     /// The lease store.
@@ -289,6 +301,40 @@ impl<S: LeaseStore> Engine<S> {
         Ok(report)
     }
 
+    /// Deletes the lease at `addr` (an operator's request), keeping the gauges right. Returns
+    /// the lease as it was, or `None` when there was none.
+    pub async fn delete_lease(&self, addr: Ipv4Addr, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let Some(lease) = self.store.lease_by_addr(addr).await? else { return Ok(None) };
+        if !self.store.delete(addr).await? {
+            return Ok(None);
+        }
+        match lease.state {
+            LeaseState::Bound { expires } if expires > now => self.stats.assigned(lease.subnet, -1),
+            LeaseState::Declined { until } if until > now => self.stats.declined(lease.subnet, -1),
+            _ => {}
+        }
+        Ok(Some(lease))
+    }
+
+    /// Sets the per-subnet `assigned-addresses` and `declined-addresses` gauges from what the
+    /// store holds at `now`: call it once at start, when a durable or shared store may already
+    /// hold leases. Reads every lease, so it costs time in proportion to the store.
+    pub async fn count_leases(&self, now: Timestamp) -> Result<(), StoreError> {
+        let leases = self.store.list(None).await?;
+        for subnet in self.stats.subnets().iter() {
+            let (mut assigned, mut declined) = (0, 0);
+            for lease in leases.iter().filter(|l| l.subnet == subnet.id) {
+                match lease.state {
+                    LeaseState::Bound { expires } if expires > now => assigned += 1,
+                    LeaseState::Declined { until } if until > now => declined += 1,
+                    _ => {}
+                }
+            }
+            self.stats.set_counts(subnet.id, assigned, declined);
+        }
+        Ok(())
+    }
+
     /// Handles one received datagram. A reply, if any, is written into `out` (cleared first).
     pub async fn handle(&self, datagram: &[u8], meta: &RecvMeta, now: Timestamp, out: &mut Vec<u8>) -> Outcome {
         self.stats.bump(Counter::Received);
@@ -297,7 +343,10 @@ impl<S: LeaseStore> Engine<S> {
                 self.stats.bump(Counter::ParseFailed);
                 Outcome::Dropped(DropReason::Malformed(e))
             }
-            Ok(pkt) => self.dispatch(pkt, meta, now, out).await,
+            Ok(pkt) => {
+                let config = self.config.get();
+                self.dispatch(&config, pkt, meta, now, out).await
+            }
         };
         match &outcome {
             Outcome::Reply(reply) => {
@@ -321,7 +370,14 @@ impl<S: LeaseStore> Engine<S> {
         outcome
     }
 
-    async fn dispatch(&self, pkt: Packet<'_>, meta: &RecvMeta, now: Timestamp, out: &mut Vec<u8>) -> Outcome {
+    async fn dispatch(
+        &self,
+        config: &Config,
+        pkt: Packet<'_>,
+        meta: &RecvMeta,
+        now: Timestamp,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         let kind = pkt.message_type();
         self.stats.bump(match kind {
             MessageType::Discover => Counter::DiscoverReceived,
@@ -341,11 +397,11 @@ impl<S: LeaseStore> Engine<S> {
         ) {
             return Outcome::Dropped(DropReason::UnexpectedMessageType(kind));
         }
-        let mut ctx = match self.context(pkt, meta) {
+        let mut ctx = match self.context(config, pkt, meta) {
             Ok(ctx) => ctx,
             Err(reason) => return Outcome::Dropped(reason),
         };
-        if self.config.hosts_from_store
+        if config.hosts_from_store
             && ctx.reservation.is_none()
             && let Err(e) = self.store_host(&mut ctx, now).await
         {
@@ -362,7 +418,7 @@ impl<S: LeaseStore> Engine<S> {
     }
 
     /// Resolves the client, its subnet, reservation, group and our server identifier.
-    fn context<'a>(&'a self, pkt: Packet<'a>, meta: &'a RecvMeta) -> Result<Ctx<'a>, DropReason> {
+    fn context<'a>(&'a self, config: &'a Config, pkt: Packet<'a>, meta: &'a RecvMeta) -> Result<Ctx<'a>, DropReason> {
         let relay = RelayInfo::parse(&pkt);
         let selector = relay
             .link_selection
@@ -371,9 +427,9 @@ impl<S: LeaseStore> Engine<S> {
             .or(meta.local_addr)
             .or_else(|| Some(pkt.ciaddr()).filter(|a| !a.is_unspecified()))
             .unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let subnet = self.config.subnet_for(selector).ok_or(DropReason::NoSubnet(selector))?;
+        let subnet = config.subnet_for(selector).ok_or(DropReason::NoSubnet(selector))?;
         let server_id =
-            subnet.server_id.or(self.config.server_id).or(meta.local_addr).ok_or(DropReason::NoServerIdentifier)?;
+            subnet.server_id.or(config.server_id).or(meta.local_addr).ok_or(DropReason::NoServerIdentifier)?;
         // parse() bounds hlen to 16, so this never fails.
         let hw = HwAddr::new(pkt.chaddr()).unwrap_or_default();
         let client_id_opt = pkt.option(61);
@@ -384,11 +440,11 @@ impl<S: LeaseStore> Engine<S> {
         let reservation = subnet.reservation_for(client_id_opt.as_deref(), Some(&hw), relay.circuit_id.as_deref());
         let group = reservation
             .and_then(|r| r.group)
-            .and_then(|i| self.config.groups.get(i))
-            .or_else(|| self.matching_group(&pkt, &relay))
+            .and_then(|i| config.groups.get(i))
+            .or_else(|| matching_group(config, &pkt, &relay))
             .map(Cow::Borrowed);
         let reservation = reservation.map(Cow::Borrowed);
-        Ok(Ctx { pkt, meta, client, hw, subnet, reservation, group, server_id, relay })
+        Ok(Ctx { config, pkt, meta, client, hw, subnet, reservation, group, server_id, relay })
     }
 
     /// Adds the store's reservation for this client, if it keeps one, to `ctx`.
@@ -409,19 +465,6 @@ impl<S: LeaseStore> Engine<S> {
             ctx.group = Some(Cow::Owned(group));
         }
         Ok(())
-    }
-
-    fn matching_group(&self, pkt: &Packet<'_>, relay: &RelayInfo<'_>) -> Option<&Group> {
-        self.config.groups.iter().find(|g| {
-            let Some(m) = &g.matcher else { return false };
-            let vendor_ok = m
-                .vendor_class_prefix
-                .as_ref()
-                .is_none_or(|prefix| pkt.option(60).is_some_and(|v| v.starts_with(prefix)));
-            let user_ok = m.user_class.as_ref().is_none_or(|uc| pkt.option(77).is_some_and(|v| *v == **uc));
-            let circuit_ok = m.circuit_id.as_ref().is_none_or(|c| relay.circuit_id.as_ref() == Some(c));
-            vendor_ok && user_ok && circuit_ok
-        })
     }
 
     fn lease_times(&self, ctx: &Ctx<'_>) -> LeaseTimes {
@@ -454,7 +497,7 @@ impl<S: LeaseStore> Engine<S> {
     }
 
     async fn discover(&self, ctx: &Ctx<'_>, now: Timestamp, out: &mut Vec<u8>) -> Result<Outcome, StoreError> {
-        let hold = LeaseState::Offered { until: now + u64::from(self.config.offer_hold_time) };
+        let hold = LeaseState::Offered { until: now + u64::from(ctx.config.offer_hold_time) };
         let mut offered = None;
         let reserved = ctx.reservation.as_deref().and_then(|r| r.ip_address);
         if let Some(addr) = reserved {
@@ -539,7 +582,7 @@ impl<S: LeaseStore> Engine<S> {
             }
             // We know this client holds another address: its belief is wrong.
             Some(lease) if lease.is_held(now) && lease.addr != addr => Ok(self.nak(ctx, out)),
-            _ if self.config.authoritative => self.bind(ctx, addr, now, out).await,
+            _ if ctx.config.authoritative => self.bind(ctx, addr, now, out).await,
             _ => Ok(Outcome::NoReply(NoReplyReason::UnknownClient)),
         }
     }
@@ -610,7 +653,7 @@ impl<S: LeaseStore> Engine<S> {
             return Ok(Outcome::Dropped(DropReason::MissingAddress));
         };
         let before = self.store.lease_by_addr(addr).await?;
-        let until = now + u64::from(self.config.decline_probation_period);
+        let until = now + u64::from(ctx.config.decline_probation_period);
         match self.store.update_state(addr, &ctx.client, LeaseState::Declined { until }).await? {
             Some(lease) => {
                 if before.is_some_and(|l| l.is_bound_to(&ctx.client, now)) {
@@ -754,5 +797,49 @@ fn max_message_size(pkt: &Packet<'_>) -> usize {
             .saturating_sub(28)
             .clamp(wire::DEFAULT_MAX_MESSAGE, ETHERNET_PAYLOAD),
         _ => wire::DEFAULT_MAX_MESSAGE,
+    }
+}
+
+/// The first group whose `match` the packet meets.
+fn matching_group<'c>(config: &'c Config, pkt: &Packet<'_>, relay: &RelayInfo<'_>) -> Option<&'c Group> {
+    config.groups.iter().find(|g| {
+        let Some(m) = &g.matcher else { return false };
+        let vendor_ok =
+            m.vendor_class_prefix.as_ref().is_none_or(|prefix| pkt.option(60).is_some_and(|v| v.starts_with(prefix)));
+        let user_ok = m.user_class.as_ref().is_none_or(|uc| pkt.option(77).is_some_and(|v| *v == **uc));
+        let circuit_ok = m.circuit_id.as_ref().is_none_or(|c| relay.circuit_id.as_ref() == Some(c));
+        vendor_ok && user_ok && circuit_ok
+    })
+}
+
+/// The running config, replaceable where std's locks exist (a reload); fixed without std.
+#[derive(Debug)]
+struct ConfigSlot {
+    #[cfg(feature = "std")]
+    current: std::sync::RwLock<Arc<Config>>,
+    #[cfg(not(feature = "std"))]
+    current: Arc<Config>,
+}
+
+impl ConfigSlot {
+    fn new(config: Arc<Config>) -> Self {
+        #[cfg(feature = "std")]
+        let current = std::sync::RwLock::new(config);
+        #[cfg(not(feature = "std"))]
+        let current = config;
+        ConfigSlot { current }
+    }
+
+    fn get(&self) -> Arc<Config> {
+        #[cfg(feature = "std")]
+        // A poisoned lock still holds a whole Arc: a writer only ever replaces it.
+        return Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        #[cfg(not(feature = "std"))]
+        Arc::clone(&self.current)
+    }
+
+    #[cfg(feature = "std")]
+    fn set(&self, config: Arc<Config>) {
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = config;
     }
 }

@@ -2,6 +2,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -54,15 +55,30 @@ counters! {
 pub struct SubnetStats {
     /// The subnet's configured id.
     pub id: u32,
-    /// Dynamic addresses in its pools.
-    pub total_addresses: u64,
+    total: AtomicU64,
     assigned: AtomicI64,
     declined: AtomicI64,
     reclaimed: AtomicU64,
 }
 
 impl SubnetStats {
-    /// Leases bound through this server and not yet released or expired.
+    fn new(id: u32, total: u64) -> Self {
+        SubnetStats {
+            id,
+            total: AtomicU64::new(total),
+            assigned: AtomicI64::new(0),
+            declined: AtomicI64::new(0),
+            reclaimed: AtomicU64::new(0),
+        }
+    }
+
+    /// Dynamic addresses in its pools.
+    pub fn total_addresses(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Leases bound and not yet released or expired: counted from the store when the server
+    /// starts ([`Stats::set_counts`]), then kept up to date by this server's own grants.
     pub fn assigned_addresses(&self) -> i64 {
         self.assigned.load(Ordering::Relaxed)
     }
@@ -83,7 +99,7 @@ impl SubnetStats {
 #[derive(Debug)]
 pub struct Stats {
     counters: Vec<AtomicU64>,
-    subnets: Vec<SubnetStats>,
+    subnets: SubnetList,
 }
 
 impl Stats {
@@ -91,17 +107,37 @@ impl Stats {
     pub fn new(config: &Config) -> Self {
         Stats {
             counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
-            subnets: config
-                .subnets
-                .iter()
-                .map(|s| SubnetStats {
-                    id: s.id,
-                    total_addresses: s.total_addresses(),
-                    assigned: AtomicI64::new(0),
-                    declined: AtomicI64::new(0),
-                    reclaimed: AtomicU64::new(0),
-                })
-                .collect(),
+            subnets: SubnetList::new(
+                config.subnets.iter().map(|s| Arc::new(SubnetStats::new(s.id, s.total_addresses()))).collect(),
+            ),
+        }
+    }
+
+    /// Follows a new config: subnets that stay (by id) keep their values with the new size,
+    /// new ones start at zero, removed ones are dropped.
+    #[cfg(feature = "std")]
+    pub(crate) fn adopt(&self, config: &Config) {
+        let old = self.subnets.get();
+        let list = config
+            .subnets
+            .iter()
+            .map(|s| match old.iter().find(|o| o.id == s.id) {
+                Some(kept) => {
+                    kept.total.store(s.total_addresses(), Ordering::Relaxed);
+                    Arc::clone(kept)
+                }
+                None => Arc::new(SubnetStats::new(s.id, s.total_addresses())),
+            })
+            .collect();
+        self.subnets.set(list);
+    }
+
+    /// Sets subnet `id`'s assigned and declined gauges, as counted in the store (at start, when
+    /// the store may already hold leases from an earlier run or from other servers).
+    pub fn set_counts(&self, id: u32, assigned: i64, declined: i64) {
+        if let Some(s) = self.subnet(id) {
+            s.assigned.store(assigned, Ordering::Relaxed);
+            s.declined.store(declined, Ordering::Relaxed);
         }
     }
 
@@ -116,13 +152,13 @@ impl Stats {
     }
 
     /// The stats of subnet `id`.
-    pub fn subnet(&self, id: u32) -> Option<&SubnetStats> {
-        self.subnets.iter().find(|s| s.id == id)
+    pub fn subnet(&self, id: u32) -> Option<Arc<SubnetStats>> {
+        self.subnets.get().iter().find(|s| s.id == id).cloned()
     }
 
-    /// Every subnet's stats.
-    pub fn subnets(&self) -> &[SubnetStats] {
-        &self.subnets
+    /// Every subnet's stats, in config order.
+    pub fn subnets(&self) -> Arc<Vec<Arc<SubnetStats>>> {
+        self.subnets.get()
     }
 
     pub(crate) fn assigned(&self, subnet: u32, delta: i64) {
@@ -148,12 +184,43 @@ impl Stats {
     pub fn snapshot(&self) -> Vec<(String, i64)> {
         let mut out: Vec<(String, i64)> =
             Counter::ALL.iter().map(|c| (String::from(c.name()), self.get(*c) as i64)).collect();
-        for s in &self.subnets {
-            out.push((format!("subnet[{}].total-addresses", s.id), s.total_addresses as i64));
+        for s in self.subnets().iter() {
+            out.push((format!("subnet[{}].total-addresses", s.id), s.total_addresses() as i64));
             out.push((format!("subnet[{}].assigned-addresses", s.id), s.assigned_addresses()));
             out.push((format!("subnet[{}].declined-addresses", s.id), s.declined_addresses()));
             out.push((format!("subnet[{}].reclaimed-leases", s.id), s.reclaimed_leases() as i64));
         }
         out
+    }
+}
+
+/// The per-subnet list, replaced on reload where std's locks exist.
+#[derive(Debug)]
+struct SubnetList {
+    #[cfg(feature = "std")]
+    current: std::sync::RwLock<Arc<Vec<Arc<SubnetStats>>>>,
+    #[cfg(not(feature = "std"))]
+    current: Arc<Vec<Arc<SubnetStats>>>,
+}
+
+impl SubnetList {
+    fn new(list: Vec<Arc<SubnetStats>>) -> Self {
+        #[cfg(feature = "std")]
+        let current = std::sync::RwLock::new(Arc::new(list));
+        #[cfg(not(feature = "std"))]
+        let current = Arc::new(list);
+        SubnetList { current }
+    }
+
+    fn get(&self) -> Arc<Vec<Arc<SubnetStats>>> {
+        #[cfg(feature = "std")]
+        return Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        #[cfg(not(feature = "std"))]
+        Arc::clone(&self.current)
+    }
+
+    #[cfg(feature = "std")]
+    fn set(&self, list: Vec<Arc<SubnetStats>>) {
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(list);
     }
 }

@@ -39,11 +39,15 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod arp;
 mod clock;
+mod control;
 pub mod iface;
 mod park;
 mod probe;
+mod seen;
 mod server;
 mod settings;
 mod socket;
@@ -51,10 +55,12 @@ mod socket;
 mod tokio_driver;
 
 pub use clock::now;
+pub use control::{Applied, ConfigControl, ControlError};
 pub use park::park_on;
 pub use probe::{ProbeError, ProbeLease, ProbeMode, ProbeOptions, probe};
+pub use seen::LastSeen;
 pub use server::{ServeError, Server, write_lease_csv};
-pub use settings::{Listen, LogLevel, ServerConfig, ServerSettings};
+pub use settings::{API_TOKEN_ENV, Listen, LogLevel, ServerConfig, ServerSettings};
 pub use socket::{DhcpSocket, Received};
 #[cfg(feature = "tokio")]
 pub use tokio_driver::shutdown_signal;

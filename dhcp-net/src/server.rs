@@ -16,6 +16,8 @@ use dhcp_core::{
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::{debug, info, warn};
 
+use crate::control::ConfigControl;
+use crate::seen::LastSeen;
 use crate::settings::ServerSettings;
 use crate::socket::{DhcpSocket, Received};
 use crate::{arp, clock, iface, park};
@@ -48,6 +50,12 @@ pub struct Server<S> {
     settings: ServerSettings,
     /// Interface names by index, for ARP entries from sockets not tied to one interface.
     ifnames: HashMap<u32, String>,
+    /// The config file, for reloads (SIGHUP, the API); `None` when started from a config
+    /// built in code.
+    control: Option<Arc<ConfigControl>>,
+    seen: LastSeen,
+    #[cfg(feature = "admin")]
+    metrics: Option<Arc<crate::admin::Metrics>>,
 }
 
 impl<S: LeaseStore> Server<S> {
@@ -65,7 +73,48 @@ impl<S: LeaseStore> Server<S> {
         for socket in &sockets {
             info!(local = ?socket.local_addr().ok(), device = socket.device().unwrap_or("*"), "listening");
         }
-        Ok(Server { engine, sockets, settings, ifnames })
+        Ok(Server {
+            engine,
+            sockets,
+            settings,
+            ifnames,
+            control: None,
+            seen: LastSeen::default(),
+            #[cfg(feature = "admin")]
+            metrics: None,
+        })
+    }
+
+    /// Puts the server's config file in charge of reloads: SIGHUP and the API's
+    /// `config/reload` and `config/rollback` go through `control`.
+    #[must_use]
+    pub fn with_control(mut self, control: Arc<ConfigControl>) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    /// The metrics registry that `/metrics` renders (the one the store was wrapped with in a
+    /// [`MeteredStore`](crate::admin::MeteredStore), if it was).
+    #[cfg(feature = "admin")]
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::admin::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The config file's control, when the server has one.
+    pub fn control(&self) -> Option<&ConfigControl> {
+        self.control.as_deref()
+    }
+
+    /// When each client was last heard from.
+    pub fn last_seen(&self) -> &LastSeen {
+        &self.seen
+    }
+
+    #[cfg(feature = "admin")]
+    pub(crate) fn metrics(&self) -> Option<&Arc<crate::admin::Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// The engine being served.
@@ -86,6 +135,7 @@ impl<S: LeaseStore> Server<S> {
     /// Hands one datagram to the engine and sends the reply, if any.
     pub(crate) async fn process(&self, socket: usize, datagram: &[u8], received: Received, out: &mut Vec<u8>) {
         let now = clock::now();
+        self.seen.note(datagram, now);
         let meta = received.meta;
         match self.engine.handle(datagram, &meta, now, out).await {
             Outcome::Reply(reply) => {

@@ -9,11 +9,13 @@
 //! log-level = "info"          # error, warn, info, debug or trace
 //! lease-dump = "/run/dhcp/leases.csv"   # optional: written on SIGUSR1 and at shutdown
 //! max-in-flight = 64          # requests handled at once (default 1 for memory:, else 64)
+//! api-listen = "127.0.0.1:8067"   # optional: the management API and /metrics (off when unset)
+//! api-token = "s3cret"        # its bearer token; or the DHCP_API_TOKEN environment variable
 //!
 //! # ...then the engine's config (dhcp_core::config): lease-time, subnets, reservations...
 //! ```
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use dhcp_core::{Config, ConfigError};
@@ -104,7 +106,15 @@ pub struct ServerSettings {
     /// before reading the next (best for the in-memory store, which never waits); a network
     /// store waits on round trips, which requests in flight together overlap.
     pub max_in_flight: usize,
+    /// Where the management API (and `/metrics`) listens; off when `None`.
+    pub api_listen: Option<SocketAddr>,
+    /// The bearer token every API request must carry: `api-token`, else the `DHCP_API_TOKEN`
+    /// environment variable. Required when the API is on.
+    pub api_token: Option<String>,
 }
+
+/// The environment variable that holds the API token when the config does not.
+pub const API_TOKEN_ENV: &str = "DHCP_API_TOKEN";
 
 /// The `max-in-flight` default for a store URL: 1 for the in-memory stores, 64 otherwise.
 pub fn default_in_flight(store: &str) -> usize {
@@ -121,6 +131,8 @@ impl Default for ServerSettings {
             log_level: LogLevel::Info,
             lease_dump: None,
             max_in_flight: 1,
+            api_listen: None,
+            api_token: None,
         }
     }
 }
@@ -135,6 +147,8 @@ struct RawSettings {
     log_level: Option<String>,
     lease_dump: Option<PathBuf>,
     max_in_flight: Option<usize>,
+    api_listen: Option<String>,
+    api_token: Option<String>,
 }
 
 /// A whole server config file: process settings and the engine's validated config.
@@ -215,7 +229,33 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         Some(0) => return Err(bad("max-in-flight", "must be at least 1".into())),
         Some(n) => n,
     };
-    Ok(ServerSettings { listen, server_port, client_port, store, log_level, lease_dump: raw.lease_dump, max_in_flight })
+    let api_listen = raw
+        .api_listen
+        .map(|text| {
+            text.parse::<SocketAddr>()
+                .map_err(|_| bad("api-listen", format!("{text:?} is not ADDRESS:PORT (such as \"127.0.0.1:8067\")")))
+        })
+        .transpose()?;
+    let api_token = raw.api_token.or_else(|| std::env::var(API_TOKEN_ENV).ok()).filter(|t| !t.is_empty());
+    if api_listen.is_some() && api_token.is_none() {
+        return Err(bad("api-token", format!("the management API needs a token: set api-token or {API_TOKEN_ENV}")));
+    }
+    if let Some(token) = &api_token
+        && token.len() < 8
+    {
+        return Err(bad("api-token", "must be at least 8 characters".into()));
+    }
+    Ok(ServerSettings {
+        listen,
+        server_port,
+        client_port,
+        store,
+        log_level,
+        lease_dump: raw.lease_dump,
+        max_in_flight,
+        api_listen,
+        api_token,
+    })
 }
 
 #[cfg(test)]
@@ -257,6 +297,8 @@ mod tests {
             ("store = \"mongodb://x\"", "server.store"),
             ("log-level = \"loud\"", "server.log-level"),
             ("max-in-flight = 0", "server.max-in-flight"),
+            ("api-listen = \"localhost\"\napi-token = \"0123456789\"", "server.api-listen"),
+            ("api-listen = \"127.0.0.1:8067\"\napi-token = \"short\"", "server.api-token"),
             ("colour = \"red\"", "server"),
         ] {
             let text = format!("[server]\n{server}\n{SUBNET}");

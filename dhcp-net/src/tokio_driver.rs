@@ -38,6 +38,26 @@ impl<S: LeaseStore + 'static> Server<S> {
             tasks.spawn(Arc::clone(&self).receive_loop(index, watch));
         }
         tasks.spawn(Arc::clone(&self).timer_loop());
+        if self.control().is_some() {
+            let mut hangup = signal(SignalKind::hangup())?;
+            let server = Arc::clone(&self);
+            tasks.spawn(async move {
+                while hangup.recv().await.is_some() {
+                    info!("SIGHUP: reloading the config");
+                    if let Some(control) = server.control() {
+                        // Errors are logged by the control; the running config stays.
+                        let _ = control.reload(server.engine());
+                    }
+                }
+            });
+        }
+        #[cfg(feature = "admin")]
+        if let (Some(addr), Some(token)) = (self.settings().api_listen, self.settings().api_token.clone()) {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            info!(%addr, "management API listening");
+            let metrics = self.metrics().cloned().unwrap_or_default();
+            tasks.spawn(crate::admin::serve(listener, Arc::clone(&self), metrics, token));
+        }
         if self.settings().lease_dump.is_some() {
             let mut user1 = signal(SignalKind::user_defined1())?;
             let server = Arc::clone(&self);

@@ -2,6 +2,10 @@
 //!
 //! Exit status: 0 after a clean shutdown (SIGINT or SIGTERM), 1 when the config is refused
 //! (`--check` only validates it), 2 when the server cannot start (store, sockets).
+//!
+//! SIGHUP reloads the config file (a config that fails validation is refused and the running
+//! one stays); SIGUSR1 writes the lease dump. With `api-listen` set, the management API and
+//! `/metrics` are served there.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,8 +14,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 use dhcp_core::Engine;
-use dhcp_net::{Server, ServerConfig, shutdown_signal};
-use tracing::{error, info};
+use dhcp_net::admin::{MeteredStore, Metrics};
+use dhcp_net::{ConfigControl, Server, ServerConfig, shutdown_signal};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// A DHCPv4 server.
@@ -28,7 +33,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match ServerConfig::from_file(&args.config) {
+    let text = match std::fs::read_to_string(&args.config) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{}: cannot read the config: {e}", args.config.display());
+            return ExitCode::from(1);
+        }
+    };
+    let config = match ServerConfig::from_toml_str(&text) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{}: config refused: {e}", args.config.display());
@@ -56,7 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(args.config, text, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -65,10 +77,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let store = dhcp_store::open(&config.settings.store).await?;
+async fn run(path: PathBuf, text: String, config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let metrics = Arc::new(Metrics::new());
+    let store = MeteredStore::new(dhcp_store::open(&config.settings.store).await?, &metrics);
     let engine = Arc::new(Engine::new(config.dhcp, store));
-    let server = Arc::new(Server::bind(engine, config.settings)?);
+    // A durable or shared store may hold leases already: start the gauges from them.
+    if let Err(e) = engine.count_leases(dhcp_net::now()).await {
+        warn!(error = %e, "cannot count the stored leases; assigned-addresses starts at 0");
+    }
+    let control = Arc::new(ConfigControl::new(path, text, config.settings.clone())?);
+    let server = Arc::new(Server::bind(engine, config.settings)?.with_control(control).with_metrics(metrics));
     info!("serving");
     server
         .serve(async {

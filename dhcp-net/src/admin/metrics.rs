@@ -1,0 +1,181 @@
+//! Prometheus metrics, through the `metrics` crates, without a process-global recorder: each
+//! server has its own, so several servers embedded in one process do not mix their numbers.
+//!
+//! The engine's statistics (Kea's names, `-` turned into `_`) are read at scrape time, so the
+//! exported values are exactly the engine's; store latency is recorded as it happens by
+//! [`MeteredStore`].
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dhcp_core::{
+    ClientId, Counter, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, Stats, StoreError, StoreHost, Timestamp,
+};
+use metrics::{Histogram, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+/// The store latency histogram's name.
+const STORE_LATENCY: &str = "dhcp4_store_latency_seconds";
+
+/// Buckets from 50 µs (memory) to 2.5 s (a store about to time out).
+const LATENCY_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// The store operations timed, as the `op` label says them.
+const OPS: [&str; 9] = [
+    "lease_by_client",
+    "lease_by_addr",
+    "claim",
+    "allocate",
+    "update_state",
+    "reclaim_expired",
+    "delete",
+    "list",
+    "host",
+];
+
+/// A server's metrics registry.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// An empty registry.
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new();
+        // Only fails for an empty bucket list, which this is not.
+        let builder = builder
+            .set_buckets_for_metric(Matcher::Full(STORE_LATENCY.into()), LATENCY_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        Metrics { recorder, handle }
+    }
+
+    fn metadata() -> Metadata<'static> {
+        Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
+    }
+
+    /// The Prometheus text exposition of `stats` and of everything recorded so far.
+    pub fn render(&self, stats: &Stats) -> String {
+        let meta = Self::metadata();
+        for counter in Counter::ALL {
+            let name = format!("dhcp4_{}_total", counter.name().replace('-', "_"));
+            self.recorder.register_counter(&Key::from_name(name), &meta).absolute(stats.get(*counter));
+        }
+        for subnet in stats.subnets().iter() {
+            let labels = || vec![Label::new("subnet", subnet.id.to_string())];
+            let gauge = |name: &'static str, value: f64| {
+                self.recorder.register_gauge(&Key::from_parts(name, labels()), &meta).set(value);
+            };
+            gauge("dhcp4_total_addresses", subnet.total_addresses() as f64);
+            gauge("dhcp4_assigned_addresses", subnet.assigned_addresses() as f64);
+            gauge("dhcp4_declined_addresses", subnet.declined_addresses() as f64);
+            self.recorder
+                .register_counter(&Key::from_parts("dhcp4_reclaimed_leases_total", labels()), &meta)
+                .absolute(subnet.reclaimed_leases());
+        }
+        self.handle.render()
+    }
+
+    fn store_histograms(&self) -> Vec<Histogram> {
+        let meta = Self::metadata();
+        OPS.iter()
+            .map(|op| {
+                self.recorder.register_histogram(&Key::from_parts(STORE_LATENCY, vec![Label::new("op", *op)]), &meta)
+            })
+            .collect()
+    }
+}
+
+/// A store that records how long each of its operations takes into a [`Metrics`] registry
+/// (`dhcp4_store_latency_seconds{op="claim"}` and so on).
+#[derive(Debug)]
+pub struct MeteredStore<S> {
+    inner: S,
+    latency: Arc<[Histogram]>,
+}
+
+impl<S> MeteredStore<S> {
+    /// Wraps `inner`, recording into `metrics`.
+    pub fn new(inner: S, metrics: &Metrics) -> Self {
+        MeteredStore { inner, latency: metrics.store_histograms().into() }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    async fn timed<T>(&self, op: usize, call: impl Future<Output = T>) -> T {
+        let start = Instant::now();
+        let result = call.await;
+        if let Some(h) = self.latency.get(op) {
+            h.record(start.elapsed().as_secs_f64());
+        }
+        result
+    }
+}
+
+impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
+    async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
+        self.timed(0, self.inner.lease_by_client(subnet, client)).await
+    }
+
+    async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
+        self.timed(1, self.inner.lease_by_addr(addr)).await
+    }
+
+    async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        self.timed(2, self.inner.claim(lease, now)).await
+    }
+
+    async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        self.timed(3, self.inner.allocate(pool, lease, now)).await
+    }
+
+    async fn update_state(
+        &self,
+        addr: Ipv4Addr,
+        client: &ClientId,
+        state: LeaseState,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.timed(4, self.inner.update_state(addr, client, state)).await
+    }
+
+    async fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
+        self.timed(5, self.inner.reclaim_expired(now, limit)).await
+    }
+
+    async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
+        self.timed(6, self.inner.delete(addr)).await
+    }
+
+    async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {
+        self.timed(7, self.inner.list(subnet)).await
+    }
+
+    async fn host(
+        &self,
+        hw: &HwAddr,
+        client_id: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Option<StoreHost>, StoreError> {
+        self.timed(8, self.inner.host(hw, client_id, now)).await
+    }
+}
