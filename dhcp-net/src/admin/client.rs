@@ -20,7 +20,7 @@ pub enum ClientError {
     #[error("the management API refused the token (401): check --token or DHCP_API_TOKEN")]
     Unauthorized,
     /// The server answered with an error.
-    #[error("{status}: {error}{}", field.as_deref().map(|f| format!(" (field {f})")).unwrap_or_default())]
+    #[error("{status}: {error}{}", field.as_deref().filter(|f| !error.contains(*f)).map(|f| format!(" (field {f})")).unwrap_or_default())]
     Api {
         /// The HTTP status.
         status: u16,

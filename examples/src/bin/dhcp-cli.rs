@@ -1,7 +1,7 @@
 //! `dhcp-cli`: look at and change a running server through its management API.
 //!
 //! ```text
-//! dhcp-cli show groups | clients | mac MAC | leases [--subnet N] [--state S] [--mac M] | stats
+//! dhcp-cli show groups | clients | mac MAC | leases [--subnet N] [--state S] [--mac M] | stats | metrics
 //! dhcp-cli reservation add --subnet N --mac MAC [--ip A] [--hostname H] [--description D] [--group G]
 //! dhcp-cli reservation del MAC
 //! dhcp-cli group set NAME [--lease-time S] [--gateway A] [--dns A,B] [--domain D] [--ntp A]
@@ -85,6 +85,8 @@ enum Show {
     },
     /// Statistics, by Kea's names.
     Stats,
+    /// The Prometheus exposition, as a scraper sees it.
+    Metrics,
 }
 
 #[derive(Debug, Subcommand)]
@@ -325,7 +327,12 @@ fn show(client: &AdminClient, what: &Show, json_out: bool) -> Result<Value, Fail
             client.get(&path)?
         }
         Show::Stats => client.get("/api/v1/stats")?,
+        Show::Metrics => client.get("/metrics")?,
     };
+    if let (Show::Metrics, Value::String(text)) = (what, &answer) {
+        print!("{text}");
+        return Ok(answer);
+    }
     if json_out {
         return Ok(answer);
     }
@@ -415,6 +422,7 @@ fn show(client: &AdminClient, what: &Show, json_out: bool) -> Result<Value, Fail
             }
             rows
         }
+        Show::Metrics => Vec::new(),
         Show::Stats => {
             let mut rows = vec![vec!["STATISTIC".to_owned(), "VALUE".to_owned()]];
             for (k, v) in answer.as_object().into_iter().flatten() {
@@ -445,13 +453,18 @@ fn time(value: &Value) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Prints aligned columns; a closed pipe (`| head`) ends the output quietly.
 fn print_table(rows: &[Vec<String>]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
         .collect();
     for row in rows {
         let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        println!("{}", line.join("  ").trim_end());
+        if writeln!(out, "{}", line.join("  ").trim_end()).is_err() {
+            return;
+        }
     }
 }

@@ -38,7 +38,9 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("dhcp-{tag}-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("dhcp-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         TempDir(dir)
@@ -303,7 +305,12 @@ impl ServerProc {
     /// Starts the server on 127.0.0.1:`port` (replies to relays at `port + 1`) with one subnet,
     /// 192.0.2.0/24, served to the relay 127.0.0.2; waits until it serves.
     pub fn start(dir: &Path, store: &str, port: u16) -> ServerProc {
-        let mut server = ServerProc::spawn(dir, store, port);
+        ServerProc::start_with(dir, store, port, "")
+    }
+
+    /// [`start`](Self::start) with more lines for the `[server]` table.
+    pub fn start_with(dir: &Path, store: &str, port: u16, server_lines: &str) -> ServerProc {
+        let mut server = ServerProc::spawn_with(dir, store, port, server_lines);
         let start = Instant::now();
         while !server.log_text().contains("serving") {
             assert!(server.running(), "server exited:\n{}", server.log_text());
@@ -315,13 +322,18 @@ impl ServerProc {
 
     /// Starts the server and does not wait: for a start that is meant to fail.
     pub fn spawn(dir: &Path, store: &str, port: u16) -> ServerProc {
+        ServerProc::spawn_with(dir, store, port, "")
+    }
+
+    /// [`spawn`](Self::spawn) with more lines for the `[server]` table.
+    pub fn spawn_with(dir: &Path, store: &str, port: u16, server_lines: &str) -> ServerProc {
         let config = format!(
             "lease-time = 600\n[server]\nlisten = [\"127.0.0.1\"]\nserver-port = {port}\nclient-port = {}\n\
-             store = \"{store}\"\nlog-level = \"info\"\n\n[[subnets]]\nid = 1\nsubnet = \"192.0.2.0/24\"\n\
+             store = \"{store}\"\nlog-level = \"info\"\n{server_lines}\n\n[[subnets]]\nid = 1\nsubnet = \"192.0.2.0/24\"\n\
              pools = [\"192.0.2.10-192.0.2.250\"]\nrelay-addresses = [\"127.0.0.2\"]\n",
             port + 1
         );
-        let file = dir.join(format!("server-{port}.toml"));
+        let file = ServerProc::config_path(dir, port);
         std::fs::write(&file, config).expect("config");
         let log = dir.join(format!("server-{port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_dhcp-server"))
@@ -333,6 +345,11 @@ impl ServerProc {
             .spawn()
             .expect("dhcp-server");
         ServerProc { child, log, port }
+    }
+
+    /// Where the config of the server on `port` is written.
+    pub fn config_path(dir: &Path, port: u16) -> PathBuf {
+        dir.join(format!("server-{port}.toml"))
     }
 
     pub fn running(&mut self) -> bool {
