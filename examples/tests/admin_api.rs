@@ -90,14 +90,21 @@ fn every_endpoint_with_token_checks_and_refusals() {
 
     // Reservations: malformed and invalid input is refused with the field and changes nothing.
     let config_before = api.get("/api/v1/config").expect("config")["text"].clone();
-    assert_eq!(field(api.post_text("/api/v1/reservations", "{\"subnet\": 1,").expect_err("malformed")).1, Some("body".into()));
+    assert_eq!(
+        field(api.post_text("/api/v1/reservations", "{\"subnet\": 1,").expect_err("malformed")).1,
+        Some("body".into())
+    );
     let (status, bad) = field(
-        api.post_json("/api/v1/reservations", &json!({"subnet": 1, "hw-address": "02:00:00:00:00:10", "ip-address": "10.9.9.9"}))
-            .expect_err("outside the subnet"),
+        api.post_json(
+            "/api/v1/reservations",
+            &json!({"subnet": 1, "hw-address": "02:00:00:00:00:10", "ip-address": "10.9.9.9"}),
+        )
+        .expect_err("outside the subnet"),
     );
     assert_eq!(status, 400);
     assert!(bad.as_deref().is_some_and(|f| f.ends_with("ip-address")), "{bad:?}");
-    let (_, bad) = field(api.post_json("/api/v1/reservations", &json!({"subnet": 1, "mac": "x"})).expect_err("unknown field"));
+    let (_, bad) =
+        field(api.post_json("/api/v1/reservations", &json!({"subnet": 1, "mac": "x"})).expect_err("unknown field"));
     assert_eq!(bad.as_deref(), Some("mac"));
     assert_eq!(api.get("/api/v1/config").expect("config")["text"], config_before, "refusals change nothing");
 
@@ -169,7 +176,8 @@ fn the_cli_says_when_the_server_is_unreachable_or_the_token_wrong() {
     let out = cli(&format!("http://127.0.0.1:{}", free_port()), TOKEN, &["show", "stats"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"), "{out:?}");
-    let out = cli(&url, TOKEN, &["reservation", "add", "--subnet", "1", "--mac", "02:00:00:00:00:01", "--ip", "10.0.0.1"]);
+    let out =
+        cli(&url, TOKEN, &["reservation", "add", "--subnet", "1", "--mac", "02:00:00:00:00:01", "--ip", "10.0.0.1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ip-address"), "{out:?}");
     let out = cli(&url, TOKEN, &["show", "stats"]);

@@ -9,34 +9,11 @@ mod lab;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use lab::{Lab, SERVER_ADDR, values};
+use lab::{Lab, SERVER_ADDR, dhclient, mac_of, text, values};
 
 /// The engine config every test starts from: one subnet on the lab segment with a MAC
 /// reservation, one behind a relay.
 const CONFIG: &str = include_str!("../../dhcp-core/tests/fixtures/captured/lab.toml");
-
-/// dhclient's hook: log what the server gave, apply the address and default route.
-const DHCLIENT_HOOK: &str = r#"
-{
-  echo "reason=$reason"
-  echo "ip=$new_ip_address"
-  echo "mask=$new_subnet_mask"
-  echo "routers=$new_routers"
-  echo "dns=$new_domain_name_servers"
-  echo "domain=$new_domain_name"
-  echo "hostname=$new_host_name"
-  echo "lease=$new_dhcp_lease_time"
-} >> "$LOG"
-case "$reason" in
-  BOUND|RENEW|REBIND|REBOOT)
-    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
-    for r in $new_routers; do ip route replace default via "$r"; break; done
-    ;;
-  RELEASE|EXPIRE|STOP)
-    [ -n "$old_ip_address" ] && ip addr del "$old_ip_address/$old_subnet_mask" dev "$interface"
-    ;;
-esac
-"#;
 
 /// udhcpc's hook: its first argument is the event, the values are in its environment.
 const UDHCPC_HOOK: &str = r#"
@@ -54,36 +31,12 @@ case "$1" in
 esac
 "#;
 
-const DHCLIENT_CONF: &str =
-    "request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name;\n";
-
-fn dhclient(lab: &Lab, client: usize, name: &str, extra: &[&str]) -> std::process::Output {
-    let hook = lab.hook(name, DHCLIENT_HOOK);
-    let conf = lab.write(&format!("{name}.conf"), DHCLIENT_CONF);
-    let (lf, pf) = (lab.path(&format!("{name}.leases")), lab.path(&format!("{name}.pid")));
-    let (hook, conf, lf, pf) = (lab::path_str(&hook), lab::path_str(&conf), lab::path_str(&lf), lab::path_str(&pf));
-    let mut args = vec!["timeout", "60", "dhclient", "-4", "-v", "-sf", &hook, "-cf", &conf, "-lf", &lf, "-pf", &pf];
-    args.extend_from_slice(extra);
-    args.push("vcli");
-    lab.client(client).output(&args)
-}
-
 fn udhcpc(lab: &Lab, client: usize, name: &str, extra: &[&str]) -> std::process::Output {
     let hook = lab::path_str(&lab.hook(name, UDHCPC_HOOK));
     let mut args = vec!["timeout", "60", "busybox", "udhcpc", "-i", "vcli", "-n", "-q", "-f", "-t", "5", "-T", "2"];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-s", &hook]);
     lab.client(client).output(&args)
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn mac_of(lab: &Lab, client: usize) -> String {
-    let out = lab.client(client).ip(&["-o", "link", "show", "vcli"]);
-    let line = String::from_utf8_lossy(&out.stdout).into_owned();
-    line.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).expect("vcli has a MAC").to_owned()
 }
 
 #[test]

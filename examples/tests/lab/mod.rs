@@ -340,6 +340,11 @@ impl Lab {
         capture
     }
 
+    /// Sends `signal` (such as "HUP") to the running server.
+    pub fn signal_server(&self, signal: &str) {
+        self.server_proc.as_ref().expect("server running").signal(signal);
+    }
+
     pub fn server_log(&self) -> String {
         self.server_proc.as_ref().map(Proc::log_text).unwrap_or_default()
     }
@@ -461,4 +466,55 @@ pub fn values(log: &str, key: &str) -> Vec<String> {
 
 pub fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
+}
+
+/// dhclient's hook: log what the server gave, apply the address and default route.
+pub const DHCLIENT_HOOK: &str = r#"
+{
+  echo "reason=$reason"
+  echo "ip=$new_ip_address"
+  echo "mask=$new_subnet_mask"
+  echo "routers=$new_routers"
+  echo "dns=$new_domain_name_servers"
+  echo "domain=$new_domain_name"
+  echo "hostname=$new_host_name"
+  echo "lease=$new_dhcp_lease_time"
+} >> "$LOG"
+case "$reason" in
+  BOUND|RENEW|REBIND|REBOOT)
+    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
+    for r in $new_routers; do ip route replace default via "$r"; break; done
+    ;;
+  RELEASE|EXPIRE|STOP)
+    [ -n "$old_ip_address" ] && ip addr del "$old_ip_address/$old_subnet_mask" dev "$interface"
+    ;;
+esac
+"#;
+
+const DHCLIENT_CONF: &str =
+    "request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name;\n";
+
+/// Runs dhclient in client `client`'s namespace on vcli, with files named after `name` in the
+/// lab's directory (hook log `NAME.log`, leases, pid), up to 60 s.
+pub fn dhclient(lab: &Lab, client: usize, name: &str, extra: &[&str]) -> std::process::Output {
+    let hook = lab.hook(name, DHCLIENT_HOOK);
+    let conf = lab.write(&format!("{name}.conf"), DHCLIENT_CONF);
+    let (lf, pf) = (lab.path(&format!("{name}.leases")), lab.path(&format!("{name}.pid")));
+    let (hook, conf, lf, pf) = (path_str(&hook), path_str(&conf), path_str(&lf), path_str(&pf));
+    let mut args = vec!["timeout", "60", "dhclient", "-4", "-v", "-sf", &hook, "-cf", &conf, "-lf", &lf, "-pf", &pf];
+    args.extend_from_slice(extra);
+    args.push("vcli");
+    lab.client(client).output(&args)
+}
+
+/// A command's stdout and stderr together.
+pub fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The MAC of client `client`'s vcli.
+pub fn mac_of(lab: &Lab, client: usize) -> String {
+    let out = lab.client(client).ip(&["-o", "link", "show", "vcli"]);
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    line.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).expect("vcli has a MAC").to_owned()
 }
