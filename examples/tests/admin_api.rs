@@ -156,6 +156,27 @@ fn every_endpoint_with_token_checks_and_refusals() {
     let text = metrics.as_str().expect("text");
     assert!(text.contains("dhcp4_pkt4_ack_sent_total"), "{text}");
     assert!(text.contains("dhcp4_store_latency_seconds_bucket{op=\"claim\""), "{text}");
+
+    // Every series the Grafana dashboard queries is exported.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../grafana/dhcp4-dashboard.json")).expect("the dashboard is JSON");
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for name in
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("dhcp4_"))
+            {
+                queried += 1;
+                assert!(
+                    text.contains(&format!("\n{name}")),
+                    "panel {:?} queries {name}, which /metrics lacks",
+                    panel["title"]
+                );
+            }
+        }
+    }
+    assert!(queried >= 15, "the dashboard queries the server's metrics ({queried} references)");
 }
 
 #[test]

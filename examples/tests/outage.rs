@@ -10,6 +10,7 @@ mod services;
 use std::time::{Duration, Instant};
 
 use dhcp_net::ProbeError;
+use dhcp_net::admin::{AdminClient, ClientError};
 use services::{PrivatePostgres, PrivateRedis, ServerProc, is_root};
 
 /// Takes leases, stops the store, checks that none is granted, starts it, and returns how long
@@ -25,7 +26,12 @@ fn outage(server: &ServerProc, stop: impl FnOnce(), start: impl FnOnce()) -> Dur
             other => panic!("a lease was granted while the store was down: {other:?}"),
         }
     }
-    assert!(server.log_text().contains("dropped"), "the outage is logged:\n{}", server.log_text());
+    // The store calls of those requests fail within its timeouts; the failure is logged then.
+    let logged = Instant::now();
+    while !server.log_text().contains("dropped") {
+        assert!(logged.elapsed() < Duration::from_secs(10), "the outage is logged:\n{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     start();
     let back = Instant::now();
     let mut mac = 20;
@@ -56,8 +62,25 @@ fn postgres_outage_and_recovery() {
 fn redis_outage_and_recovery() {
     let mut redis = PrivateRedis::start();
     let url = redis.url();
-    let server = ServerProc::start(&redis.dir.clone(), &url, 45_000 + (std::process::id() % 1000) as u16 * 2);
+    // With the management API on: its health check says "not ready" while the store is away.
+    let api_port = services::free_port();
+    let lines = format!("api-listen = \"127.0.0.1:{api_port}\"\napi-token = \"outage-token\"");
+    let port = 45_000 + (std::process::id() % 1000) as u16 * 2;
+    let server = ServerProc::start_with(&redis.dir.clone(), &url, port, &lines);
+    let api = AdminClient::new(&format!("http://127.0.0.1:{api_port}"), "outage-token");
+    assert_eq!(api.get("/api/v1/health").expect("healthy")["ready"], true);
     let redis_cell = std::cell::RefCell::new(&mut redis);
-    let took = outage(&server, || redis_cell.borrow_mut().down(), || redis_cell.borrow_mut().up());
+    let took = outage(
+        &server,
+        || {
+            redis_cell.borrow_mut().down();
+            match api.get("/api/v1/health") {
+                Err(ClientError::Api { status: 503, .. }) => {}
+                other => panic!("health while Redis is down: {other:?}"),
+            }
+        },
+        || redis_cell.borrow_mut().up(),
+    );
+    assert_eq!(api.get("/api/v1/health").expect("healthy again")["ready"], true);
     eprintln!("Redis outage: leases again {:.2} s after the server came back", took.as_secs_f64());
 }
