@@ -54,7 +54,7 @@ REDIS_PID=""
 PG_SCHEMA="perfbench_$$"
 KEA_DB="kea_bench"
 
-psql_test() { psql -X -q -h "$PGSOCKET" -U postgres -d test -c "$1" >/dev/null; }
+psql_test() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -h "$PGSOCKET" -U postgres -d test -c "$1" >/dev/null; }
 
 cleanup() {
     [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true

@@ -69,15 +69,18 @@ pub struct ConfigControl {
 
 impl ConfigControl {
     /// Takes charge of the config at `path`, whose `text` the server was started with (already
-    /// validated), and records it as the last good config.
-    pub fn new(path: impl Into<PathBuf>, text: String, settings: ServerSettings) -> Result<Self, ControlError> {
+    /// validated), and records it as the last good config. A last-good file that cannot be
+    /// written (a read-only config directory) is logged, not fatal: the server runs, and
+    /// rollback reports the missing file when asked.
+    pub fn new(path: impl Into<PathBuf>, text: String, settings: ServerSettings) -> Self {
         let path = path.into();
         let mut last_good = path.clone().into_os_string();
         last_good.push(".last-good");
         let control = ConfigControl { path, last_good: last_good.into(), running: Mutex::new((text, settings)) };
-        let text = control.running_text();
-        write_atomically(&control.last_good, &text)?;
-        Ok(control)
+        if let Err(e) = write_atomically(&control.last_good, &control.running_text()) {
+            warn!(error = %e, "cannot keep the last good config; rollback will not be possible");
+        }
+        control
     }
 
     /// The config file.
@@ -213,7 +216,7 @@ mod tests {
         std::fs::write(&path, GOOD).expect("write");
         let config = ServerConfig::from_toml_str(GOOD).expect("valid");
         let engine = Engine::new(config.dhcp, MemoryStore::new());
-        (ConfigControl::new(&path, GOOD.to_owned(), config.settings).expect("control"), engine)
+        (ConfigControl::new(&path, GOOD.to_owned(), config.settings), engine)
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The shared key-value store: `redis://HOST[:PORT][/DB][?prefix=P]` (and `rediss://` once TLS
-//! lands), for several servers on one Redis.
+//! The shared key-value store: `redis://HOST[:PORT][/DB][?prefix=P]` (`rediss://` with TLS),
+//! for several servers on one Redis.
 //!
 //! Every change is one Lua script, which Redis runs without interleaving any other command, so
 //! a claim's check and its write are atomic across any number of servers. The connection
@@ -14,6 +14,10 @@
 //! - `deadlines`: sorted set of addresses by deadline, for reclamation;
 //! - `free:SUBNET`: sorted set of the subnet's leased addresses by when they are free, for reuse;
 //! - `cursor:POOLKEY`: the offset of the pool's next never-used address.
+//!
+//! Lease keys expire in Redis as well (`EXPIRE`): a lease and its client index live until the
+//! lease's deadline plus a day, so a Redis nobody reclaims from does not keep dead leases; the
+//! indexes tolerate keys that expired under them.
 //!
 //! The scripts build key names from the prefix, which a standalone Redis allows and Redis
 //! Cluster does not; this store is for a standalone Redis (with replicas).
@@ -42,6 +46,14 @@ use redis::{AsyncCommands, Script, Value};
 const LIB: &str = r#"
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
+
+-- Leases expire in Redis too: a lease's keys live until the lease is over plus a day (address
+-- affinity for returning clients, as Kea's hold-reclaimed-time), so a Redis that no server
+-- reclaims from does not keep dead leases forever. Relative to the server's clock, not Redis's.
+local retain = 86400
+local function keep(key, until_at)
+  redis.call('EXPIRE', key, math.max(until_at - now, 0) + retain)
+end
 
 -- 1: free for this client, 0: held by another (or declined), 2: an offer meeting the client's
 -- own unexpired binding, which must be kept as it is.
@@ -78,6 +90,8 @@ local function put(addr, f)
   if f[7] ~= '-' then redis.call('HSET', key, 'host', f[7]) end
   redis.call('SET', p .. 'client:' .. f[1] .. ':' .. f[2], addr)
   redis.call('ZADD', p .. 'free:' .. f[1], f[6], addr)
+  keep(key, tonumber(f[6]))
+  keep(p .. 'client:' .. f[1] .. ':' .. f[2], tonumber(f[6]))
 end
 "#;
 
@@ -141,6 +155,8 @@ else
   redis.call('ZREM', p .. 'deadlines', ARGV[3])
 end
 redis.call('ZADD', p .. 'free:' .. subnet, ARGV[7], ARGV[3])
+keep(key, tonumber(ARGV[7]))
+keep(p .. 'client:' .. subnet .. ':' .. ARGV[4], tonumber(ARGV[7]))
 return 1
 "#;
 
@@ -162,7 +178,10 @@ for _, addr in ipairs(due) do
       redis.call('HSET', key, 'state', '4', 'free_at', '0')
       redis.call('HDEL', key, 'deadline')
       redis.call('ZREM', p .. 'deadlines', addr)
-      redis.call('ZADD', p .. 'free:' .. redis.call('HGET', key, 'subnet'), 0, addr)
+      local subnet = redis.call('HGET', key, 'subnet')
+      redis.call('ZADD', p .. 'free:' .. subnet, 0, addr)
+      keep(key, now)
+      keep(p .. 'client:' .. subnet .. ':' .. redis.call('HGET', key, 'client'), now)
     end
   end
 end

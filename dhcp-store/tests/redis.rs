@@ -56,3 +56,32 @@ async fn servers_sharing_redis_never_share_an_address() {
     let stored: HashSet<_> = store.list(None).await.expect("store").into_iter().map(|l| (l.addr, l.client)).collect();
     assert_eq!(stored, all.into_iter().collect());
 }
+
+#[tokio::test]
+async fn leases_expire_in_redis_a_day_after_their_deadline() {
+    let server = std::env::var("DHCP_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("dhcptest:{}:ttl{}:", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let store = RedisStore::connect(&format!("{server}?prefix={prefix}")).await.expect("connect");
+    store.claim(&bound(1, addr(1), 3600), T0).await.expect("store").expect("granted");
+
+    let mut conn =
+        redis::Client::open(server.as_str()).expect("url").get_multiplexed_async_connection().await.expect("redis");
+    let key = format!("{prefix}lease:{}", u32::from(addr(1)));
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.expect("ttl");
+    assert!((3600 + 86_400 - 10..=3600 + 86_400).contains(&ttl), "the lease key lives its lease plus a day: {ttl}");
+    let client_keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}client:*")).query_async(&mut conn).await.expect("keys");
+    let client_ttl: i64 = redis::cmd("TTL").arg(&client_keys[0]).query_async(&mut conn).await.expect("ttl");
+    assert_eq!(client_ttl, ttl, "the client index expires with its lease");
+
+    // Released: kept a day for affinity, then gone.
+    store.update_state(addr(1), &conformance::client(1), dhcp_core::LeaseState::Released).await.expect("store");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.expect("ttl");
+    assert!((86_400 - 10..=86_400).contains(&ttl), "a released lease is kept a day: {ttl}");
+
+    // A lease whose key expired under the indexes is simply gone; its address is free again.
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.expect("del");
+    assert_eq!(store.lease_by_client(1, &conformance::client(1)).await.expect("store"), None);
+    let granted = store.claim(&bound(2, addr(1), 3600), T0).await.expect("store");
+    assert!(granted.is_some(), "the address is free again");
+}

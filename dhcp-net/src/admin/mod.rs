@@ -24,6 +24,27 @@
 //! Reservation and group changes edit the running config, are validated as a whole, applied to
 //! the next packet and written to the config file; an invalid change gets 400 naming the field
 //! and changes nothing. Errors are `{"error": "...", "field": "..."}`.
+//!
+//! # Example
+//! A server with metrics, reloads and the API, as `dhcp-server` builds it:
+//! ```no_run
+//! use std::sync::Arc;
+//! use dhcp_core::Engine;
+//! use dhcp_net::admin::{MeteredStore, Metrics};
+//! use dhcp_net::{ConfigControl, Server, ServerConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let path = "/etc/dhcp/server.toml";
+//! let text = std::fs::read_to_string(path)?; // with api-listen and api-token in [server]
+//! let config = ServerConfig::from_toml_str(&text)?;
+//! let metrics = Arc::new(Metrics::new());
+//! let store = MeteredStore::new(dhcp_store::open(&config.settings.store).await?, &metrics);
+//! let engine = Arc::new(Engine::new(config.dhcp, store));
+//! let control = Arc::new(ConfigControl::new(path, text, config.settings.clone()));
+//! let server = Server::bind(engine, config.settings)?.with_control(control).with_metrics(metrics);
+//! Arc::new(server).serve(std::future::pending()).await?; // SIGHUP reloads; the API is served
+//! # Ok(()) }
+//! ```
 
 mod client;
 mod edit;
@@ -36,7 +57,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -358,8 +379,7 @@ async fn config_text<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiRe
     })))
 }
 
-async fn config_test(headers: HeaderMap, body: Bytes) -> ApiResult {
-    let _ = headers;
+async fn config_test(body: Bytes) -> ApiResult {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad("body", "the config must be UTF-8 text"))?;
     let config = crate::control::ConfigControl::test(text).map_err(|e| ApiError::from(ControlError::Invalid(e)))?;
     Ok(axum::Json(json!({ "valid": true, "subnets": config.dhcp.subnets.len() })))

@@ -85,7 +85,7 @@ async fn run(path: PathBuf, text: String, config: ServerConfig) -> Result<(), Bo
     if let Err(e) = engine.count_leases(dhcp_net::now()).await {
         warn!(error = %e, "cannot count the stored leases; assigned-addresses starts at 0");
     }
-    let control = Arc::new(ConfigControl::new(path, text, config.settings.clone())?);
+    let control = Arc::new(ConfigControl::new(path, text, config.settings.clone()));
     let server = Arc::new(Server::bind(engine, config.settings)?.with_control(control).with_metrics(metrics));
     info!("serving");
     server
