@@ -12,7 +12,9 @@
 #
 # Usage: benches/perfdhcp/compare.sh [--quick] [--out FILE] [VARIANT...]
 #   VARIANT: ours-memory ours-journal ours-sqlite ours-postgres ours-redis kea-memfile
-#            kea-postgres (default: all)
+#            kea-memfile-persist kea-postgres (default: all)
+#   (kea-memfile-persist: memfile writing its lease file, Kea's local durable store; Kea does
+#   not fsync it, where our journal syncs every grant)
 #   --quick   a short smoke run (rates 250 1000, 3 s each)
 #   env: RATES="250 500 ..." PERIOD=10 LOGDIR=target/perfdhcp
 #        PGSOCKET=/var/run/postgresql (the host's PostgreSQL, trust auth, database test)
@@ -29,13 +31,13 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --quick) RATES="250 1000"; PERIOD=3 ;;
         --out) OUT="$2"; shift ;;
-        ours-memory | ours-journal | ours-sqlite | ours-postgres | ours-redis | kea-memfile | kea-postgres)
+        ours-memory | ours-journal | ours-sqlite | ours-postgres | ours-redis | kea-memfile | kea-memfile-persist | kea-postgres)
             VARIANTS+=("$1") ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
-[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=(ours-memory ours-journal ours-sqlite ours-postgres ours-redis kea-memfile kea-postgres)
+[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=(ours-memory ours-journal ours-sqlite ours-postgres ours-redis kea-memfile kea-memfile-persist kea-postgres)
 
 for tool in perfdhcp kea-dhcp4 kea-admin ip psql redis-server redis-cli; do
     command -v "$tool" >/dev/null || {
@@ -95,6 +97,7 @@ kea_postgres_init() {
 reset_store() {
     case "$1" in
         ours-memory | kea-memfile) ;;
+        kea-memfile-persist) rm -f "$TMP/kea-leases4.csv"* ;;
         ours-journal) rm -f "$TMP/leases.journal"* ;;
         ours-sqlite) rm -f "$TMP/leases.db"* ;;
         ours-postgres) psql_test "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE; CREATE SCHEMA $PG_SCHEMA" ;;
@@ -119,6 +122,9 @@ prepare_variant() {
             fi
             our_config "redis+unix://$TMP/redis.sock?prefix=bench:" ;;
         kea-memfile) cp benches/perfdhcp/kea-bench.json "$TMP/kea-memfile.json" ;;
+        kea-memfile-persist)
+            sed 's|"lease-database": {[^}]*}|"lease-database": { "type": "memfile", "persist": true, "name": "'"$TMP"'/kea-leases4.csv", "lfc-interval": 3600 }|' \
+                benches/perfdhcp/kea-bench.json >"$TMP/kea-memfile-persist.json" ;;
         kea-postgres) kea_postgres_init ;;
     esac
 }
