@@ -8,7 +8,7 @@
 //! store = "memory:"           # lease store URL
 //! log-level = "info"          # error, warn, info, debug or trace
 //! lease-dump = "/run/dhcp/leases.csv"   # optional: written on SIGUSR1 and at shutdown
-//! max-in-flight = 64          # requests handled at once (default 1 for memory:, else 64)
+//! max-in-flight = 64          # requests handled at once (default 1 for plain memory:, else 64)
 //! api-listen = "127.0.0.1:8067"   # optional: the management API and /metrics (off when unset)
 //! api-token = "s3cret"        # its bearer token; or the DHCP_API_TOKEN environment variable
 //!
@@ -116,9 +116,11 @@ pub struct ServerSettings {
 /// The environment variable that holds the API token when the config does not.
 pub const API_TOKEN_ENV: &str = "DHCP_API_TOKEN";
 
-/// The `max-in-flight` default for a store URL: 1 for the in-memory stores, 64 otherwise.
+/// The `max-in-flight` default for a store URL: 1 for the plain in-memory store (which never
+/// waits), 64 otherwise (a network store's round trips, or the journal's group commits,
+/// overlap).
 pub fn default_in_flight(store: &str) -> usize {
-    if store.starts_with("memory:") { 1 } else { 64 }
+    if store == "memory:" { 1 } else { 64 }
 }
 
 impl Default for ServerSettings {

@@ -2,7 +2,9 @@
 //!
 //! Every lease change a client could rely on (a binding, a release, a decline, a deletion) is
 //! appended to the journal and synced to disk before the store answers, so the engine sends no
-//! ACK for a lease a crash could lose. Offers and reclamation are not journaled: an offer lost in
+//! ACK for a lease a crash could lose. Syncing is a group commit: a background thread runs one
+//! `fdatasync` for every line written since the last, and every change waiting on those lines
+//! is answered together, so requests in flight at once share the cost of a sync. Offers and reclamation are not journaled: an offer lost in
 //! a crash costs the client one more DISCOVER, and an expired binding replays as expired.
 //!
 //! On open, the journal is replayed into memory. When it holds more than twice as many lines as
@@ -17,10 +19,13 @@
 //! crash mid-write) is skipped on replay; so is any other line that does not parse, counted.
 
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
 
@@ -46,7 +51,112 @@ struct Journal {
     file: BufWriter<File>,
     /// Lines in the file, for deciding when to compact.
     lines: u64,
+    /// Lines written since the store opened: the number a change waits to see synced.
+    written: u64,
     compacting: bool,
+}
+
+/// How far the syncer has got, and who waits for it.
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Every line up to this number is on disk.
+    synced: u64,
+    /// The highest line number someone waits for.
+    wanted: u64,
+    /// Set when a sync failed. After a failed fsync the kernel may have dropped the dirty pages,
+    /// so nothing can be promised any more: every later change fails, and the server answers
+    /// nothing it could lose.
+    failed: Option<String>,
+    waiters: Vec<Waker>,
+    stop: bool,
+    /// Syncs done, for tests and operators.
+    syncs: u64,
+}
+
+#[derive(Debug, Default)]
+struct Syncer {
+    state: Mutex<SyncState>,
+    work: Condvar,
+}
+
+impl Syncer {
+    fn state(&self) -> MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The syncer thread: waits for wanted lines, syncs the file once for all of them, wakes
+    /// their waiters, until the store is dropped.
+    fn run(&self, journal: &Mutex<Journal>) {
+        loop {
+            {
+                let mut state = self.state();
+                while state.wanted <= state.synced && !state.stop {
+                    state = self.work.wait(state).unwrap_or_else(PoisonError::into_inner);
+                }
+                if state.stop {
+                    return;
+                }
+            }
+            // Take the line count and a handle on the file, then sync without the journal
+            // lock: appends go on meanwhile and make the next batch.
+            let (target, file) = {
+                let journal = journal.lock().unwrap_or_else(PoisonError::into_inner);
+                (journal.written, journal.file.get_ref().try_clone())
+            };
+            let result = file.and_then(|f| f.sync_data());
+            let waiters = {
+                let mut state = self.state();
+                match result {
+                    Ok(()) => {
+                        state.synced = state.synced.max(target);
+                        state.syncs += 1;
+                    }
+                    Err(e) => state.failed = Some(e.to_string()),
+                }
+                std::mem::take(&mut state.waiters)
+            };
+            for waiter in waiters {
+                waiter.wake();
+            }
+        }
+    }
+}
+
+/// Stops the syncer thread when the last clone of the store goes.
+#[derive(Debug)]
+struct StopSyncer(Arc<Syncer>);
+
+impl Drop for StopSyncer {
+    fn drop(&mut self) {
+        self.0.state().stop = true;
+        self.0.work.notify_all();
+    }
+}
+
+/// Resolves once line `line` of the journal is on disk.
+struct Synced<'a> {
+    syncer: &'a Syncer,
+    line: u64,
+}
+
+impl Future for Synced<'_> {
+    type Output = Result<(), StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.syncer.state();
+        if let Some(why) = &state.failed {
+            return Poll::Ready(Err(StoreError::Unavailable(format!("lease journal sync failed earlier: {why}"))));
+        }
+        if state.synced >= self.line {
+            return Poll::Ready(Ok(()));
+        }
+        if state.wanted < self.line {
+            state.wanted = self.line;
+            self.syncer.work.notify_one();
+        }
+        state.waiters.push(cx.waker().clone());
+        Poll::Pending
+    }
 }
 
 /// A [`MemoryStore`] whose changes survive restarts and crashes through a journal file.
@@ -54,6 +164,8 @@ struct Journal {
 pub struct JournalStore {
     memory: Arc<MemoryStore>,
     journal: Arc<Mutex<Journal>>,
+    syncer: Arc<Syncer>,
+    _stop: Arc<StopSyncer>,
 }
 
 fn io_error(what: &str, e: io::Error) -> StoreError {
@@ -89,9 +201,25 @@ impl JournalStore {
         }
         report.leases = memory.len();
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let journal =
-            Journal { path, file: BufWriter::new(file), lines: report.applied + report.skipped, compacting: false };
-        let store = JournalStore { memory: Arc::new(memory), journal: Arc::new(Mutex::new(journal)) };
+        let journal = Journal {
+            path,
+            file: BufWriter::new(file),
+            lines: report.applied + report.skipped,
+            written: 0,
+            compacting: false,
+        };
+        let journal = Arc::new(Mutex::new(journal));
+        let syncer = Arc::new(Syncer::default());
+        {
+            let (syncer, journal) = (Arc::clone(&syncer), Arc::clone(&journal));
+            std::thread::Builder::new().name("lease-journal-sync".into()).spawn(move || syncer.run(&journal))?;
+        }
+        let store = JournalStore {
+            memory: Arc::new(memory),
+            journal,
+            _stop: Arc::new(StopSyncer(Arc::clone(&syncer))),
+            syncer,
+        };
         // A torn last line must not glue itself to the next append.
         store.lock().file.write_all(b"\n")?;
         Ok((store, report))
@@ -107,19 +235,28 @@ impl JournalStore {
         self.journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Appends `entries` and syncs them to disk.
-    fn append(&self, journal: &mut Journal, entries: &[Entry]) -> Result<(), StoreError> {
+    /// Writes `entries` to the file (not yet synced); returns the line number to wait for with
+    /// [`durable`](Self::durable), or `None` when there was nothing to write.
+    fn append(&self, journal: &mut Journal, entries: &[Entry]) -> Result<Option<u64>, StoreError> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         for entry in entries {
             journal.file.write_all(entry.line().as_bytes()).map_err(|e| io_error("write", e))?;
         }
         journal.file.flush().map_err(|e| io_error("write", e))?;
-        journal.file.get_ref().sync_data().map_err(|e| io_error("sync", e))?;
         journal.lines += entries.len() as u64;
+        journal.written += entries.len() as u64;
         self.maybe_compact(journal);
-        Ok(())
+        Ok(Some(journal.written))
+    }
+
+    /// Waits until line `line` (from [`append`](Self::append)) is on disk.
+    async fn durable(&self, line: Option<u64>) -> Result<(), StoreError> {
+        match line {
+            Some(line) => Synced { syncer: &self.syncer, line }.await,
+            None => Ok(()),
+        }
     }
 
     fn maybe_compact(&self, journal: &mut Journal) {
@@ -161,6 +298,12 @@ impl JournalStore {
         Ok(())
     }
 
+    /// How many times the journal was synced to disk: with several changes in flight at once,
+    /// fewer than the changes.
+    pub fn syncs(&self) -> u64 {
+        self.syncer.state().syncs
+    }
+
     /// Lines in the journal file now.
     pub fn journal_lines(&self) -> u64 {
         self.lock().lines
@@ -190,19 +333,27 @@ impl LeaseStore for JournalStore {
     }
 
     async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        // The journal lock is held across the change and its append, so the journal's order is
+        // The journal lock is held across the change and its write, so the journal's order is
         // the order the changes were made in. The memory store answers at once (`Ready`), so
-        // nothing is awaited while the lock is held.
-        let mut journal = self.lock();
-        let got = self.memory.claim(lease, now).into_inner()?;
-        self.append(&mut journal, &journaled(&got))?;
+        // nothing is awaited while the lock is held; the wait for the sync comes after it.
+        let (got, line) = {
+            let mut journal = self.lock();
+            let got = self.memory.claim(lease, now).into_inner()?;
+            let line = self.append(&mut journal, &journaled(&got))?;
+            (got, line)
+        };
+        self.durable(line).await?;
         Ok(got)
     }
 
     async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        let mut journal = self.lock();
-        let got = self.memory.allocate(pool, lease, now).into_inner()?;
-        self.append(&mut journal, &journaled(&got))?;
+        let (got, line) = {
+            let mut journal = self.lock();
+            let got = self.memory.allocate(pool, lease, now).into_inner()?;
+            let line = self.append(&mut journal, &journaled(&got))?;
+            (got, line)
+        };
+        self.durable(line).await?;
         Ok(got)
     }
 
@@ -212,9 +363,13 @@ impl LeaseStore for JournalStore {
         client: &ClientId,
         state: LeaseState,
     ) -> Result<Option<Lease>, StoreError> {
-        let mut journal = self.lock();
-        let got = self.memory.update_state(addr, client, state).into_inner()?;
-        self.append(&mut journal, &journaled(&got))?;
+        let (got, line) = {
+            let mut journal = self.lock();
+            let got = self.memory.update_state(addr, client, state).into_inner()?;
+            let line = self.append(&mut journal, &journaled(&got))?;
+            (got, line)
+        };
+        self.durable(line).await?;
         Ok(got)
     }
 
@@ -223,11 +378,13 @@ impl LeaseStore for JournalStore {
     }
 
     async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
-        let mut journal = self.lock();
-        let deleted = self.memory.delete(addr).into_inner()?;
-        if deleted {
-            self.append(&mut journal, &[Entry::Deleted(addr)])?;
-        }
+        let (deleted, line) = {
+            let mut journal = self.lock();
+            let deleted = self.memory.delete(addr).into_inner()?;
+            let line = if deleted { self.append(&mut journal, &[Entry::Deleted(addr)])? } else { None };
+            (deleted, line)
+        };
+        self.durable(line).await?;
         Ok(deleted)
     }
 

@@ -99,3 +99,25 @@ async fn compaction_keeps_the_journal_proportional_to_the_leases() {
     let size = std::fs::metadata(&path).expect("journal").len();
     assert!(size < 100_000, "journal is {size} bytes");
 }
+
+#[tokio::test]
+async fn changes_in_flight_together_share_syncs_and_are_all_on_disk() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leases.journal");
+    let (store, _) = JournalStore::open(&path).expect("open");
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=200u8 {
+        let store = store.clone();
+        let at = std::net::Ipv4Addr::new(10, 0, 1, n);
+        tasks.spawn(async move { store.claim(&bound(n, at, 3600), T0).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert!(done.expect("task").expect("store").is_some(), "granted");
+    }
+    let syncs = store.syncs();
+    assert!((1..=50).contains(&syncs), "200 changes at once took {syncs} syncs");
+    drop(store);
+    let (reopened, report) = JournalStore::open(&path).expect("reopen");
+    assert_eq!(report.leases, 200, "every answered change is in the journal");
+    assert_eq!(reopened.list(None).await.expect("store").len(), 200);
+}
