@@ -201,6 +201,11 @@ fn the_cli_says_when_the_server_is_unreachable_or_the_token_wrong() {
         cli(&url, TOKEN, &["reservation", "add", "--subnet", "1", "--mac", "02:00:00:00:00:01", "--ip", "10.0.0.1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ip-address"), "{out:?}");
+    let addr = s.server.probe(9).expect("a lease").to_string();
+    let out = cli(&url, TOKEN, &["lease", "del", &addr]);
+    assert!(out.status.success(), "{out:?}");
+    let out = cli(&url, TOKEN, &["lease", "del", &addr]);
+    assert_eq!(out.status.code(), Some(1), "the second delete finds nothing: {out:?}");
     let out = cli(&url, TOKEN, &["show", "stats"]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("pkt4-received"), "{out:?}");

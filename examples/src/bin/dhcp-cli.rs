@@ -4,6 +4,7 @@
 //! dhcp-cli show groups | clients | mac MAC | leases [--subnet N] [--state S] [--mac M] | stats | metrics
 //! dhcp-cli reservation add --subnet N --mac MAC [--ip A] [--hostname H] [--description D] [--group G]
 //! dhcp-cli reservation del MAC
+//! dhcp-cli lease del ADDRESS
 //! dhcp-cli group set NAME [--lease-time S] [--gateway A] [--dns A,B] [--domain D] [--ntp A]
 //! dhcp-cli group del NAME
 //! dhcp-cli config test FILE | reload | rollback
@@ -42,6 +43,11 @@ enum Command {
     Show {
         #[command(subcommand)]
         what: Show,
+    },
+    /// Delete a lease (the address is free at once).
+    Lease {
+        #[command(subcommand)]
+        action: LeaseAction,
     },
     /// Add or delete a reservation.
     Reservation {
@@ -87,6 +93,15 @@ enum Show {
     Stats,
     /// The Prometheus exposition, as a scraper sees it.
     Metrics,
+}
+
+#[derive(Debug, Subcommand)]
+enum LeaseAction {
+    /// Delete the lease of an address.
+    Del {
+        /// The address.
+        address: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,6 +233,9 @@ fn run(client: &AdminClient, args: &Args) -> Result<(), Failure> {
                 }
             }
             client.post_json("/api/v1/reservations", &body)?
+        }
+        Command::Lease { action: LeaseAction::Del { address } } => {
+            client.delete(&format!("/api/v1/leases/{}", encode(address)))?
         }
         Command::Reservation { action: Reservation::Del { id } } => {
             client.delete(&format!("/api/v1/reservations/{}", encode(id)))?
