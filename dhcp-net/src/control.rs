@@ -153,16 +153,19 @@ impl ConfigControl {
     ) -> Result<Applied, ControlError> {
         let config = ServerConfig::from_toml_str(&text)
             .inspect_err(|e| warn!(error = %e, "config refused; the running config stays"))?;
+        // An edit that cannot be saved is not applied: the file and the running config agree.
         if write_file {
             write_atomically(&self.path, &text)?;
         }
-        write_atomically(&self.last_good, &text)?;
         let applied = Applied {
             subnets: config.dhcp.subnets.len(),
             reservations: config.dhcp.subnets.iter().map(|s| s.reservations.len()).sum(),
             restart_needed: settings_changed(&running.1, &config.settings),
         };
         engine.replace_config(config.dhcp);
+        if let Err(e) = write_atomically(&self.last_good, &text) {
+            warn!(error = %e, "config applied but not kept as the last good one");
+        }
         running.0 = text;
         info!(%applied, "config applied");
         Ok(applied)

@@ -68,34 +68,27 @@ impl AdminClient {
 
     /// `POST path` with a JSON body.
     pub fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        let response = self
-            .agent
-            .post(&self.url(path))
-            .header("Authorization", &self.bearer())
-            .header("Content-Type", "application/json")
-            .send(body.to_string());
-        self.answer(path, response)
+        self.send(self.agent.post(&self.url(path)), path, "application/json", &body.to_string())
     }
 
     /// `PUT path` with a JSON body.
     pub fn put_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        let response = self
-            .agent
-            .put(&self.url(path))
-            .header("Authorization", &self.bearer())
-            .header("Content-Type", "application/json")
-            .send(body.to_string());
-        self.answer(path, response)
+        self.send(self.agent.put(&self.url(path)), path, "application/json", &body.to_string())
     }
 
     /// `POST path` with a text body (a config to test), or none.
     pub fn post_text(&self, path: &str, body: &str) -> Result<Value, ClientError> {
-        let response = self
-            .agent
-            .post(&self.url(path))
-            .header("Authorization", &self.bearer())
-            .header("Content-Type", "text/plain")
-            .send(body);
+        self.send(self.agent.post(&self.url(path)), path, "text/plain", body)
+    }
+
+    fn send(
+        &self,
+        request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<Value, ClientError> {
+        let response = request.header("Authorization", &self.bearer()).header("Content-Type", content_type).send(body);
         self.answer(path, response)
     }
 
