@@ -43,6 +43,8 @@ mod postgres_tls;
 mod redis_store;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_writer;
 
 pub use any::{AnyStore, OpenError, open, supported_schemes};
 #[cfg(feature = "journal")]

@@ -10,8 +10,11 @@
 //! the `pool_cursor` table), then the lease rows that are free (`free_at <= now`), found through
 //! an index, so its cost does not grow with the pool.
 //!
-//! Calls run on the caller's thread; SQLite answers from local disk in tens of microseconds, and
-//! a synced commit in about the time of one fsync.
+//! Reads run on the caller's thread (SQLite answers from local disk in tens of microseconds).
+//! Writes go to a writer thread with a connection of its own, which commits the writes that
+//! arrived together in one synced transaction (group commit) and answers each once that commit
+//! is on disk: the waiting does not block the caller's thread, and requests in flight at once
+//! share one fsync.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -19,6 +22,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::sqlite_writer::Writer;
 
 /// The schema version this code writes.
 const SCHEMA_VERSION: i64 = 1;
@@ -46,10 +51,12 @@ const COLUMNS: &str = "addr, subnet, client, hwaddr, state, deadline, hostname";
 /// Leases in a SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
+    /// For reads (and the migration at open).
     conn: Mutex<Connection>,
+    writer: Writer,
 }
 
-fn backend(e: rusqlite::Error) -> StoreError {
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             StoreError::Unavailable(format!("sqlite: {e}"))
@@ -156,13 +163,18 @@ fn next_in(ranges: &[std::ops::RangeInclusive<u32>], from: u64) -> Option<u32> {
 impl SqliteStore {
     /// Opens (or creates) the database at `path`, and creates or migrates its schema.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
-        let store = SqliteStore { conn: Mutex::new(conn) };
-        store.migrate()?;
-        Ok(store)
+        let connect = || -> Result<Connection, StoreError> {
+            let conn = Connection::open(path.as_ref()).map_err(backend)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+            conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
+            Ok(conn)
+        };
+        let mut reader = connect()?;
+        migrate(&mut reader)?;
+        let writer = Writer::start(connect()?)
+            .map_err(|e| StoreError::Backend(format!("sqlite: cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore { conn: Mutex::new(reader), writer })
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -170,31 +182,23 @@ impl SqliteStore {
         // was rolled back when its guard dropped during the unwind.
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
 
-    fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(backend)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Backend(format!(
-                "sqlite schema version {version} is newer than this server's {SCHEMA_VERSION}"
-            )));
-        }
-        for (index, step) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
-            tx.execute_batch(step).map_err(backend)?;
-            tx.pragma_update(None, "user_version", index as i64 + 1).map_err(backend)?;
-        }
-        tx.commit().map_err(backend)
+/// Creates or migrates the schema.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    // IMMEDIATE takes the write lock first: one migrator at a time, whichever process opens first.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(backend)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "sqlite schema version {version} is newer than this server's {SCHEMA_VERSION}"
+        )));
     }
-
-    /// Runs `f` in a write transaction and commits what it did.
-    fn write_tx<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(backend)?;
-        Ok(out)
+    for (index, step) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        tx.execute_batch(step).map_err(backend)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1).map_err(backend)?;
     }
+    tx.commit().map_err(backend)
 }
 
 impl LeaseStore for SqliteStore {
@@ -212,61 +216,65 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        self.write_tx(|conn| claim_in(conn, lease, now))
+        let lease = lease.clone();
+        self.writer.write(move |conn| claim_in(conn, &lease, now)).await
     }
 
     async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
         let key = pool.key as i64;
-        self.write_tx(|conn| {
-            let cursor: Option<i64> = conn
-                .query_row("SELECT next FROM pool_cursor WHERE pool_key = ?1", [key], |r| r.get(0))
-                .optional()
-                .map_err(backend)?;
-            let mut next = cursor.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-            let mut found = None;
-            // Never-used addresses first, advancing the cursor past any that are taken.
-            while let Some(addr) = next_in(pool.ranges, next) {
-                next = u64::from(addr) + 1;
-                let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
-                if let Some(got) = claim_in(conn, &candidate, now)? {
-                    found = Some(got);
-                    break;
-                }
-            }
-            conn.execute(
-                "INSERT OR REPLACE INTO pool_cursor (pool_key, next) VALUES (?1, ?2)",
-                params![key, i64::try_from(next).unwrap_or(i64::MAX)],
-            )
-            .map_err(backend)?;
-            if found.is_some() {
-                return Ok(found);
-            }
-            // Then addresses whose last lease is over, longest free first.
-            let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-            for range in pool.ranges {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT addr FROM leases WHERE subnet = ?1 AND free_at <= ?2 AND addr BETWEEN ?3 AND ?4
-                         ORDER BY free_at LIMIT 8",
-                    )
+        let (subnet, ranges, lease) = (pool.subnet, pool.ranges.to_vec(), lease.clone());
+        self.writer
+            .write(move |conn| {
+                let cursor: Option<i64> = conn
+                    .query_row("SELECT next FROM pool_cursor WHERE pool_key = ?1", [key], |r| r.get(0))
+                    .optional()
                     .map_err(backend)?;
-                let free: Vec<i64> = stmt
-                    .query_map(
-                        params![i64::from(pool.subnet), now_secs, i64::from(*range.start()), i64::from(*range.end())],
-                        |r| r.get(0),
-                    )
-                    .map_err(backend)?
-                    .collect::<Result<_, _>>()
-                    .map_err(backend)?;
-                for addr in free.into_iter().filter_map(|a| u32::try_from(a).ok()) {
+                let mut next = cursor.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+                let mut found = None;
+                // Never-used addresses first, advancing the cursor past any that are taken.
+                while let Some(addr) = next_in(&ranges, next) {
+                    next = u64::from(addr) + 1;
                     let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
                     if let Some(got) = claim_in(conn, &candidate, now)? {
-                        return Ok(Some(got));
+                        found = Some(got);
+                        break;
                     }
                 }
-            }
-            Ok(None)
-        })
+                conn.execute(
+                    "INSERT OR REPLACE INTO pool_cursor (pool_key, next) VALUES (?1, ?2)",
+                    params![key, i64::try_from(next).unwrap_or(i64::MAX)],
+                )
+                .map_err(backend)?;
+                if found.is_some() {
+                    return Ok(found);
+                }
+                // Then addresses whose last lease is over, longest free first.
+                let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+                for range in &ranges {
+                    let mut stmt = conn
+                        .prepare_cached(
+                            "SELECT addr FROM leases WHERE subnet = ?1 AND free_at <= ?2 AND addr BETWEEN ?3 AND ?4
+                         ORDER BY free_at LIMIT 8",
+                        )
+                        .map_err(backend)?;
+                    let free: Vec<i64> = stmt
+                        .query_map(
+                            params![i64::from(subnet), now_secs, i64::from(*range.start()), i64::from(*range.end())],
+                            |r| r.get(0),
+                        )
+                        .map_err(backend)?
+                        .collect::<Result<_, _>>()
+                        .map_err(backend)?;
+                    for addr in free.into_iter().filter_map(|a| u32::try_from(a).ok()) {
+                        let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
+                        if let Some(got) = claim_in(conn, &candidate, now)? {
+                            return Ok(Some(got));
+                        }
+                    }
+                }
+                Ok(None)
+            })
+            .await
     }
 
     async fn update_state(
@@ -275,21 +283,24 @@ impl LeaseStore for SqliteStore {
         client: &ClientId,
         state: LeaseState,
     ) -> Result<Option<Lease>, StoreError> {
-        self.write_tx(|conn| {
-            let Some(existing) = lease_at(conn, addr.into())? else { return Ok(None) };
-            if existing.client != *client {
-                return Ok(None);
-            }
-            let updated = Lease { state, ..existing };
-            write(conn, &updated)?;
-            Ok(Some(updated))
-        })
+        let client = client.clone();
+        self.writer
+            .write(move |conn| {
+                let Some(existing) = lease_at(conn, addr.into())? else { return Ok(None) };
+                if existing.client != client {
+                    return Ok(None);
+                }
+                let updated = Lease { state, ..existing };
+                write(conn, &updated)?;
+                Ok(Some(updated))
+            })
+            .await
     }
 
     async fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
         let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.write_tx(|conn| {
+        self.writer.write(move |conn| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM leases WHERE deadline IS NOT NULL AND deadline <= ?1 ORDER BY deadline LIMIT ?2"
             );
@@ -306,14 +317,18 @@ impl LeaseStore for SqliteStore {
             }
             Ok(due)
         })
+        .await
     }
 
     async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
-        self.write_tx(|conn| {
-            let n =
-                conn.execute("DELETE FROM leases WHERE addr = ?1", [i64::from(u32::from(addr))]).map_err(backend)?;
-            Ok(n > 0)
-        })
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .execute("DELETE FROM leases WHERE addr = ?1", [i64::from(u32::from(addr))])
+                    .map_err(backend)?;
+                Ok(n > 0)
+            })
+            .await
     }
 
     async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {

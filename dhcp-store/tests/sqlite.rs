@@ -62,13 +62,11 @@ fn concurrent_connections_never_share_an_address() {
                 scope.spawn(move || {
                     let store = SqliteStore::open(path.as_ref()).expect("open");
                     let pool = PoolRef { key: 7, subnet: 1, ranges };
+                    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
                     (0..10u8)
                         .filter_map(|i| {
                             let lease = bound(worker * 10 + i + 1, Ipv4Addr::UNSPECIFIED, 3600);
-                            dhcp_core::block_on(store.allocate(pool, &lease, T0))
-                                .expect("sqlite answers at once")
-                                .expect("store")
-                                .map(|l| l.addr)
+                            runtime.block_on(store.allocate(pool, &lease, T0)).expect("store").map(|l| l.addr)
                         })
                         .collect()
                 })
@@ -81,4 +79,23 @@ fn concurrent_connections_never_share_an_address() {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 20, "no address twice");
+}
+
+#[tokio::test]
+async fn writes_in_flight_together_are_all_committed() {
+    // They share commits on the writer thread; every answered one is in the file.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leases.db");
+    let store = Arc::new(SqliteStore::open(&path).expect("open"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=200u8 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move { store.claim(&bound(n, Ipv4Addr::new(10, 0, 1, n), 3600), T0).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert!(done.expect("task").expect("store").is_some(), "granted");
+    }
+    drop(store);
+    let reopened = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(reopened.list(None).await.expect("store").len(), 200);
 }
