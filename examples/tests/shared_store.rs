@@ -73,7 +73,7 @@ fn perfdhcp(lab: &Lab, mac_base: &str) -> Child {
         .command("perfdhcp")
         .args(["-4", "-g", "single", "-l", "10.199.0.2", "-R", &CLIENTS_PER_SERVER.to_string()])
         // 20 exchanges per client: every one of them all but surely asks at least once.
-        .args(["-n", &(CLIENTS_PER_SERVER * 20).to_string(), "-r", "600", "-b", &format!("mac={mac_base}")])
+        .args(["-n", &(CLIENTS_PER_SERVER * 20).to_string(), "-r", "400", "-b", &format!("mac={mac_base}")])
         .arg(SERVER_ADDR)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -81,7 +81,12 @@ fn perfdhcp(lab: &Lab, mac_base: &str) -> Child {
         .expect("start perfdhcp")
 }
 
+/// One shared-store run at a time: two servers, two perfdhcp and the store each, on two cores,
+/// are load enough; two such runs at once starve exchanges until the pool cannot fill.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn share(store: &str) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let store_line = format!("store = \"{store}\"\nmax-in-flight = 16");
     let mut labs = [Lab::pair(), Lab::pair()];
     let mut captures = Vec::new();
