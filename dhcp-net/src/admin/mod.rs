@@ -216,7 +216,9 @@ async fn list_leases<S: LeaseStore>(
         return Err(ApiError::bad("state", format!("{state:?}: offered, bound, declined, released or expired")));
     }
     let leases = admin.server.engine().store().list(filter.subnet).await.map_err(store_error)?;
-    let mac = filter.mac.as_deref().map(normal_mac);
+    // Any spelling of a MAC (`02-00-..`, `0200..`) matches the leases' `02:00:..`.
+    let mac =
+        filter.mac.as_deref().map(|m| dhcp_core::HwAddr::parse(m).map_or_else(|| normal_mac(m), |h| h.to_string()));
     let client = filter.client.as_deref().map(normal_mac);
     let shown: Vec<Value> = leases
         .iter()
@@ -270,17 +272,12 @@ async fn list_reservations<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) ->
     let text = control(&admin)?.running_text();
     let mut list = edit::reservations(&text).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     for r in &mut list {
-        let hw = r.get("hw-address").and_then(Value::as_str).and_then(parse_mac);
+        let hw = r.get("hw-address").and_then(Value::as_str).and_then(dhcp_core::HwAddr::parse);
         if let (Some(hw), Some(obj)) = (hw, r.as_object_mut()) {
             obj.insert("last-seen".into(), json!(admin.server.last_seen().get(&hw)));
         }
     }
     Ok(axum::Json(json!({ "reservations": list })))
-}
-
-fn parse_mac(text: &str) -> Option<dhcp_core::HwAddr> {
-    let bytes: Option<Vec<u8>> = normal_mac(text).split(':').map(|b| u8::from_str_radix(b, 16).ok()).collect();
-    dhcp_core::HwAddr::new(&bytes?)
 }
 
 /// Parses a JSON body, naming what is wrong.
