@@ -1,6 +1,7 @@
 //! The DHCPv4 state machine.
 
 use alloc::borrow::Cow;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -13,6 +14,7 @@ use crate::config::{Config, Group, LeaseTimes, Pool, Reservation, Subnet};
 use crate::lease::{ClientId, HwAddr, Lease, LeaseState};
 use crate::stats::{Counter, Stats};
 use crate::store::{LeaseStore, StoreError};
+use crate::swap::Swap;
 use crate::time::Timestamp;
 use crate::wire::{self, BROADCAST_FLAG, Packet, ParseError, ReplyHeader, ReplyWriter};
 
@@ -168,7 +170,7 @@ pub struct TimerReport {
 /// - Calls may run concurrently (`&self`); the store serialises claims.
 #[derive(Debug)]
 pub struct Engine<S> {
-    config: ConfigSlot,
+    config: Swap<Config>,
     store: S,
     stats: Stats,
     next_timeout: AtomicU64,
@@ -232,7 +234,7 @@ impl<S: LeaseStore> Engine<S> {
     /// An engine over a config shared with others (several engines, one config).
     pub fn with_shared_config(config: Arc<Config>, store: S) -> Self {
         let stats = Stats::new(&config);
-        Engine { config: ConfigSlot::new(config), store, stats, next_timeout: AtomicU64::new(0) }
+        Engine { config: Swap::new(config), store, stats, next_timeout: AtomicU64::new(0) }
     }
 
     /// The running config. A packet is handled under the config that was running when it
@@ -308,11 +310,9 @@ impl<S: LeaseStore> Engine<S> {
         if !self.store.delete(addr).await? {
             return Ok(None);
         }
-        match lease.state {
-            LeaseState::Bound { expires } if expires > now => self.stats.assigned(lease.subnet, -1),
-            LeaseState::Declined { until } if until > now => self.stats.declined(lease.subnet, -1),
-            _ => {}
-        }
+        let (assigned, declined) = gauge_counts(&lease, now);
+        self.stats.assigned(lease.subnet, -assigned);
+        self.stats.declined(lease.subnet, -declined);
         Ok(Some(lease))
     }
 
@@ -320,16 +320,14 @@ impl<S: LeaseStore> Engine<S> {
     /// store holds at `now`: call it once at start, when a durable or shared store may already
     /// hold leases. Reads every lease, so it costs time in proportion to the store.
     pub async fn count_leases(&self, now: Timestamp) -> Result<(), StoreError> {
-        let leases = self.store.list(None).await?;
+        let mut counts: BTreeMap<u32, (i64, i64)> = BTreeMap::new();
+        for lease in self.store.list(None).await? {
+            let (assigned, declined) = gauge_counts(&lease, now);
+            let entry = counts.entry(lease.subnet).or_default();
+            *entry = (entry.0 + assigned, entry.1 + declined);
+        }
         for subnet in self.stats.subnets().iter() {
-            let (mut assigned, mut declined) = (0, 0);
-            for lease in leases.iter().filter(|l| l.subnet == subnet.id) {
-                match lease.state {
-                    LeaseState::Bound { expires } if expires > now => assigned += 1,
-                    LeaseState::Declined { until } if until > now => declined += 1,
-                    _ => {}
-                }
-            }
+            let (assigned, declined) = counts.get(&subnet.id).copied().unwrap_or_default();
             self.stats.set_counts(subnet.id, assigned, declined);
         }
         Ok(())
@@ -800,6 +798,15 @@ fn max_message_size(pkt: &Packet<'_>) -> usize {
     }
 }
 
+/// What `lease` adds to its subnet's `assigned-addresses` and `declined-addresses` at `now`.
+fn gauge_counts(lease: &Lease, now: Timestamp) -> (i64, i64) {
+    match lease.state {
+        LeaseState::Bound { expires } if expires > now => (1, 0),
+        LeaseState::Declined { until } if until > now => (0, 1),
+        _ => (0, 0),
+    }
+}
+
 /// The first group whose `match` the packet meets.
 fn matching_group<'c>(config: &'c Config, pkt: &Packet<'_>, relay: &RelayInfo<'_>) -> Option<&'c Group> {
     config.groups.iter().find(|g| {
@@ -810,36 +817,4 @@ fn matching_group<'c>(config: &'c Config, pkt: &Packet<'_>, relay: &RelayInfo<'_
         let circuit_ok = m.circuit_id.as_ref().is_none_or(|c| relay.circuit_id.as_ref() == Some(c));
         vendor_ok && user_ok && circuit_ok
     })
-}
-
-/// The running config, replaceable where std's locks exist (a reload); fixed without std.
-#[derive(Debug)]
-struct ConfigSlot {
-    #[cfg(feature = "std")]
-    current: std::sync::RwLock<Arc<Config>>,
-    #[cfg(not(feature = "std"))]
-    current: Arc<Config>,
-}
-
-impl ConfigSlot {
-    fn new(config: Arc<Config>) -> Self {
-        #[cfg(feature = "std")]
-        let current = std::sync::RwLock::new(config);
-        #[cfg(not(feature = "std"))]
-        let current = config;
-        ConfigSlot { current }
-    }
-
-    fn get(&self) -> Arc<Config> {
-        #[cfg(feature = "std")]
-        // A poisoned lock still holds a whole Arc: a writer only ever replaces it.
-        return Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner));
-        #[cfg(not(feature = "std"))]
-        Arc::clone(&self.current)
-    }
-
-    #[cfg(feature = "std")]
-    fn set(&self, config: Arc<Config>) {
-        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = config;
-    }
 }

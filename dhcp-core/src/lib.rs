@@ -67,6 +67,7 @@ pub mod options;
 mod poll;
 mod stats;
 mod store;
+mod swap;
 pub mod testing;
 mod time;
 pub mod wire;

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::config::Config;
+use crate::swap::Swap;
 
 macro_rules! counters {
     ($($variant:ident => $name:literal, $doc:literal;)*) => {
@@ -99,7 +100,7 @@ impl SubnetStats {
 #[derive(Debug)]
 pub struct Stats {
     counters: Vec<AtomicU64>,
-    subnets: SubnetList,
+    subnets: Swap<Vec<Arc<SubnetStats>>>,
 }
 
 impl Stats {
@@ -107,9 +108,9 @@ impl Stats {
     pub fn new(config: &Config) -> Self {
         Stats {
             counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
-            subnets: SubnetList::new(
+            subnets: Swap::new(Arc::new(
                 config.subnets.iter().map(|s| Arc::new(SubnetStats::new(s.id, s.total_addresses()))).collect(),
-            ),
+            )),
         }
     }
 
@@ -129,7 +130,7 @@ impl Stats {
                 None => Arc::new(SubnetStats::new(s.id, s.total_addresses())),
             })
             .collect();
-        self.subnets.set(list);
+        self.subnets.set(Arc::new(list));
     }
 
     /// Sets subnet `id`'s assigned and declined gauges, as counted in the store (at start, when
@@ -191,36 +192,5 @@ impl Stats {
             out.push((format!("subnet[{}].reclaimed-leases", s.id), s.reclaimed_leases() as i64));
         }
         out
-    }
-}
-
-/// The per-subnet list, replaced on reload where std's locks exist.
-#[derive(Debug)]
-struct SubnetList {
-    #[cfg(feature = "std")]
-    current: std::sync::RwLock<Arc<Vec<Arc<SubnetStats>>>>,
-    #[cfg(not(feature = "std"))]
-    current: Arc<Vec<Arc<SubnetStats>>>,
-}
-
-impl SubnetList {
-    fn new(list: Vec<Arc<SubnetStats>>) -> Self {
-        #[cfg(feature = "std")]
-        let current = std::sync::RwLock::new(Arc::new(list));
-        #[cfg(not(feature = "std"))]
-        let current = Arc::new(list);
-        SubnetList { current }
-    }
-
-    fn get(&self) -> Arc<Vec<Arc<SubnetStats>>> {
-        #[cfg(feature = "std")]
-        return Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner));
-        #[cfg(not(feature = "std"))]
-        Arc::clone(&self.current)
-    }
-
-    #[cfg(feature = "std")]
-    fn set(&self, list: Vec<Arc<SubnetStats>>) {
-        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(list);
     }
 }
