@@ -198,13 +198,16 @@ fn read(path: &Path) -> Result<String, ControlError> {
 
 /// Writes `text` to a temporary file beside `path` and renames it over `path`: a reader sees
 /// the old file or the new one, never half of one.
-fn write_atomically(path: &Path, text: &str) -> Result<(), ControlError> {
+pub(crate) fn replace_file(path: &Path, text: &str) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let io = |source| ControlError::Io { path: path.to_owned(), source };
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), ControlError> {
+    replace_file(path, text).map_err(|source| ControlError::Io { path: path.to_owned(), source })
 }
 
 #[cfg(test)]

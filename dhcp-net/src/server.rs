@@ -287,9 +287,7 @@ pub async fn write_lease_csv<S: LeaseStore>(store: &S, path: &Path) -> io::Resul
             hostname
         ));
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)?;
+    crate::control::replace_file(path, &text)?;
     Ok(leases.len())
 }
 

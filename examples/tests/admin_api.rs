@@ -6,7 +6,7 @@ mod services;
 
 use dhcp_net::admin::{AdminClient, ClientError};
 use serde_json::json;
-use services::{ServerProc, TempDir, free_port};
+use services::{ServerProc, TempDir, free_port, server_port};
 
 const TOKEN: &str = "admin-test-token";
 
@@ -20,12 +20,7 @@ struct Setup {
 fn start() -> Setup {
     let dir = TempDir::new("admin-api");
     let api_port = free_port();
-    let port = loop {
-        let p = free_port();
-        if p < 65_000 && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
-            break p;
-        }
-    };
+    let port = server_port();
     let lines = format!("api-listen = \"127.0.0.1:{api_port}\"\napi-token = \"{TOKEN}\"");
     let server = ServerProc::start_with(&dir.0, "memory:", port, &lines);
     let api = AdminClient::new(&format!("http://127.0.0.1:{api_port}"), TOKEN);

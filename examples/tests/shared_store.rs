@@ -5,10 +5,10 @@
 //! neither server falls over.
 
 mod lab;
+mod services;
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Stdio};
-use std::time::Duration;
 
 use dhcp_core::wire::Packet;
 use dhcp_core::{HwAddr, MessageType};
@@ -46,26 +46,8 @@ fn two_servers_on_one_redis_never_give_an_address_twice() {
         return;
     }
     // A Redis of the test's own on a Unix socket, which the namespaces share.
-    let dir = std::env::temp_dir().join(format!("dhcp-shared-redis-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("redis dir");
-    let socket = dir.join("redis.sock");
-    let redis = lab::Proc {
-        child: std::process::Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-        log: dir.join("none"),
-    };
-    let start = std::time::Instant::now();
-    while !socket.exists() {
-        assert!(start.elapsed() < Duration::from_secs(5), "redis did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    share(&format!("redis+unix://{}?prefix=shared:", socket.display()));
-    drop(redis);
-    let _ = std::fs::remove_dir_all(&dir);
+    let redis = services::PrivateRedis::start();
+    share(&format!("{}?prefix=shared:", redis.url()));
 }
 
 fn perfdhcp(lab: &Lab, mac_base: &str) -> Child {

@@ -8,18 +8,7 @@ mod services;
 use std::process::Command;
 use std::time::Duration;
 
-use services::{Certs, PrivatePostgres, PrivateRedis, ServerProc, TempDir, free_port, is_root, run};
-
-fn server_port() -> u16 {
-    // The server listens on UDP; a free TCP port number is as good a guess as any, and the
-    // reply port (+1) is checked too.
-    loop {
-        let port = free_port();
-        if port < 65_000 && std::net::UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-}
+use services::{Certs, PrivatePostgres, PrivateRedis, ServerProc, TempDir, free_port, is_root, run, server_port};
 
 /// Starting the server on `store` fails, and its log names `why`.
 fn refused(dir: &TempDir, store: &str, why: &str) {

@@ -33,6 +33,17 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// A port for the example server on loopback: free now for TCP, and the port after it (where
+/// the server answers relays) free for UDP.
+pub fn server_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 65_000 && std::net::UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A directory of the test's own, removed on drop.
 pub struct TempDir(pub PathBuf);
 
