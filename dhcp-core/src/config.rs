@@ -46,6 +46,7 @@ use serde::Deserialize;
 
 use crate::lease::{HwAddr, parse_hex_bytes};
 use crate::options::{OptionSet, OptionValue};
+use crate::wire::code;
 
 /// Default lease time, in seconds.
 pub const DEFAULT_LEASE_TIME: u32 = 3600;
@@ -566,10 +567,10 @@ impl Validator {
             s.rebind_time.or(if s.lease_time.is_none() { raw.rebind_time } else { None }),
         )?;
         let mut subnet_options = global_options.overlaid_with(&options(&format!("{path}.options"), &s.options)?);
-        if subnet_options.get(1).is_none() {
-            subnet_options.insert(1, net.netmask().octets().to_vec());
+        if subnet_options.get(code::SUBNET_MASK).is_none() {
+            subnet_options.insert(code::SUBNET_MASK, net.netmask().octets().to_vec());
         }
-        if let Some(routers) = subnet_options.get(3).filter(|_| s.options.contains_key("routers")) {
+        if let Some(routers) = subnet_options.get(code::ROUTER).filter(|_| s.options.contains_key("routers")) {
             for chunk in routers.chunks(4) {
                 let router = Ipv4Addr::new(chunk[0], chunk[1], chunk[2], chunk[3]);
                 if !net.contains(&router) {

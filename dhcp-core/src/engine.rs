@@ -16,7 +16,7 @@ use crate::stats::{Counter, Stats};
 use crate::store::{LeaseStore, StoreError};
 use crate::swap::Swap;
 use crate::time::Timestamp;
-use crate::wire::{self, BROADCAST_FLAG, Packet, ParseError, ReplyHeader, ReplyWriter};
+use crate::wire::{self, BROADCAST_FLAG, Packet, ParseError, ReplyHeader, ReplyWriter, code, relay_code};
 
 /// The relay port a reply goes to unless RFC 8357 says otherwise.
 pub const SERVER_PORT: u16 = 67;
@@ -24,6 +24,10 @@ pub const SERVER_PORT: u16 = 67;
 pub const RECLAIM_INTERVAL: u64 = 5;
 /// Leases reclaimed per store call, so one timer tick never holds the store for long.
 const RECLAIM_BATCH: usize = 1024;
+/// Options a reply carries when configured, after those the client asked for, whether it
+/// asked or not.
+const ALWAYS_OFFERED: &[u8] =
+    &[code::SUBNET_MASK, code::ROUTER, code::DOMAIN_NAME_SERVER, code::DOMAIN_NAME, code::HOST_NAME];
 
 /// Where a datagram came from and how it arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +205,7 @@ struct RelayInfo<'a> {
 
 impl<'a> RelayInfo<'a> {
     fn parse(pkt: &Packet<'a>) -> Self {
-        let Some(raw) = pkt.option(82) else {
+        let Some(raw) = pkt.option(code::RELAY_AGENT_INFORMATION) else {
             return RelayInfo::default();
         };
         let mut info = RelayInfo::default();
@@ -212,10 +216,12 @@ impl<'a> RelayInfo<'a> {
                 break;
             }
             let data = &tail[..len];
-            match code {
-                1 => info.circuit_id = Some(data.to_vec()),
-                5 if len == 4 => info.link_selection = Some(Ipv4Addr::new(data[0], data[1], data[2], data[3])),
-                19 => info.wants_source_port = true,
+            match *code {
+                relay_code::CIRCUIT_ID => info.circuit_id = Some(data.to_vec()),
+                relay_code::LINK_SELECTION if len == 4 => {
+                    info.link_selection = Some(Ipv4Addr::new(data[0], data[1], data[2], data[3]));
+                }
+                relay_code::RELAY_SOURCE_PORT => info.wants_source_port = true,
                 _ => {}
             }
             rest = &tail[len..];
@@ -420,7 +426,7 @@ impl<S: LeaseStore> Engine<S> {
         let relay = RelayInfo::parse(&pkt);
         let selector = relay
             .link_selection
-            .or_else(|| pkt.option_addr(118))
+            .or_else(|| pkt.option_addr(code::SUBNET_SELECTION))
             .or_else(|| Some(pkt.giaddr()).filter(|a| !a.is_unspecified()))
             .or(meta.local_addr)
             .or_else(|| Some(pkt.ciaddr()).filter(|a| !a.is_unspecified()))
@@ -430,7 +436,7 @@ impl<S: LeaseStore> Engine<S> {
             subnet.server_id.or(config.server_id).or(meta.local_addr).ok_or(DropReason::NoServerIdentifier)?;
         // parse() bounds hlen to 16, so this never fails.
         let hw = HwAddr::new(pkt.chaddr()).unwrap_or_default();
-        let client_id_opt = pkt.option(61);
+        let client_id_opt = pkt.option(code::CLIENT_IDENTIFIER);
         let client = match &client_id_opt {
             Some(id) => ClientId::from_bytes(id),
             None => ClientId::from_hardware(pkt.htype(), &hw),
@@ -447,7 +453,7 @@ impl<S: LeaseStore> Engine<S> {
 
     /// Adds the store's reservation for this client, if it keeps one, to `ctx`.
     async fn store_host(&self, ctx: &mut Ctx<'_>, now: Timestamp) -> Result<(), StoreError> {
-        let client_id = ctx.pkt.option(61);
+        let client_id = ctx.pkt.option(code::CLIENT_IDENTIFIER);
         let Some(host) = self.store.host(&ctx.hw, client_id.as_deref(), now).await? else {
             return Ok(());
         };
@@ -474,7 +480,7 @@ impl<S: LeaseStore> Engine<S> {
 
     fn new_lease(&self, ctx: &Ctx<'_>, addr: Ipv4Addr, state: LeaseState) -> Lease {
         let hostname = ctx.reservation.as_deref().and_then(|r| r.hostname.clone()).or_else(|| {
-            let name = ctx.pkt.option(12)?;
+            let name = ctx.pkt.option(code::HOST_NAME)?;
             core::str::from_utf8(&name).ok().filter(|n| !n.is_empty()).map(String::from)
         });
         Lease { addr, client: ctx.client.clone(), hwaddr: ctx.hw, subnet: ctx.subnet.id, state, hostname }
@@ -507,7 +513,7 @@ impl<S: LeaseStore> Engine<S> {
                 .filter(|l| !matches!(l.state, LeaseState::Declined { .. }))
                 .map(|l| l.addr)
                 .into_iter()
-                .chain(ctx.pkt.option_addr(50));
+                .chain(ctx.pkt.option_addr(code::REQUESTED_IP_ADDRESS));
             while offered.is_none() {
                 let Some(addr) = candidates.next() else { break };
                 if self.may_lease(ctx, addr) {
@@ -532,9 +538,9 @@ impl<S: LeaseStore> Engine<S> {
 
     async fn request(&self, ctx: &Ctx<'_>, now: Timestamp, out: &mut Vec<u8>) -> Result<Outcome, StoreError> {
         let pkt = &ctx.pkt;
-        let requested = pkt.option_addr(50);
+        let requested = pkt.option_addr(code::REQUESTED_IP_ADDRESS);
         let ciaddr = Some(pkt.ciaddr()).filter(|a| !a.is_unspecified());
-        if let Some(chosen) = pkt.option_addr(54) {
+        if let Some(chosen) = pkt.option_addr(code::SERVER_IDENTIFIER) {
             // SELECTING: the client answers an offer.
             if chosen != ctx.server_id {
                 if let Some(lease) = self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?
@@ -627,7 +633,7 @@ impl<S: LeaseStore> Engine<S> {
     }
 
     async fn release(&self, ctx: &Ctx<'_>, now: Timestamp) -> Result<Outcome, StoreError> {
-        if ctx.pkt.option_addr(54).is_some_and(|id| id != ctx.server_id) {
+        if ctx.pkt.option_addr(code::SERVER_IDENTIFIER).is_some_and(|id| id != ctx.server_id) {
             return Ok(Outcome::NoReply(NoReplyReason::NotForUs));
         }
         let addr = ctx.pkt.ciaddr();
@@ -644,10 +650,10 @@ impl<S: LeaseStore> Engine<S> {
     }
 
     async fn decline(&self, ctx: &Ctx<'_>, now: Timestamp) -> Result<Outcome, StoreError> {
-        if ctx.pkt.option_addr(54).is_some_and(|id| id != ctx.server_id) {
+        if ctx.pkt.option_addr(code::SERVER_IDENTIFIER).is_some_and(|id| id != ctx.server_id) {
             return Ok(Outcome::NoReply(NoReplyReason::NotForUs));
         }
-        let Some(addr) = ctx.pkt.option_addr(50) else {
+        let Some(addr) = ctx.pkt.option_addr(code::REQUESTED_IP_ADDRESS) else {
             return Ok(Outcome::Dropped(DropReason::MissingAddress));
         };
         let before = self.store.lease_by_addr(addr).await?;
@@ -674,7 +680,7 @@ impl<S: LeaseStore> Engine<S> {
 
     /// The most specific configured value of option `code`: reservation, group, pool, subnet.
     fn option_value<'c>(&self, ctx: &'c Ctx<'_>, pool: Option<&'c Pool>, code: u8) -> Option<&'c [u8]> {
-        if code == 12
+        if code == code::HOST_NAME
             && let Some(name) = ctx.reservation.as_deref().and_then(|r| r.hostname.as_deref())
         {
             return Some(name.as_bytes());
@@ -701,21 +707,21 @@ impl<S: LeaseStore> Engine<S> {
         let server_id = ctx.server_id.octets();
         let [lease, renew, rebind] =
             times.map_or([[0; 4]; 3], |t| [t.lease.to_be_bytes(), t.renew.to_be_bytes(), t.rebind.to_be_bytes()]);
-        let params = pkt.option(55);
-        let client_id = pkt.option(61);
+        let params = pkt.option(code::PARAMETER_REQUEST_LIST);
+        let client_id = pkt.option(code::CLIENT_IDENTIFIER);
         let pool = ctx.subnet.pool_of(yiaddr);
 
         let mut w = ReplyWriter::new();
-        w.push(53, &type_byte);
-        w.push(54, &server_id);
+        w.push(code::MESSAGE_TYPE, &type_byte);
+        w.push(code::SERVER_IDENTIFIER, &server_id);
         if kind != MessageType::Nak {
             if times.is_some() {
-                w.push(51, &lease);
-                w.push(58, &renew);
-                w.push(59, &rebind);
+                w.push(code::LEASE_TIME, &lease);
+                w.push(code::RENEWAL_TIME, &renew);
+                w.push(code::REBINDING_TIME, &rebind);
             }
             // What the client asked for, in its order; then what every client needs.
-            for &code in params.as_deref().unwrap_or_default().iter().chain(&[1u8, 3, 6, 15, 12]) {
+            for &code in params.as_deref().unwrap_or_default().iter().chain(ALWAYS_OFFERED) {
                 if w.contains(code) {
                     continue;
                 }
@@ -726,11 +732,11 @@ impl<S: LeaseStore> Engine<S> {
         }
         if let Some(id) = client_id.as_deref() {
             // RFC 6842: echo the client identifier.
-            w.push(61, id);
+            w.push(code::CLIENT_IDENTIFIER, id);
         }
         if let Some(raw) = ctx.relay.raw.as_deref() {
             // RFC 3046: echo relay agent information, last.
-            w.push(82, raw);
+            w.push(code::RELAY_AGENT_INFORMATION, raw);
         }
 
         let destination = self.route(ctx, kind, yiaddr);
@@ -790,7 +796,7 @@ impl<S: LeaseStore> Engine<S> {
 /// RFC minimum, and at most what fits an Ethernet frame unfragmented.
 fn max_message_size(pkt: &Packet<'_>) -> usize {
     const ETHERNET_PAYLOAD: usize = 1500 - 28;
-    match pkt.option(57) {
+    match pkt.option(code::MAX_MESSAGE_SIZE) {
         Some(v) if v.len() == 2 => usize::from(u16::from_be_bytes([v[0], v[1]]))
             .saturating_sub(28)
             .clamp(wire::DEFAULT_MAX_MESSAGE, ETHERNET_PAYLOAD),
@@ -811,9 +817,11 @@ fn gauge_counts(lease: &Lease, now: Timestamp) -> (i64, i64) {
 fn matching_group<'c>(config: &'c Config, pkt: &Packet<'_>, relay: &RelayInfo<'_>) -> Option<&'c Group> {
     config.groups.iter().find(|g| {
         let Some(m) = &g.matcher else { return false };
-        let vendor_ok =
-            m.vendor_class_prefix.as_ref().is_none_or(|prefix| pkt.option(60).is_some_and(|v| v.starts_with(prefix)));
-        let user_ok = m.user_class.as_ref().is_none_or(|uc| pkt.option(77).is_some_and(|v| *v == **uc));
+        let vendor_ok = m
+            .vendor_class_prefix
+            .as_ref()
+            .is_none_or(|prefix| pkt.option(code::VENDOR_CLASS_IDENTIFIER).is_some_and(|v| v.starts_with(prefix)));
+        let user_ok = m.user_class.as_ref().is_none_or(|uc| pkt.option(code::USER_CLASS).is_some_and(|v| *v == **uc));
         let circuit_ok = m.circuit_id.as_ref().is_none_or(|c| relay.circuit_id.as_ref() == Some(c));
         vendor_ok && user_ok && circuit_ok
     })

@@ -13,6 +13,8 @@ use core::net::Ipv4Addr;
 
 use serde::Deserialize;
 
+use crate::wire::code;
+
 /// How an option's value is written on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptionKind {
@@ -119,7 +121,21 @@ defs! {
 }
 
 /// Codes the server sets itself; a config may not give them.
-pub const SERVER_OWNED: &[u8] = &[0, 50, 51, 52, 53, 54, 55, 57, 58, 59, 61, 82, 255];
+pub const SERVER_OWNED: &[u8] = &[
+    code::PAD,
+    code::REQUESTED_IP_ADDRESS,
+    code::LEASE_TIME,
+    code::OPTION_OVERLOAD,
+    code::MESSAGE_TYPE,
+    code::SERVER_IDENTIFIER,
+    code::PARAMETER_REQUEST_LIST,
+    code::MAX_MESSAGE_SIZE,
+    code::RENEWAL_TIME,
+    code::REBINDING_TIME,
+    code::CLIENT_IDENTIFIER,
+    code::RELAY_AGENT_INFORMATION,
+    code::END,
+];
 
 /// The definition for a config name: a known name, or `option-N`.
 pub fn lookup(name: &str) -> Option<OptionDef> {

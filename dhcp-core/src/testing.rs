@@ -5,7 +5,7 @@ use core::net::Ipv4Addr;
 
 use dhcproto::v4::MessageType;
 
-use crate::wire::{BROADCAST_FLAG, MAGIC_COOKIE, field};
+use crate::wire::{BROADCAST_FLAG, MAGIC_COOKIE, code, field};
 
 /// A client request under construction. Options are written in the order they are added.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ impl ClientPacket {
         buf[field::HLEN] = 6;
         buf[field::CHADDR.start..field::CHADDR.start + 6].copy_from_slice(&mac);
         buf[field::COOKIE].copy_from_slice(&MAGIC_COOKIE);
-        buf.extend_from_slice(&[53, 1, u8::from(kind)]);
+        buf.extend_from_slice(&[code::MESSAGE_TYPE, 1, u8::from(kind)]);
         ClientPacket { buf }
     }
 
@@ -64,29 +64,32 @@ impl ClientPacket {
         self
     }
 
-    /// Appends an address-valued option (50 requested address, 54 server identifier, ...).
+    /// Appends an address-valued option ([`code::REQUESTED_IP_ADDRESS`], [`code::SERVER_IDENTIFIER`], ...).
     pub fn addr_option(self, code: u8, addr: Ipv4Addr) -> Self {
         self.option(code, &addr.octets())
     }
 
     /// Finishes with the end option.
     pub fn build(mut self) -> Vec<u8> {
-        self.buf.push(255);
+        self.buf.push(code::END);
         self.buf
     }
 }
 
+/// The parameter request list the typical packets carry: mask, routers, DNS and domain name.
+const TYPICAL_PARAMS: &[u8] = &[code::SUBNET_MASK, code::ROUTER, code::DOMAIN_NAME_SERVER, code::DOMAIN_NAME];
+
 /// A typical DISCOVER: parameter request list for mask, routers, DNS and domain name.
 pub fn discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
-    ClientPacket::new(MessageType::Discover, mac).xid(xid).option(55, &[1, 3, 6, 15]).build()
+    ClientPacket::new(MessageType::Discover, mac).xid(xid).option(code::PARAMETER_REQUEST_LIST, TYPICAL_PARAMS).build()
 }
 
 /// A typical SELECTING-state REQUEST for `addr` offered by `server`.
 pub fn request(mac: [u8; 6], xid: u32, addr: Ipv4Addr, server: Ipv4Addr) -> Vec<u8> {
     ClientPacket::new(MessageType::Request, mac)
         .xid(xid)
-        .addr_option(50, addr)
-        .addr_option(54, server)
-        .option(55, &[1, 3, 6, 15])
+        .addr_option(code::REQUESTED_IP_ADDRESS, addr)
+        .addr_option(code::SERVER_IDENTIFIER, server)
+        .option(code::PARAMETER_REQUEST_LIST, TYPICAL_PARAMS)
         .build()
 }

@@ -54,6 +54,73 @@ pub mod field {
     pub const OPTIONS: usize = 240;
 }
 
+/// DHCP option codes, by the names their RFCs give them.
+///
+/// These are the codes the server reads or writes itself; any other option is handled by
+/// number, from the config (see [`crate::options::DEFINITIONS`]). The values are the same as
+/// those of `dhcproto`'s [`OptionCode`](crate::OptionCode) variants, which a test checks; they
+/// are plain `u8` constants so they can be used in patterns and passed to
+/// [`Packet::option`] and [`ReplyWriter::push`] as they are.
+pub mod code {
+    /// Pad, one byte with no length (RFC 2132 3.1).
+    pub const PAD: u8 = 0;
+    /// Subnet mask (RFC 2132 3.3).
+    pub const SUBNET_MASK: u8 = 1;
+    /// Routers (RFC 2132 3.5).
+    pub const ROUTER: u8 = 3;
+    /// Domain name servers (RFC 2132 3.8).
+    pub const DOMAIN_NAME_SERVER: u8 = 6;
+    /// Host name (RFC 2132 3.14).
+    pub const HOST_NAME: u8 = 12;
+    /// Domain name (RFC 2132 3.17).
+    pub const DOMAIN_NAME: u8 = 15;
+    /// Requested IP address (RFC 2132 9.1).
+    pub const REQUESTED_IP_ADDRESS: u8 = 50;
+    /// IP address lease time (RFC 2132 9.2).
+    pub const LEASE_TIME: u8 = 51;
+    /// Option overload: `file` and/or `sname` carry options (RFC 2132 9.3).
+    pub const OPTION_OVERLOAD: u8 = 52;
+    /// DHCP message type (RFC 2132 9.6).
+    pub const MESSAGE_TYPE: u8 = 53;
+    /// Server identifier (RFC 2132 9.7).
+    pub const SERVER_IDENTIFIER: u8 = 54;
+    /// Parameter request list (RFC 2132 9.8).
+    pub const PARAMETER_REQUEST_LIST: u8 = 55;
+    /// Maximum DHCP message size (RFC 2132 9.10).
+    pub const MAX_MESSAGE_SIZE: u8 = 57;
+    /// Renewal (T1) time value (RFC 2132 9.11).
+    pub const RENEWAL_TIME: u8 = 58;
+    /// Rebinding (T2) time value (RFC 2132 9.12).
+    pub const REBINDING_TIME: u8 = 59;
+    /// Vendor class identifier (RFC 2132 9.13).
+    pub const VENDOR_CLASS_IDENTIFIER: u8 = 60;
+    /// Client identifier (RFC 2132 9.14; echoed in replies per RFC 6842).
+    pub const CLIENT_IDENTIFIER: u8 = 61;
+    /// User class (RFC 3004).
+    pub const USER_CLASS: u8 = 77;
+    /// Relay agent information, which carries the [`relay_code`](super::relay_code)
+    /// sub-options (RFC 3046).
+    pub const RELAY_AGENT_INFORMATION: u8 = 82;
+    /// Subnet selection (RFC 3011).
+    pub const SUBNET_SELECTION: u8 = 118;
+    /// End of the options in an area, one byte with no length (RFC 2132 3.2).
+    pub const END: u8 = 255;
+}
+
+/// Sub-option codes inside the relay agent information option
+/// ([`code::RELAY_AGENT_INFORMATION`]).
+pub mod relay_code {
+    /// Agent circuit id: the port or circuit the request came in on (RFC 3046 2.1).
+    pub const CIRCUIT_ID: u8 = 1;
+    /// Agent remote id: the remote end of the circuit (RFC 3046 2.2).
+    pub const REMOTE_ID: u8 = 2;
+    /// Link selection: the subnet the client is on, when giaddr cannot say (RFC 3527).
+    pub const LINK_SELECTION: u8 = 5;
+    /// Relay agent source port: the relay listens on the port it sent from, not 67
+    /// (RFC 8357).
+    pub const RELAY_SOURCE_PORT: u8 = 19;
+}
+
 /// The DHCP magic cookie, 99.130.83.99.
 pub const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
 /// The smallest packet that can carry DHCP options: the BOOTP header and the cookie.
@@ -67,10 +134,6 @@ pub const BROADCAST_FLAG: u16 = 0x8000;
 
 const OP_REQUEST: u8 = 1;
 const OP_REPLY: u8 = 2;
-const OPT_PAD: u8 = 0;
-const OPT_END: u8 = 255;
-const OPT_OVERLOAD: u8 = 52;
-const OPT_MESSAGE_TYPE: u8 = 53;
 
 /// Why a datagram was not accepted as a DHCPv4 request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -162,7 +225,7 @@ impl<'a> Packet<'a> {
         // The main area must be valid before its overload option can be trusted.
         let mut overload = None;
         scan(buf, Area::Options, |code, data| {
-            if code == OPT_OVERLOAD && overload.is_none() {
+            if code == code::OPTION_OVERLOAD && overload.is_none() {
                 overload = Some(data.first().copied());
             }
         })?;
@@ -171,24 +234,24 @@ impl<'a> Packet<'a> {
             Some(Some(v @ 1..=3)) => packet.overload = v,
             Some(Some(v)) => return Err(ParseError::BadOverload(v)),
             Some(None) => {
-                return Err(ParseError::BadOptionLength { code: OPT_OVERLOAD, len: 0 });
+                return Err(ParseError::BadOptionLength { code: code::OPTION_OVERLOAD, len: 0 });
             }
         }
         for area in packet.extra_areas() {
             scan(buf, area, |_, _| {})?;
         }
-        packet.message_type = match packet.option(OPT_MESSAGE_TYPE) {
+        packet.message_type = match packet.option(code::MESSAGE_TYPE) {
             None => return Err(ParseError::MissingMessageType),
             Some(data) if data.len() == 1 => MessageType::from(data[0]),
             Some(data) => {
-                return Err(ParseError::BadOptionLength { code: OPT_MESSAGE_TYPE, len: data.len() });
+                return Err(ParseError::BadOptionLength { code: code::MESSAGE_TYPE, len: data.len() });
             }
         };
-        packet.check_fixed_length(50, 4)?;
-        packet.check_fixed_length(54, 4)?;
-        packet.check_fixed_length(57, 2)?;
-        packet.check_fixed_length(118, 4)?;
-        if packet.option(61).is_some_and(|id| id.len() < 2) {
+        packet.check_fixed_length(code::REQUESTED_IP_ADDRESS, 4)?;
+        packet.check_fixed_length(code::SERVER_IDENTIFIER, 4)?;
+        packet.check_fixed_length(code::MAX_MESSAGE_SIZE, 2)?;
+        packet.check_fixed_length(code::SUBNET_SELECTION, 4)?;
+        if packet.option(code::CLIENT_IDENTIFIER).is_some_and(|id| id.len() < 2) {
             return Err(ParseError::BadClientId);
         }
         Ok(packet)
@@ -338,8 +401,8 @@ fn scan<'a>(buf: &'a [u8], area: Area, mut visit: impl FnMut(u8, &'a [u8])) -> R
     while i < end {
         let code = buf[i];
         match code {
-            OPT_PAD => i += 1,
-            OPT_END => return Ok(()),
+            code::PAD => i += 1,
+            code::END => return Ok(()),
             _ => {
                 let Some(&len) = buf.get(i + 1).filter(|_| i + 1 < end) else {
                     return Err(ParseError::OptionOverrun { code, offset: i });
@@ -436,7 +499,7 @@ impl<'o> ReplyWriter<'o> {
             for (code, data) in &self.opts {
                 write_split(out, *code, data);
             }
-            out.push(OPT_END);
+            out.push(code::END);
         } else {
             report = self.write_overloaded(header, max_len, out);
         }
@@ -476,14 +539,14 @@ impl<'o> ReplyWriter<'o> {
         let overload = u8::from(file_used) | (u8::from(sname_used) << 1);
         out.extend_from_slice(&areas[0]);
         if overload != 0 {
-            out.extend_from_slice(&[OPT_OVERLOAD, 1, overload]);
+            out.extend_from_slice(&[code::OPTION_OVERLOAD, 1, overload]);
         }
-        out.push(OPT_END);
+        out.push(code::END);
         for (index, range) in [(1, field::FILE), (2, field::SNAME)] {
             let buf = &areas[index];
             if !buf.is_empty() {
                 out[range.start..range.start + buf.len()].copy_from_slice(buf);
-                out[range.start + buf.len()] = OPT_END;
+                out[range.start + buf.len()] = code::END;
             }
         }
         EncodeReport { omitted, overloaded: overload != 0 }
@@ -627,6 +690,47 @@ mod tests {
         );
     }
 
+    #[test]
+    fn codes_match_dhcproto() {
+        use dhcproto::v4::OptionCode as O;
+        use dhcproto::v4::relay::RelayCode as R;
+        let options = [
+            (code::PAD, O::Pad),
+            (code::SUBNET_MASK, O::SubnetMask),
+            (code::ROUTER, O::Router),
+            (code::DOMAIN_NAME_SERVER, O::DomainNameServer),
+            (code::HOST_NAME, O::Hostname),
+            (code::DOMAIN_NAME, O::DomainName),
+            (code::REQUESTED_IP_ADDRESS, O::RequestedIpAddress),
+            (code::LEASE_TIME, O::AddressLeaseTime),
+            (code::OPTION_OVERLOAD, O::OptionOverload),
+            (code::MESSAGE_TYPE, O::MessageType),
+            (code::SERVER_IDENTIFIER, O::ServerIdentifier),
+            (code::PARAMETER_REQUEST_LIST, O::ParameterRequestList),
+            (code::MAX_MESSAGE_SIZE, O::MaxMessageSize),
+            (code::RENEWAL_TIME, O::Renewal),
+            (code::REBINDING_TIME, O::Rebinding),
+            (code::VENDOR_CLASS_IDENTIFIER, O::ClassIdentifier),
+            (code::CLIENT_IDENTIFIER, O::ClientIdentifier),
+            (code::USER_CLASS, O::UserClass),
+            (code::RELAY_AGENT_INFORMATION, O::RelayAgentInformation),
+            (code::SUBNET_SELECTION, O::SubnetSelection),
+            (code::END, O::End),
+        ];
+        for (ours, theirs) in options {
+            assert_eq!(O::from(ours), theirs, "option {ours}");
+        }
+        // dhcproto has no name for the RFC 8357 source port sub-option.
+        let relay = [
+            (relay_code::CIRCUIT_ID, R::AgentCircuitId),
+            (relay_code::REMOTE_ID, R::AgentRemoteId),
+            (relay_code::LINK_SELECTION, R::LinkSelection),
+        ];
+        for (ours, theirs) in relay {
+            assert_eq!(R::from(ours), theirs, "sub-option {ours}");
+        }
+    }
+
     fn header() -> ReplyHeader<'static> {
         ReplyHeader {
             htype: 1,
@@ -660,7 +764,7 @@ mod tests {
         assert_eq!(report, EncodeReport::default());
         assert_eq!(out.len(), MIN_REPLY_LEN);
         assert_eq!(&out[240..255], &[53, 1, 2, 3, 4, 10, 0, 0, 1, 1, 4, 255, 255, 255, 0]);
-        assert_eq!(out[255], OPT_END);
+        assert_eq!(out[255], code::END);
     }
 
     #[test]
