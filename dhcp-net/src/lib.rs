@@ -7,31 +7,36 @@
 //!   4.1 says (relay, ciaddr, broadcast, or yiaddr at chaddr through an ARP entry), the
 //!   engine's timers; driven by [`Server::run_blocking`] or, with the `tokio` feature,
 //!   [`Server::serve`].
-//! - [`ServerConfig`]: the config file (the engine's config plus a `[server]` table).
+//! - [`NetSettings`]: where to listen and on which ports.
+//! - [`Observer`]: told of every datagram, for what an operated server keeps beside the engine.
 //! - [`probe()`]: one full DORA against a server, the boot-time health check.
 //!
+//! This crate depends on `dhcp-core` only: no lease store backend, no HTTP. The operated
+//! server (config file, store selection, management API, metrics) is the `dhcp-server` crate.
+//!
 //! # Example
-//! Serve a config on loopback with the in-memory store, from a blocking thread, and stop it:
+//! Serve a subnet on loopback with the in-memory store, from a blocking thread, and stop it:
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::sync::atomic::AtomicBool;
-//! use dhcp_core::Engine;
-//! use dhcp_net::{Server, ServerConfig};
+//! use dhcp_core::{Config, Engine};
+//! use dhcp_net::{Listen, NetSettings, Server};
 //!
-//! let config = ServerConfig::from_toml_str(r#"
-//!     [server]
-//!     listen = ["127.0.0.1"]
-//!     server-port = 6767
-//!     client-port = 6868
-//!
+//! let config = Config::from_toml_str(r#"
 //!     [[subnets]]
 //!     id = 1
 //!     subnet = "10.20.0.0/24"
 //!     pools = ["10.20.0.100-10.20.0.199"]
 //!     relay-addresses = ["127.0.0.2"]
 //! "#)?;
+//! let settings = NetSettings {
+//!     listen: vec![Listen::Address("127.0.0.1".parse()?)],
+//!     server_port: 6767,
+//!     client_port: 6868,
+//!     ..NetSettings::default()
+//! };
 //! let store = dhcp_store::MemoryStore::new();
-//! let server = Server::bind(Arc::new(Engine::new(config.dhcp, store)), config.settings)?;
+//! let server = Server::bind(Arc::new(Engine::new(config, store)), settings)?;
 //! let stop = AtomicBool::new(false);
 //! server.run_blocking(&stop)?; // returns once another thread sets `stop`
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -39,15 +44,11 @@
 
 #![warn(missing_docs)]
 
-#[cfg(feature = "admin")]
-pub mod admin;
 mod arp;
 mod clock;
-mod control;
 pub mod iface;
 mod park;
 mod probe;
-mod seen;
 mod server;
 mod settings;
 mod socket;
@@ -55,18 +56,8 @@ mod socket;
 mod tokio_driver;
 
 pub use clock::now;
-pub use control::{Applied, ConfigControl, ControlError};
 pub use park::park_on;
 pub use probe::{ProbeError, ProbeLease, ProbeMode, ProbeOptions, probe};
-pub use seen::LastSeen;
-pub use server::{ServeError, Server, write_lease_csv};
-pub use settings::{API_TOKEN_ENV, Listen, LogLevel, ServerConfig, ServerSettings};
+pub use server::{Observer, ServeError, Server};
+pub use settings::{BadListen, Listen, NetSettings};
 pub use socket::{DhcpSocket, Received};
-#[cfg(feature = "tokio")]
-pub use tokio_driver::shutdown_signal;
-
-// The README's examples are compiled and run as doc tests here, where every crate they use is a
-// dependency.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

@@ -83,6 +83,34 @@ pub struct ProbeLease {
     pub released: bool,
 }
 
+/// One `key value` line per field that is set (`address`, `server-id`, `lease-time`,
+/// `subnet-mask`, `routers`, `dns-servers`, `domain-name`, `released`): easy to read and to grep.
+impl std::fmt::Display for ProbeLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |addrs: &[Ipv4Addr]| addrs.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(",");
+        writeln!(f, "address {}", self.addr)?;
+        if let Some(id) = self.server_id {
+            writeln!(f, "server-id {id}")?;
+        }
+        if let Some(t) = self.lease_time {
+            writeln!(f, "lease-time {t}")?;
+        }
+        if let Some(mask) = self.subnet_mask {
+            writeln!(f, "subnet-mask {mask}")?;
+        }
+        if !self.routers.is_empty() {
+            writeln!(f, "routers {}", list(&self.routers))?;
+        }
+        if !self.dns_servers.is_empty() {
+            writeln!(f, "dns-servers {}", list(&self.dns_servers))?;
+        }
+        if let Some(domain) = &self.domain_name {
+            writeln!(f, "domain-name {domain}")?;
+        }
+        write!(f, "released {}", self.released)
+    }
+}
+
 /// Why the probe got no lease.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

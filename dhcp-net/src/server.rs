@@ -5,20 +5,17 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dhcp_core::{
-    Destination, DropReason, Engine, LeaseStore, MessageType, NoReplyReason, Outcome, Reply, StoreError, Timestamp,
+    Destination, DropReason, Engine, LeaseStore, MessageType, NoReplyReason, Outcome, RecvMeta, Reply, Timestamp,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::{debug, info, warn};
 
-use crate::control::ConfigControl;
-use crate::seen::LastSeen;
-use crate::settings::ServerSettings;
+use crate::settings::NetSettings;
 use crate::socket::{DhcpSocket, Received};
 use crate::{arp, clock, iface, park};
 
@@ -42,25 +39,40 @@ pub enum ServeError {
     Poll(io::Error),
 }
 
+/// Told of every datagram the server receives, before the engine handles it.
+///
+/// This is where an operated server keeps what lives beside the engine (when each client was
+/// last heard from, say) without the network layer knowing about it. It runs on the receive
+/// path, so it must be cheap and must not block.
+pub trait Observer: Send + Sync {
+    /// `datagram` arrived with `meta` at `now`. It has not been parsed: it may be malformed.
+    fn received(&self, datagram: &[u8], meta: &RecvMeta, now: Timestamp);
+}
+
 /// An engine with its sockets: everything a driver needs to serve.
-#[derive(Debug)]
 pub struct Server<S> {
     engine: Arc<Engine<S>>,
     sockets: Vec<DhcpSocket>,
-    settings: ServerSettings,
+    settings: NetSettings,
     /// Interface names by index, for ARP entries from sockets not tied to one interface.
     ifnames: HashMap<u32, String>,
-    /// The config file, for reloads (SIGHUP, the API); `None` when started from a config
-    /// built in code.
-    control: Option<Arc<ConfigControl>>,
-    seen: LastSeen,
-    #[cfg(feature = "admin")]
-    metrics: Option<Arc<crate::admin::Metrics>>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Server<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("engine", &self.engine)
+            .field("sockets", &self.sockets)
+            .field("settings", &self.settings)
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: LeaseStore> Server<S> {
     /// Opens one socket per `settings.listen` entry on `settings.server_port`.
-    pub fn bind(engine: Arc<Engine<S>>, settings: ServerSettings) -> Result<Server<S>, ServeError> {
+    pub fn bind(engine: Arc<Engine<S>>, settings: NetSettings) -> Result<Server<S>, ServeError> {
         let sockets = settings
             .listen
             .iter()
@@ -73,48 +85,14 @@ impl<S: LeaseStore> Server<S> {
         for socket in &sockets {
             info!(local = ?socket.local_addr().ok(), device = socket.device().unwrap_or("*"), "listening");
         }
-        Ok(Server {
-            engine,
-            sockets,
-            settings,
-            ifnames,
-            control: None,
-            seen: LastSeen::default(),
-            #[cfg(feature = "admin")]
-            metrics: None,
-        })
+        Ok(Server { engine, sockets, settings, ifnames, observer: None })
     }
 
-    /// Puts the server's config file in charge of reloads: SIGHUP and the API's
-    /// `config/reload` and `config/rollback` go through `control`.
+    /// Tells `observer` of every datagram received from now on.
     #[must_use]
-    pub fn with_control(mut self, control: Arc<ConfigControl>) -> Self {
-        self.control = Some(control);
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
         self
-    }
-
-    /// The metrics registry that `/metrics` renders (the one the store was wrapped with in a
-    /// [`MeteredStore`](crate::admin::MeteredStore), if it was).
-    #[cfg(feature = "admin")]
-    #[must_use]
-    pub fn with_metrics(mut self, metrics: Arc<crate::admin::Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// The config file's control, when the server has one.
-    pub fn control(&self) -> Option<&ConfigControl> {
-        self.control.as_deref()
-    }
-
-    /// When each client was last heard from.
-    pub fn last_seen(&self) -> &LastSeen {
-        &self.seen
-    }
-
-    #[cfg(feature = "admin")]
-    pub(crate) fn metrics(&self) -> Option<&Arc<crate::admin::Metrics>> {
-        self.metrics.as_ref()
     }
 
     /// The engine being served.
@@ -127,16 +105,18 @@ impl<S: LeaseStore> Server<S> {
         &self.sockets
     }
 
-    /// The process settings the server was bound with.
-    pub fn settings(&self) -> &ServerSettings {
+    /// The settings the server was bound with.
+    pub fn settings(&self) -> &NetSettings {
         &self.settings
     }
 
     /// Hands one datagram to the engine and sends the reply, if any.
     pub(crate) async fn process(&self, socket: usize, datagram: &[u8], received: Received, out: &mut Vec<u8>) {
         let now = clock::now();
-        self.seen.note(datagram, now);
         let meta = received.meta;
+        if let Some(observer) = &self.observer {
+            observer.received(datagram, &meta, now);
+        }
         match self.engine.handle(datagram, &meta, now, out).await {
             Outcome::Reply(reply) => {
                 log_reply(&reply, datagram);
@@ -192,11 +172,6 @@ impl<S: LeaseStore> Server<S> {
             }
         }
         self.engine.poll_timeout()
-    }
-
-    /// Writes every lease to `path` as CSV (see [`write_lease_csv`]).
-    pub async fn dump_leases(&self, path: &Path) -> io::Result<usize> {
-        write_lease_csv(self.engine.store(), path).await
     }
 
     /// Serves on the calling thread until `stop` is set (checked at least every 200 ms).
@@ -264,31 +239,6 @@ fn log_reply(reply: &Reply, request: &[u8]) {
         MessageType::Nak => info!(hw = %chaddr, "request refused (NAK)"),
         _ => {}
     }
-}
-
-/// Writes every lease in `store` to `path` as CSV, replacing the file atomically: a header
-/// `address,hwaddr,client_id,state,expire,subnet_id,hostname`, then one line per lease (`expire`
-/// is the deadline in Unix seconds, empty for released and expired leases). Returns the number
-/// of leases written.
-pub async fn write_lease_csv<S: LeaseStore>(store: &S, path: &Path) -> io::Result<usize> {
-    let leases = store.list(None).await.map_err(|e: StoreError| io::Error::other(e.to_string()))?;
-    let mut text = String::from("address,hwaddr,client_id,state,expire,subnet_id,hostname\n");
-    for lease in &leases {
-        let expire = lease.state.deadline().map(|t| t.as_secs().to_string()).unwrap_or_default();
-        let hostname = lease.hostname.as_deref().unwrap_or("").replace([',', '\n', '\r'], " ");
-        text.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
-            lease.addr,
-            lease.hwaddr,
-            lease.client,
-            lease.state.name(),
-            expire,
-            lease.subnet,
-            hostname
-        ));
-    }
-    crate::control::replace_file(path, &text)?;
-    Ok(leases.len())
 }
 
 /// How long until `deadline`, from `now`, at least 10 ms so a driver never spins.

@@ -1,25 +1,9 @@
-//! The server's config file: the engine's config plus a `[server]` table for the process.
-//!
-//! ```toml
-//! [server]
-//! listen = ["eth1", "eth2"]   # interface names; or an address ("192.0.2.1"); or "*" for all
-//! server-port = 67            # where clients and relays send (default 67)
-//! client-port = 68            # where replies to clients go (default 68)
-//! store = "memory:"           # lease store URL
-//! log-level = "info"          # error, warn, info, debug or trace
-//! lease-dump = "/run/dhcp/leases.csv"   # optional: written on SIGUSR1 and at shutdown
-//! max-in-flight = 64          # requests handled at once (default 1 for plain memory:, else 64)
-//! api-listen = "127.0.0.1:8067"   # optional: the management API and /metrics (off when unset)
-//! api-token = "s3cret"        # its bearer token; or the DHCP_API_TOKEN environment variable
-//!
-//! # ...then the engine's config (dhcp_core::config): lease-time, subnets, reservations...
-//! ```
+//! What the network side needs to know: where to listen, on which ports, and how many requests
+//! to handle at once. The operated server's config file (`dhcp-server`) reads these from its
+//! `[server]` table; an embedder builds them in code.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-
-use dhcp_core::{Config, ConfigError};
-use serde::Deserialize;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
 
 /// Where the server listens: one entry of `server.listen`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,286 +17,60 @@ pub enum Listen {
     Address(Ipv4Addr),
 }
 
-impl Listen {
-    fn parse(text: &str) -> Option<Listen> {
+/// A `listen` entry that is neither `"*"`, an IPv4 address nor a Linux interface name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is neither an interface name, an address nor \"*\"")]
+pub struct BadListen(pub String);
+
+impl FromStr for Listen {
+    type Err = BadListen;
+
+    /// `"*"`, an IPv4 address, or an interface name (1 to 15 bytes, no `/`, `:` or whitespace).
+    fn from_str(text: &str) -> Result<Listen, BadListen> {
         if text == "*" {
-            return Some(Listen::All);
+            return Ok(Listen::All);
         }
         if let Ok(addr) = text.parse() {
-            return Some(Listen::Address(addr));
+            return Ok(Listen::Address(addr));
         }
-        // Linux interface names: 1 to 15 bytes, no '/', no whitespace.
         let valid = !text.is_empty() && text.len() < 16 && !text.contains(['/', ' ', '\t', ':']);
-        valid.then(|| Listen::Interface(text.to_owned()))
+        if valid { Ok(Listen::Interface(text.to_owned())) } else { Err(BadListen(text.to_owned())) }
     }
 }
 
-/// How much the server logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogLevel {
-    /// Errors only.
-    Error,
-    /// Errors and warnings.
-    Warn,
-    /// One line per lease event (the default).
-    #[default]
-    Info,
-    /// One line per packet.
-    Debug,
-    /// Everything.
-    Trace,
-}
-
-impl LogLevel {
-    fn parse(text: &str) -> Option<LogLevel> {
-        Some(match text {
-            "error" => LogLevel::Error,
-            "warn" => LogLevel::Warn,
-            "info" => LogLevel::Info,
-            "debug" => LogLevel::Debug,
-            "trace" => LogLevel::Trace,
-            _ => return None,
-        })
-    }
-
-    /// The level's name, as `tracing` filters spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-            LogLevel::Trace => "trace",
-        }
-    }
-}
-
-/// The `[server]` table: everything about the process rather than the protocol.
+/// The sockets to open and how to drive them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSettings {
+pub struct NetSettings {
     /// Where to listen; at least one entry.
     pub listen: Vec<Listen>,
     /// The port clients and relays send to.
     pub server_port: u16,
     /// The port replies to clients go to.
     pub client_port: u16,
-    /// The lease store's URL (see `dhcp_store::open`).
-    pub store: String,
-    /// How much to log.
-    pub log_level: LogLevel,
-    /// Where to write every lease as CSV on SIGUSR1 and at shutdown.
-    pub lease_dump: Option<PathBuf>,
     /// How many requests the tokio driver handles at once. 1 handles each datagram to the end
     /// before reading the next (best for the in-memory store, which never waits); a network
     /// store waits on round trips, which requests in flight together overlap.
     pub max_in_flight: usize,
-    /// Where the management API (and `/metrics`) listens; off when `None`.
-    pub api_listen: Option<SocketAddr>,
-    /// The bearer token every API request must carry: `api-token`, else the `DHCP_API_TOKEN`
-    /// environment variable. Required when the API is on.
-    pub api_token: Option<String>,
 }
 
-/// The environment variable that holds the API token when the config does not.
-pub const API_TOKEN_ENV: &str = "DHCP_API_TOKEN";
-
-/// The `max-in-flight` default for a store URL: 1 for the plain in-memory store (which never
-/// waits), 64 otherwise (a network store's round trips, or the journal's group commits,
-/// overlap).
-pub fn default_in_flight(store: &str) -> usize {
-    if store == "memory:" { 1 } else { 64 }
-}
-
-impl Default for ServerSettings {
+impl Default for NetSettings {
+    /// Every interface on the standard ports (67 and 68), one request at a time.
     fn default() -> Self {
-        ServerSettings {
-            listen: vec![Listen::All],
-            server_port: 67,
-            client_port: 68,
-            store: "memory:".to_owned(),
-            log_level: LogLevel::Info,
-            lease_dump: None,
-            max_in_flight: 1,
-            api_listen: None,
-            api_token: None,
-        }
+        NetSettings { listen: vec![Listen::All], server_port: 67, client_port: 68, max_in_flight: 1 }
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawSettings {
-    listen: Option<Vec<String>>,
-    server_port: Option<u16>,
-    client_port: Option<u16>,
-    store: Option<String>,
-    log_level: Option<String>,
-    lease_dump: Option<PathBuf>,
-    max_in_flight: Option<usize>,
-    api_listen: Option<String>,
-    api_token: Option<String>,
-}
-
-/// A whole server config file: process settings and the engine's validated config.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// The `[server]` table.
-    pub settings: ServerSettings,
-    /// Everything else, validated by `dhcp_core`.
-    pub dhcp: Config,
-}
-
-impl ServerConfig {
-    /// Reads and validates a config file. Errors name the file, the field and the reason.
-    pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError { path: String::new(), reason: format!("cannot read {}: {e}", path.display()) })?;
-        ServerConfig::from_toml_str(&text)
-    }
-
-    /// Parses and validates config text.
-    pub fn from_toml_str(text: &str) -> Result<ServerConfig, ConfigError> {
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError { path: String::new(), reason: e.to_string() })?;
-        let settings = match table.remove("server") {
-            None => ServerSettings::default(),
-            Some(value) => {
-                let raw: RawSettings = value
-                    .try_into()
-                    .map_err(|e: toml::de::Error| ConfigError { path: "server".into(), reason: e.message().into() })?;
-                settings_from_raw(raw)?
-            }
-        };
-        let raw = dhcp_core::config::RawConfig::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError { path: String::new(), reason: e.message().to_owned() })?;
-        let dhcp = Config::from_raw(&raw)?;
-        Ok(ServerConfig { settings, dhcp })
-    }
-}
-
-fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
-    let bad = |path: &str, reason: String| ConfigError { path: format!("server.{path}"), reason };
-    let defaults = ServerSettings::default();
-    let listen = match raw.listen {
-        None => defaults.listen,
-        Some(entries) if entries.is_empty() => {
-            return Err(bad("listen", "must name at least one interface or address".into()));
-        }
-        Some(entries) => entries
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                Listen::parse(text).ok_or_else(|| {
-                    bad(&format!("listen[{i}]"), format!("{text:?} is neither an interface name, an address nor \"*\""))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    };
-    let server_port = raw.server_port.unwrap_or(defaults.server_port);
-    let client_port = raw.client_port.unwrap_or(defaults.client_port);
-    if server_port == 0 {
-        return Err(bad("server-port", "must not be 0".into()));
-    }
-    if client_port == 0 || client_port == server_port {
-        return Err(bad("client-port", "must be non-zero and differ from server-port".into()));
-    }
-    let store = raw.store.unwrap_or(defaults.store);
-    let scheme_known = dhcp_store::supported_schemes().iter().any(|s| store.starts_with(s.trim_end_matches(':')));
-    if !scheme_known {
-        return Err(bad("store", format!("{store:?}: supported are {}", dhcp_store::supported_schemes().join(", "))));
-    }
-    let log_level = match raw.log_level {
-        None => defaults.log_level,
-        Some(text) => LogLevel::parse(&text)
-            .ok_or_else(|| bad("log-level", format!("{text:?}: use error, warn, info, debug or trace")))?,
-    };
-    let max_in_flight = match raw.max_in_flight {
-        None => default_in_flight(&store),
-        Some(0) => return Err(bad("max-in-flight", "must be at least 1".into())),
-        Some(n) => n,
-    };
-    let api_listen = raw
-        .api_listen
-        .map(|text| {
-            text.parse::<SocketAddr>()
-                .map_err(|_| bad("api-listen", format!("{text:?} is not ADDRESS:PORT (such as \"127.0.0.1:8067\")")))
-        })
-        .transpose()?;
-    let api_token = raw.api_token.or_else(|| std::env::var(API_TOKEN_ENV).ok()).filter(|t| !t.is_empty());
-    if api_listen.is_some() && api_token.is_none() {
-        return Err(bad("api-token", format!("the management API needs a token: set api-token or {API_TOKEN_ENV}")));
-    }
-    if let Some(token) = &api_token
-        && token.len() < 8
-    {
-        return Err(bad("api-token", "must be at least 8 characters".into()));
-    }
-    Ok(ServerSettings {
-        listen,
-        server_port,
-        client_port,
-        store,
-        log_level,
-        lease_dump: raw.lease_dump,
-        max_in_flight,
-        api_listen,
-        api_token,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SUBNET: &str = "[[subnets]]\nid = 1\nsubnet = \"10.0.0.0/24\"\npools = [\"10.0.0.10-10.0.0.20\"]\n";
-
     #[test]
-    fn reads_server_table_and_engine_config() {
-        let text = format!(
-            "lease-time = 600\n[server]\nlisten = [\"veth0\", \"127.0.0.1\", \"*\"]\nserver-port = 6767\n\
-             client-port = 6868\nlog-level = \"warn\"\nlease-dump = \"/tmp/x.csv\"\n{SUBNET}"
-        );
-        let config = ServerConfig::from_toml_str(&text).expect("valid");
-        assert_eq!(
-            config.settings.listen,
-            vec![Listen::Interface("veth0".into()), Listen::Address(Ipv4Addr::LOCALHOST), Listen::All]
-        );
-        assert_eq!((config.settings.server_port, config.settings.client_port), (6767, 6868));
-        assert_eq!(config.settings.log_level, LogLevel::Warn);
-        assert_eq!(config.settings.store, "memory:");
-        assert_eq!(config.dhcp.subnets.len(), 1);
-    }
-
-    #[test]
-    fn defaults_without_server_table() {
-        let config = ServerConfig::from_toml_str(SUBNET).expect("valid");
-        assert_eq!(config.settings, ServerSettings::default());
-    }
-
-    #[test]
-    fn refuses_bad_settings_with_their_path() {
-        for (server, path) in [
-            ("listen = []", "server.listen"),
-            ("listen = [\"eth0\", \"a/b\"]", "server.listen[1]"),
-            ("client-port = 67", "server.client-port"),
-            ("server-port = 0", "server.server-port"),
-            ("store = \"mongodb://x\"", "server.store"),
-            ("log-level = \"loud\"", "server.log-level"),
-            ("max-in-flight = 0", "server.max-in-flight"),
-            ("api-listen = \"localhost\"\napi-token = \"0123456789\"", "server.api-listen"),
-            ("api-listen = \"127.0.0.1:8067\"\napi-token = \"short\"", "server.api-token"),
-            ("colour = \"red\"", "server"),
-        ] {
-            let text = format!("[server]\n{server}\n{SUBNET}");
-            let err = ServerConfig::from_toml_str(&text).expect_err(server);
-            assert_eq!(err.path, path, "{server}: {err}");
+    fn listen_entries() {
+        assert_eq!("*".parse(), Ok(Listen::All));
+        assert_eq!("127.0.0.1".parse(), Ok(Listen::Address(Ipv4Addr::LOCALHOST)));
+        assert_eq!("veth0".parse(), Ok(Listen::Interface("veth0".into())));
+        for bad in ["", "a/b", "a b", "fe80::1", "sixteen-bytes-xx"] {
+            assert_eq!(bad.parse::<Listen>(), Err(BadListen(bad.into())), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn engine_errors_keep_their_path() {
-        let text = "[[subnets]]\nid = 1\nsubnet = \"10.0.0.0/24\"\npools = [\"10.0.1.10-10.0.1.20\"]\n";
-        let err = ServerConfig::from_toml_str(text).expect_err("pool outside subnet");
-        assert!(err.path.starts_with("subnets[0].pools[0]"), "{err}");
     }
 }

@@ -1,5 +1,5 @@
-//! Serving on a tokio runtime: one task per socket, one for the engine's timers, one for
-//! SIGUSR1 lease dumps, all stopped by a shutdown future.
+//! Serving on a tokio runtime: one task per socket and one for the engine's timers, all
+//! stopped by a shutdown future.
 
 use std::future::Future;
 use std::io;
@@ -8,27 +8,15 @@ use std::sync::Arc;
 use dhcp_core::LeaseStore;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::clock;
 use crate::server::{RECV_BUFFER, Server, until};
 
-/// Resolves when the process receives SIGINT or SIGTERM.
-pub async fn shutdown_signal() -> io::Result<()> {
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = interrupt.recv() => info!("SIGINT: shutting down"),
-        _ = terminate.recv() => info!("SIGTERM: shutting down"),
-    }
-    Ok(())
-}
-
 impl<S: LeaseStore + 'static> Server<S> {
-    /// Serves until `shutdown` resolves, then stops every task and, when `lease-dump` is set,
-    /// writes the leases one last time.
+    /// Serves until `shutdown` resolves, then stops every task. Requests still in flight when
+    /// it resolves are abandoned (their clients retransmit).
     pub async fn serve(self: Arc<Self>, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let mut tasks = JoinSet::new();
         for (index, socket) in self.sockets().iter().enumerate() {
@@ -38,49 +26,10 @@ impl<S: LeaseStore + 'static> Server<S> {
             tasks.spawn(Arc::clone(&self).receive_loop(index, watch));
         }
         tasks.spawn(Arc::clone(&self).timer_loop());
-        if self.control().is_some() {
-            let mut hangup = signal(SignalKind::hangup())?;
-            let server = Arc::clone(&self);
-            tasks.spawn(async move {
-                while hangup.recv().await.is_some() {
-                    info!("SIGHUP: reloading the config");
-                    if let Some(control) = server.control() {
-                        // Errors are logged by the control; the running config stays.
-                        let _ = control.reload(server.engine());
-                    }
-                }
-            });
-        }
-        #[cfg(feature = "admin")]
-        if let (Some(addr), Some(token)) = (self.settings().api_listen, self.settings().api_token.clone()) {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            info!(%addr, "management API listening");
-            let metrics = self.metrics().cloned().unwrap_or_default();
-            tasks.spawn(crate::admin::serve(listener, Arc::clone(&self), metrics, token));
-        }
-        if self.settings().lease_dump.is_some() {
-            let mut user1 = signal(SignalKind::user_defined1())?;
-            let server = Arc::clone(&self);
-            tasks.spawn(async move {
-                while user1.recv().await.is_some() {
-                    server.dump_on_request().await;
-                }
-            });
-        }
         shutdown.await;
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        self.dump_on_request().await;
         Ok(())
-    }
-
-    async fn dump_on_request(&self) {
-        if let Some(path) = &self.settings().lease_dump {
-            match self.dump_leases(path).await {
-                Ok(count) => info!(path = %path.display(), count, "leases written"),
-                Err(e) => warn!(path = %path.display(), error = %e, "cannot write leases"),
-            }
-        }
     }
 
     async fn receive_loop(self: Arc<Self>, index: usize, watch: UdpSocket) {

@@ -6,31 +6,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dhcp_core::{Engine, LeaseState, LeaseStore, block_on};
-use dhcp_net::{ProbeMode, ProbeOptions, Server, ServerConfig, probe};
+use dhcp_core::{Config, Engine, LeaseState, LeaseStore, block_on};
+use dhcp_net::{Listen, NetSettings, ProbeMode, ProbeOptions, Server, probe};
 use dhcp_store::MemoryStore;
 
-fn config(port: u16) -> ServerConfig {
-    let text = format!(
-        r#"
+/// The engine's config and the sockets: the server on 127.0.0.1:`port`, clients on `port + 1`.
+fn config(port: u16) -> (Config, NetSettings) {
+    let text = r#"
 lease-time = 600
-options = {{ domain-name-servers = ["192.0.2.53"], domain-name = "loop.test" }}
-
-[server]
-listen = ["127.0.0.1"]
-server-port = {port}
-client-port = {}
+options = { domain-name-servers = ["192.0.2.53"], domain-name = "loop.test" }
 
 [[subnets]]
 id = 1
 subnet = "192.0.2.0/24"
 pools = ["192.0.2.10-192.0.2.20"]
 relay-addresses = ["127.0.0.2"]
-options = {{ routers = ["192.0.2.1"] }}
-"#,
-        port + 1
-    );
-    ServerConfig::from_toml_str(&text).expect("valid config")
+options = { routers = ["192.0.2.1"] }
+"#;
+    let settings = NetSettings {
+        listen: vec![Listen::Address(Ipv4Addr::LOCALHOST)],
+        server_port: port,
+        client_port: port + 1,
+        ..NetSettings::default()
+    };
+    (Config::from_toml_str(text).expect("valid config"), settings)
 }
 
 fn probe_options(port: u16, mac: u8, release: bool) -> ProbeOptions {
@@ -47,9 +46,9 @@ fn probe_options(port: u16, mac: u8, release: bool) -> ProbeOptions {
 #[test]
 fn blocking_driver_serves_a_relayed_dora_and_release() {
     let port = 20_000 + (std::process::id() % 10_000) as u16 * 2;
-    let config = config(port);
-    let engine = Arc::new(Engine::new(config.dhcp, MemoryStore::new()));
-    let server = Server::bind(Arc::clone(&engine), config.settings).expect("bind loopback");
+    let (config, settings) = config(port);
+    let engine = Arc::new(Engine::new(config, MemoryStore::new()));
+    let server = Server::bind(Arc::clone(&engine), settings).expect("bind loopback");
     let stop = Arc::new(AtomicBool::new(false));
     let lease = std::thread::scope(|scope| {
         let stop_flag = Arc::clone(&stop);
@@ -88,9 +87,9 @@ fn blocking_driver_serves_a_relayed_dora_and_release() {
 #[tokio::test(flavor = "current_thread")]
 async fn tokio_driver_serves_and_shuts_down() {
     let port = 30_000 + (std::process::id() % 10_000) as u16 * 2;
-    let config = config(port);
-    let engine = Arc::new(Engine::new(config.dhcp, MemoryStore::new()));
-    let server = Arc::new(Server::bind(Arc::clone(&engine), config.settings).expect("bind loopback"));
+    let (config, settings) = config(port);
+    let engine = Arc::new(Engine::new(config, MemoryStore::new()));
+    let server = Arc::new(Server::bind(Arc::clone(&engine), settings).expect("bind loopback"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(Arc::clone(&server).serve(async {
         let _ = rx.await;

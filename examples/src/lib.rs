@@ -1,2 +1,3 @@
-//! Nothing to embed here: the binaries under `src/bin` are thin wrappers over `dhcp-net`,
-//! `dhcp-core` and `dhcp-store`, and `tests/` drives them against real DHCP clients.
+//! Nothing to embed here: the binaries under `src/bin` are argument parsing over
+//! `dhcp-server` (the operated server and its API client) and `dhcp-net` (the probe), and
+//! `tests/` drives them against real DHCP clients.

@@ -4,7 +4,7 @@
 
 mod services;
 
-use dhcp_net::admin::{AdminClient, ClientError};
+use dhcp_server::api::{AdminClient, ClientError};
 use serde_json::json;
 use services::{ServerProc, TempDir, free_port, server_port};
 

@@ -10,7 +10,7 @@ mod services;
 use std::time::{Duration, Instant};
 
 use dhcp_net::ProbeError;
-use dhcp_net::admin::{AdminClient, ClientError};
+use dhcp_server::api::{AdminClient, ClientError};
 use services::{PrivatePostgres, PrivateRedis, ServerProc, is_root};
 
 /// Takes leases, stops the store, checks that none is granted, starts it, and returns how long

@@ -14,12 +14,15 @@
 //! `--token` (or `DHCP_API_TOKEN`). Tables for people; `--json` prints the API's answer for
 //! scripts. Exit status: 0 done, 1 the server refused (the message says why), 2 the server
 //! could not be reached, the token was refused, or the command line is wrong.
+//!
+//! The calls, the bodies and the tables are `dhcp_server::api`; this is the command line.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dhcp_net::admin::{AdminClient, ClientError};
-use serde_json::{Value, json};
+use dhcp_server::api::model::{Group as GroupBody, LeaseFilter, Reservation as ReservationBody, normal_id};
+use dhcp_server::api::{AdminClient, ClientError, report};
+use serde::Serialize;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Manage a running dhcp-server through its API")]
@@ -213,276 +216,101 @@ impl From<ClientError> for Failure {
     }
 }
 
+/// What a command printed: the API's answer as JSON with `--json`, else a table or one line.
+enum Output {
+    Table(report::Table),
+    Line(String),
+    Text(String),
+}
+
 fn run(client: &AdminClient, args: &Args) -> Result<(), Failure> {
-    let answer = match &args.command {
-        Command::Show { what } => show(client, what, args.json)?,
+    let json = args.json;
+    // The answer as JSON for scripts, or `human` of it for people.
+    fn answer<T: Serialize>(json: bool, value: T, human: impl FnOnce(&T) -> Output) -> Output {
+        if json { Output::Text(serde_json::to_string_pretty(&value).unwrap_or_default()) } else { human(&value) }
+    }
+    let changed = |c: &_| Output::Line(report::changed(c));
+    let output = match &args.command {
+        Command::Show { what: Show::Groups } => {
+            answer(json, client.groups()?, |g| Output::Table(report::groups(&g.groups)))
+        }
+        Command::Show { what: Show::Clients } => {
+            answer(json, client.reservations()?, |r| Output::Table(report::clients(&r.reservations)))
+        }
+        Command::Show { what: Show::Mac { mac } } => {
+            let wanted = normal_id(mac);
+            let reservations = client.reservations()?.reservations;
+            let reservation =
+                reservations.into_iter().find(|r| r.hw_address.as_deref().map(normal_id) == Some(wanted.clone()));
+            let leases = client.leases(&LeaseFilter { mac: Some(mac.clone()), ..LeaseFilter::default() })?.leases;
+            let card = report::client_card(&wanted, reservation.as_ref(), leases.first());
+            answer(json, serde_json::json!({ "mac": wanted, "reservation": reservation, "leases": leases }), |_| {
+                Output::Table(card)
+            })
+        }
+        Command::Show { what: Show::Leases { subnet, state, mac } } => {
+            let filter = LeaseFilter { subnet: *subnet, state: state.clone(), mac: mac.clone(), client: None };
+            answer(json, client.leases(&filter)?, |l| Output::Table(report::leases(&l.leases)))
+        }
+        Command::Show { what: Show::Stats } => answer(json, client.stats()?, |s| Output::Table(report::stats(s))),
+        Command::Show { what: Show::Metrics } => Output::Text(client.metrics_text()?),
         Command::Reservation {
             action: Reservation::Add { subnet, mac, client_id, ip, hostname, description, group },
         } => {
-            let mut body = json!({ "subnet": subnet });
-            for (key, value) in [
-                ("hw-address", mac),
-                ("client-id", client_id),
-                ("ip-address", ip),
-                ("hostname", hostname),
-                ("description", description),
-                ("group", group),
-            ] {
-                if let Some(v) = value {
-                    body[key] = json!(v);
-                }
-            }
-            client.post_json("/api/v1/reservations", &body)?
-        }
-        Command::Lease { action: LeaseAction::Del { address } } => {
-            client.delete(&format!("/api/v1/leases/{}", encode(address)))?
+            let body = ReservationBody {
+                subnet: Some(i64::from(*subnet)),
+                hw_address: mac.clone(),
+                client_id: client_id.clone(),
+                ip_address: ip.clone(),
+                hostname: hostname.clone(),
+                description: description.clone(),
+                group: group.clone(),
+                ..ReservationBody::default()
+            };
+            answer(json, client.add_reservation(&body)?, changed)
         }
         Command::Reservation { action: Reservation::Del { id } } => {
-            client.delete(&format!("/api/v1/reservations/{}", encode(id)))?
+            answer(json, client.delete_reservation(id)?, changed)
+        }
+        Command::Lease { action: LeaseAction::Del { address } } => {
+            answer(json, client.delete_lease(address)?, |_| Output::Line("ok".to_owned()))
         }
         Command::Group { action: Group::Set { name, lease_time, gateway, dns, domain, ntp } } => {
-            fn list(text: &Option<String>) -> Option<Vec<String>> {
-                text.as_deref()
-                    .map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+            fn list(text: &Option<String>) -> Option<Vec<&str>> {
+                text.as_deref().map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
             }
             let mut options = serde_json::Map::new();
-            if let Some(v) = list(gateway) {
-                options.insert("routers".into(), json!(v));
+            for (name, value) in [
+                ("routers", list(gateway).map(serde_json::Value::from)),
+                ("domain-name-servers", list(dns).map(serde_json::Value::from)),
+                ("domain-name", domain.as_deref().map(serde_json::Value::from)),
+                ("ntp-servers", list(ntp).map(serde_json::Value::from)),
+            ] {
+                if let Some(value) = value {
+                    options.insert(name.to_owned(), value);
+                }
             }
-            if let Some(v) = list(dns) {
-                options.insert("domain-name-servers".into(), json!(v));
-            }
-            if let Some(v) = domain {
-                options.insert("domain-name".into(), json!(v));
-            }
-            if let Some(v) = list(ntp) {
-                options.insert("ntp-servers".into(), json!(v));
-            }
-            let mut body = json!({ "options": options });
-            if let Some(t) = lease_time {
-                body["lease-time"] = json!(t);
-            }
-            client.put_json(&format!("/api/v1/groups/{}", encode(name)), &body)?
+            let body = GroupBody { lease_time: *lease_time, options: Some(options), ..GroupBody::default() };
+            answer(json, client.set_group(name, &body)?, changed)
         }
-        Command::Group { action: Group::Del { name } } => client.delete(&format!("/api/v1/groups/{}", encode(name)))?,
+        Command::Group { action: Group::Del { name } } => answer(json, client.delete_group(name)?, changed),
         Command::Config { action: ConfigAction::Test { file } } => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?;
-            client.post_text("/api/v1/config/test", &text)?
+            answer(json, client.test_config(&text)?, |t| Output::Line(report::tested(t)))
         }
-        Command::Config { action: ConfigAction::Reload } => client.post_text("/api/v1/config/reload", "")?,
-        Command::Config { action: ConfigAction::Rollback } => client.post_text("/api/v1/config/rollback", "")?,
+        Command::Config { action: ConfigAction::Reload } => answer(json, client.reload_config()?, changed),
+        Command::Config { action: ConfigAction::Rollback } => answer(json, client.rollback_config()?, changed),
     };
-    match (&args.command, args.json) {
-        (Command::Show { .. }, false) => {}
-        (_, true) => println!("{answer:#}"),
-        (_, false) => println!("{}", summary(&answer)),
-    }
-    Ok(())
-}
-
-/// One line for a change the server made.
-fn summary(answer: &Value) -> String {
-    if let Some(applied) = answer.get("applied") {
-        let mut line =
-            format!("ok: config applied ({} subnets, {} reservations)", applied["subnets"], applied["reservations"]);
-        if let Some(list) = applied["restart-needed"].as_array().filter(|l| !l.is_empty()) {
-            let names: Vec<String> = list.iter().filter_map(Value::as_str).map(|s| format!("server.{s}")).collect();
-            line.push_str(&format!("; restart needed for {}", names.join(", ")));
-        }
-        line
-    } else if answer.get("valid").is_some() {
-        format!("ok: the config is valid ({} subnets)", answer["subnets"])
-    } else {
-        "ok".to_owned()
-    }
-}
-
-/// Percent-encodes a path segment.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn show(client: &AdminClient, what: &Show, json_out: bool) -> Result<Value, Failure> {
-    let answer = match what {
-        Show::Groups => client.get("/api/v1/groups")?,
-        Show::Clients => client.get("/api/v1/reservations")?,
-        Show::Mac { mac } => {
-            let reservations = client.get("/api/v1/reservations")?;
-            let leases = client.get(&format!("/api/v1/leases?mac={}", encode(mac)))?;
-            let wanted = mac.to_ascii_lowercase().replace('-', ":");
-            let reservation = reservations["reservations"]
-                .as_array()
-                .and_then(|l| {
-                    l.iter().find(|r| {
-                        r["hw-address"].as_str().is_some_and(|m| m.to_ascii_lowercase().replace('-', ":") == wanted)
-                    })
-                })
-                .cloned();
-            json!({ "mac": wanted, "reservation": reservation, "leases": leases["leases"] })
-        }
-        Show::Leases { subnet, state, mac } => {
-            let mut query = Vec::new();
-            if let Some(s) = subnet {
-                query.push(format!("subnet={s}"));
-            }
-            if let Some(s) = state {
-                query.push(format!("state={}", encode(s)));
-            }
-            if let Some(m) = mac {
-                query.push(format!("mac={}", encode(m)));
-            }
-            let path = if query.is_empty() {
-                "/api/v1/leases".to_owned()
-            } else {
-                format!("/api/v1/leases?{}", query.join("&"))
-            };
-            client.get(&path)?
-        }
-        Show::Stats => client.get("/api/v1/stats")?,
-        Show::Metrics => client.get("/metrics")?,
-    };
-    if let (Show::Metrics, Value::String(text)) = (what, &answer) {
-        print!("{text}");
-        return Ok(answer);
-    }
-    if json_out {
-        return Ok(answer);
-    }
-    let text = |v: &Value| match v {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
-            .collect::<Vec<_>>()
-            .join(","),
-        other => other.to_string(),
-    };
-    let rows: Vec<Vec<String>> = match what {
-        Show::Groups => {
-            let mut rows = vec![
-                vec!["GROUP", "LEASE-TIME", "GATEWAY", "DNS", "DOMAIN", "NTP"].into_iter().map(String::from).collect(),
-            ];
-            for g in answer["groups"].as_array().into_iter().flatten() {
-                let o = &g["options"];
-                rows.push(vec![
-                    text(&g["name"]),
-                    text(&g["lease-time"]),
-                    text(&o["routers"]),
-                    text(&o["domain-name-servers"]),
-                    text(&o["domain-name"]),
-                    text(&o["ntp-servers"]),
-                ]);
-            }
-            rows
-        }
-        Show::Clients => {
-            let mut rows = vec![
-                vec!["MAC", "IP", "HOSTNAME", "GROUP", "LAST-SEEN", "DESCRIPTION"]
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-            ];
-            for r in answer["reservations"].as_array().into_iter().flatten() {
-                let who = if r["hw-address"].is_null() { &r["client-id"] } else { &r["hw-address"] };
-                rows.push(vec![
-                    text(who),
-                    text(&r["ip-address"]),
-                    text(&r["hostname"]),
-                    text(&r["group"]),
-                    time(&r["last-seen"]),
-                    text(&r["description"]),
-                ]);
-            }
-            rows
-        }
-        Show::Mac { .. } => {
-            let r = &answer["reservation"];
-            let lease = answer["leases"].as_array().and_then(|l| l.first()).cloned().unwrap_or(Value::Null);
-            let address = if r["ip-address"].is_null() { &lease["address"] } else { &r["ip-address"] };
-            let seen = if lease["last-seen"].is_null() { &r["last-seen"] } else { &lease["last-seen"] };
-            vec![
-                vec!["MAC".into(), text(&answer["mac"])],
-                vec!["ADDRESS".into(), text(address)],
-                vec!["LEASE".into(), format!("{} until {}", text(&lease["state"]), time(&lease["deadline"]))],
-                vec!["LAST-SEEN".into(), time(seen)],
-                vec![
-                    "HOSTNAME".into(),
-                    text(if r["hostname"].is_null() { &lease["hostname"] } else { &r["hostname"] }),
-                ],
-                vec!["DESCRIPTION".into(), text(&r["description"])],
-                vec!["GROUP".into(), text(&r["group"])],
-            ]
-        }
-        Show::Leases { .. } => {
-            let mut rows = vec![
-                vec!["ADDRESS", "MAC", "STATE", "UNTIL", "SUBNET", "HOSTNAME", "LAST-SEEN"]
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-            ];
-            for l in answer["leases"].as_array().into_iter().flatten() {
-                rows.push(vec![
-                    text(&l["address"]),
-                    text(&l["hw-address"]),
-                    text(&l["state"]),
-                    time(&l["deadline"]),
-                    text(&l["subnet"]),
-                    text(&l["hostname"]),
-                    time(&l["last-seen"]),
-                ]);
-            }
-            rows
-        }
-        Show::Metrics => Vec::new(),
-        Show::Stats => {
-            let mut rows = vec![vec!["STATISTIC".to_owned(), "VALUE".to_owned()]];
-            for (k, v) in answer.as_object().into_iter().flatten() {
-                rows.push(vec![k.clone(), text(v)]);
-            }
-            rows
-        }
-    };
-    print_table(&rows);
-    Ok(answer)
-}
-
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC); `-` for none.
-fn time(value: &Value) -> String {
-    let Some(secs) = value.as_u64() else { return "-".to_owned() };
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Prints aligned columns; a closed pipe (`| head`) ends the output quietly.
-fn print_table(rows: &[Vec<String>]) {
+    // A closed pipe (`| head`) ends the output quietly.
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        if writeln!(out, "{}", line.join("  ").trim_end()).is_err() {
-            return;
+    let _ = match output {
+        Output::Table(table) => table.write_to(&mut out),
+        Output::Line(line) => writeln!(out, "{line}"),
+        Output::Text(text) => {
+            write!(out, "{text}").and_then(|()| if text.ends_with('\n') { Ok(()) } else { writeln!(out) })
         }
-    }
+    };
+    Ok(())
 }

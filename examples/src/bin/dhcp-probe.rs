@@ -67,27 +67,7 @@ fn main() -> ExitCode {
     options.release = !args.keep;
     match probe(&options) {
         Ok(lease) => {
-            println!("address {}", lease.addr);
-            let show = |list: &[Ipv4Addr]| list.iter().map(Ipv4Addr::to_string).collect::<Vec<_>>().join(",");
-            if let Some(id) = lease.server_id {
-                println!("server-id {id}");
-            }
-            if let Some(t) = lease.lease_time {
-                println!("lease-time {t}");
-            }
-            if let Some(mask) = lease.subnet_mask {
-                println!("subnet-mask {mask}");
-            }
-            if !lease.routers.is_empty() {
-                println!("routers {}", show(&lease.routers));
-            }
-            if !lease.dns_servers.is_empty() {
-                println!("dns-servers {}", show(&lease.dns_servers));
-            }
-            if let Some(domain) = lease.domain_name {
-                println!("domain-name {domain}");
-            }
-            println!("released {}", lease.released);
+            println!("{lease}");
             ExitCode::SUCCESS
         }
         Err(e @ (ProbeError::Timeout(_) | ProbeError::Nak(_))) => {

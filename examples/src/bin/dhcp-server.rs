@@ -5,18 +5,16 @@
 //!
 //! SIGHUP reloads the config file (a config that fails validation is refused and the running
 //! one stays); SIGUSR1 writes the lease dump. With `api-listen` set, the management API and
-//! `/metrics` are served there.
+//! `/metrics` are served there. Everything but the arguments and the logger is
+//! [`dhcp_server::Service`].
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
-use dhcp_core::Engine;
-use dhcp_net::admin::{MeteredStore, Metrics};
-use dhcp_net::{ConfigControl, Server, ServerConfig, shutdown_signal};
-use tracing::{error, info, warn};
+use dhcp_server::{Service, shutdown_signal};
+use tracing::error;
 use tracing_subscriber::EnvFilter;
 
 /// A DHCPv4 server.
@@ -33,15 +31,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let text = match std::fs::read_to_string(&args.config) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("{}: cannot read the config: {e}", args.config.display());
-            return ExitCode::from(1);
-        }
-    };
-    let config = match ServerConfig::from_toml_str(&text) {
-        Ok(config) => config,
+    let service = match Service::from_file(&args.config) {
+        Ok(service) => service,
         Err(e) => {
             eprintln!("{}: config refused: {e}", args.config.display());
             return ExitCode::from(1);
@@ -52,10 +43,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // RUST_LOG overrides the config's level, for debugging a running setup.
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(config.settings.log_level.as_str()));
+    let level = service.config().settings.log_level.as_str();
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)))
         .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -68,33 +58,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(args.config, text, config)) {
+    let shutdown = async {
+        if let Err(e) = shutdown_signal().await {
+            error!(error = %e, "cannot watch for signals; stopping");
+        }
+    };
+    match runtime.block_on(service.run(shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
             ExitCode::from(2)
         }
     }
-}
-
-async fn run(path: PathBuf, text: String, config: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let metrics = Arc::new(Metrics::new());
-    let store = MeteredStore::new(dhcp_store::open(&config.settings.store).await?, &metrics);
-    let engine = Arc::new(Engine::new(config.dhcp, store));
-    // A durable or shared store may hold leases already: start the gauges from them.
-    if let Err(e) = engine.count_leases(dhcp_net::now()).await {
-        warn!(error = %e, "cannot count the stored leases; assigned-addresses starts at 0");
-    }
-    let control = Arc::new(ConfigControl::new(path, text, config.settings.clone()));
-    let server = Arc::new(Server::bind(engine, config.settings)?.with_control(control).with_metrics(metrics));
-    info!("serving");
-    server
-        .serve(async {
-            if let Err(e) = shutdown_signal().await {
-                error!(error = %e, "cannot watch for signals; stopping");
-            }
-        })
-        .await?;
-    info!("stopped");
-    Ok(())
 }

@@ -25,30 +25,14 @@
 //! the next packet and written to the config file; an invalid change gets 400 naming the field
 //! and changes nothing. Errors are `{"error": "...", "field": "..."}`.
 //!
-//! # Example
-//! A server with metrics, reloads and the API, as `dhcp-server` builds it:
-//! ```no_run
-//! use std::sync::Arc;
-//! use dhcp_core::Engine;
-//! use dhcp_net::admin::{MeteredStore, Metrics};
-//! use dhcp_net::{ConfigControl, Server, ServerConfig};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let path = "/etc/dhcp/server.toml";
-//! let text = std::fs::read_to_string(path)?; // with api-listen and api-token in [server]
-//! let config = ServerConfig::from_toml_str(&text)?;
-//! let metrics = Arc::new(Metrics::new());
-//! let store = MeteredStore::new(dhcp_store::open(&config.settings.store).await?, &metrics);
-//! let engine = Arc::new(Engine::new(config.dhcp, store));
-//! let control = Arc::new(ConfigControl::new(path, text, config.settings.clone()));
-//! let server = Server::bind(engine, config.settings)?.with_control(control).with_metrics(metrics);
-//! Arc::new(server).serve(std::future::pending()).await?; // SIGHUP reloads; the API is served
-//! # Ok(()) }
-//! ```
+//! The API is served by [`Service`](crate::Service) when `api-listen` is set; the typed
+//! bodies are in [`model`], and [`AdminClient`] (feature `client`) speaks them.
 
+#[cfg(feature = "client")]
 mod client;
 mod edit;
-mod metrics;
+pub mod model;
+pub mod report;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -61,16 +45,21 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use dhcp_core::{Lease, LeaseStore};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use dhcp_core::LeaseStore;
+use dhcp_net::Server;
+use serde_json::Value;
 use tracing::{info, warn};
 
+#[cfg(feature = "client")]
 pub use client::{AdminClient, ClientError};
-pub use metrics::{MeteredStore, Metrics};
 
-use crate::control::{Applied, ControlError};
-use crate::server::Server;
+use self::model::{
+    Changed, ConfigTested, ConfigText, DeletedLease, ErrorBody, GroupList, Health, LEASE_STATES, LeaseFilter,
+    LeaseInfo, LeaseList, ReservationList, StatsMap, normal_id,
+};
+use crate::control::{ConfigControl, ControlError};
+use crate::metrics::Metrics;
+use crate::seen::LastSeen;
 
 /// An API error: a status and a JSON body naming the field at fault, when there is one.
 #[derive(Debug)]
@@ -105,22 +94,25 @@ impl From<ControlError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({ "error": self.error, "field": self.field }))).into_response()
+        (self.status, axum::Json(ErrorBody { error: self.error, field: self.field })).into_response()
     }
 }
 
-type ApiResult = Result<axum::Json<Value>, ApiError>;
+type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 
-/// The API's state: the server (engine, config control, last-seen times) and its metrics.
-struct Admin<S> {
-    server: Arc<Server<S>>,
-    metrics: Arc<Metrics>,
-    token: String,
+/// What the API serves: the server (engine and sockets), the config file's control when the
+/// server has one, the metrics registry and the last-seen times.
+pub(crate) struct Admin<S> {
+    pub(crate) server: Arc<Server<S>>,
+    pub(crate) control: Option<Arc<ConfigControl>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) seen: Arc<LastSeen>,
+    pub(crate) token: String,
 }
 
-/// The API's routes over `server`.
-pub(crate) fn router<S: LeaseStore + 'static>(server: Arc<Server<S>>, metrics: Arc<Metrics>, token: String) -> Router {
-    let admin = Arc::new(Admin { server, metrics, token });
+/// The API's routes.
+pub(crate) fn router<S: LeaseStore + 'static>(admin: Admin<S>) -> Router {
+    let admin = Arc::new(admin);
     let api = Router::new()
         .route("/leases", get(list_leases::<S>))
         .route("/leases/{addr}", get(get_lease::<S>).delete(delete_lease::<S>))
@@ -143,13 +135,8 @@ pub(crate) fn router<S: LeaseStore + 'static>(server: Arc<Server<S>>, metrics: A
 }
 
 /// Serves the API on `listener` until the task is dropped.
-pub(crate) async fn serve<S: LeaseStore + 'static>(
-    listener: tokio::net::TcpListener,
-    server: Arc<Server<S>>,
-    metrics: Arc<Metrics>,
-    token: String,
-) {
-    if let Err(e) = axum::serve(listener, router(server, metrics, token)).await {
+pub(crate) async fn serve<S: LeaseStore + 'static>(listener: tokio::net::TcpListener, admin: Admin<S>) {
+    if let Err(e) = axum::serve(listener, router(admin)).await {
         warn!(error = %e, "management API stopped");
     }
 }
@@ -178,106 +165,79 @@ fn store_error(e: dhcp_core::StoreError) -> ApiError {
 }
 
 /// A lease as the API shows it.
-fn lease_json<S: LeaseStore>(server: &Server<S>, lease: &Lease) -> Value {
-    json!({
-        "address": lease.addr.to_string(),
-        "subnet": lease.subnet,
-        "hw-address": lease.hwaddr.to_string(),
-        "client-id": lease.client.to_string(),
-        "state": lease.state.name(),
-        "deadline": lease.state.deadline().map(|t| t.as_secs()),
-        "hostname": lease.hostname,
-        "last-seen": server.last_seen().get(&lease.hwaddr),
-    })
-}
-
-/// `02-00-0A-...` and `02:00:0a:...` alike.
-pub(crate) fn normal_mac(text: &str) -> String {
-    text.trim().to_ascii_lowercase().replace('-', ":")
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LeaseFilter {
-    subnet: Option<u32>,
-    state: Option<String>,
-    mac: Option<String>,
-    client: Option<String>,
+fn lease_info<S>(admin: &Admin<S>, lease: &dhcp_core::Lease) -> LeaseInfo {
+    LeaseInfo::new(lease, admin.seen.get(&lease.hwaddr))
 }
 
 async fn list_leases<S: LeaseStore>(
     State(admin): State<Arc<Admin<S>>>,
     filter: Result<Query<LeaseFilter>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult {
+) -> ApiResult<LeaseList> {
     let Query(filter) = filter.map_err(|e| ApiError::bad("query", e.body_text()))?;
     if let Some(state) = &filter.state
-        && !["offered", "bound", "declined", "released", "expired"].contains(&state.as_str())
+        && !LEASE_STATES.contains(&state.as_str())
     {
         return Err(ApiError::bad("state", format!("{state:?}: offered, bound, declined, released or expired")));
     }
     let leases = admin.server.engine().store().list(filter.subnet).await.map_err(store_error)?;
     // Any spelling of a MAC (`02-00-..`, `0200..`) matches the leases' `02:00:..`.
-    let mac =
-        filter.mac.as_deref().map(|m| dhcp_core::HwAddr::parse(m).map_or_else(|| normal_mac(m), |h| h.to_string()));
-    let client = filter.client.as_deref().map(normal_mac);
-    let shown: Vec<Value> = leases
+    let mac = filter.mac.as_deref().map(normal_id);
+    let client = filter.client.as_deref().map(normal_id);
+    let shown = leases
         .iter()
         .filter(|l| filter.state.as_deref().is_none_or(|s| l.state.name() == s))
         .filter(|l| mac.as_deref().is_none_or(|m| l.hwaddr.to_string() == m))
         .filter(|l| client.as_deref().is_none_or(|c| l.client.to_string() == c))
-        .map(|l| lease_json(&admin.server, l))
+        .map(|l| lease_info(&admin, l))
         .collect();
-    Ok(axum::Json(json!({ "leases": shown })))
+    Ok(axum::Json(LeaseList { leases: shown }))
 }
 
 fn parse_addr(text: &str) -> Result<Ipv4Addr, ApiError> {
     text.parse().map_err(|_| ApiError::bad("address", format!("{text:?} is not an IPv4 address")))
 }
 
-async fn get_lease<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>, Path(addr): Path<String>) -> ApiResult {
+async fn get_lease<S: LeaseStore>(
+    State(admin): State<Arc<Admin<S>>>,
+    Path(addr): Path<String>,
+) -> ApiResult<LeaseInfo> {
     let addr = parse_addr(&addr)?;
     match admin.server.engine().store().lease_by_addr(addr).await.map_err(store_error)? {
-        Some(lease) => Ok(axum::Json(lease_json(&admin.server, &lease))),
+        Some(lease) => Ok(axum::Json(lease_info(&admin, &lease))),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no lease for {addr}"))),
     }
 }
 
-async fn delete_lease<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>, Path(addr): Path<String>) -> ApiResult {
+async fn delete_lease<S: LeaseStore>(
+    State(admin): State<Arc<Admin<S>>>,
+    Path(addr): Path<String>,
+) -> ApiResult<DeletedLease> {
     let addr = parse_addr(&addr)?;
-    match admin.server.engine().delete_lease(addr, crate::clock::now()).await.map_err(store_error)? {
+    match admin.server.engine().delete_lease(addr, dhcp_net::now()).await.map_err(store_error)? {
         Some(lease) => {
             info!(%addr, "lease deleted through the API");
-            Ok(axum::Json(json!({ "deleted": lease_json(&admin.server, &lease) })))
+            Ok(axum::Json(DeletedLease { deleted: lease_info(&admin, &lease) }))
         }
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no lease for {addr}"))),
     }
 }
 
-fn control<S: LeaseStore>(admin: &Admin<S>) -> Result<&crate::control::ConfigControl, ApiError> {
+fn control<S>(admin: &Admin<S>) -> Result<&ConfigControl, ApiError> {
     admin
-        .server
-        .control()
+        .control
+        .as_deref()
         .ok_or_else(|| ApiError::new(StatusCode::NOT_IMPLEMENTED, "this server was started without a config file"))
 }
 
-fn applied_json(applied: &Applied) -> Value {
-    json!({
-        "subnets": applied.subnets,
-        "reservations": applied.reservations,
-        "restart-needed": applied.restart_needed,
-    })
-}
-
-async fn list_reservations<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult {
+async fn list_reservations<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<ReservationList> {
     let text = control(&admin)?.running_text();
-    let mut list = edit::reservations(&text).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    for r in &mut list {
-        let hw = r.get("hw-address").and_then(Value::as_str).and_then(dhcp_core::HwAddr::parse);
-        if let (Some(hw), Some(obj)) = (hw, r.as_object_mut()) {
-            obj.insert("last-seen".into(), json!(admin.server.last_seen().get(&hw)));
-        }
+    let mut reservations =
+        edit::reservations(&text).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    for r in &mut reservations {
+        let hw = r.hw_address.as_deref().and_then(dhcp_core::HwAddr::parse);
+        r.last_seen = hw.and_then(|hw| admin.seen.get(&hw));
     }
-    Ok(axum::Json(json!({ "reservations": list })))
+    Ok(axum::Json(ReservationList { reservations }))
 }
 
 /// Parses a JSON body, naming what is wrong.
@@ -296,7 +256,7 @@ fn apply_edit<S: LeaseStore>(
     edit: impl FnOnce(&str) -> Result<String, ApiError>,
 ) -> Result<Response, ApiError> {
     let applied = control(admin)?.edit(admin.server.engine(), edit)??;
-    Ok((status, axum::Json(json!({ "applied": applied_json(&applied) }))).into_response())
+    Ok((status, axum::Json(Changed { applied: (&applied).into() })).into_response())
 }
 
 async fn add_reservation<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>, body: Bytes) -> Result<Response, ApiError> {
@@ -320,10 +280,10 @@ async fn delete_reservation<S: LeaseStore>(
     apply_edit(&admin, StatusCode::OK, |text| edit::delete_reservation(text, &id))
 }
 
-async fn list_groups<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult {
+async fn list_groups<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<GroupList> {
     let text = control(&admin)?.running_text();
     let groups = edit::groups(&text).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    Ok(axum::Json(json!({ "groups": groups })))
+    Ok(axum::Json(GroupList { groups }))
 }
 
 async fn set_group<S: LeaseStore>(
@@ -342,10 +302,8 @@ async fn delete_group<S: LeaseStore>(
     apply_edit(&admin, StatusCode::OK, |text| edit::delete_group(text, &name))
 }
 
-async fn stats<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult {
-    let map: serde_json::Map<String, Value> =
-        admin.server.engine().stats().snapshot().into_iter().map(|(k, v)| (k, json!(v))).collect();
-    Ok(axum::Json(Value::Object(map)))
+async fn stats<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<StatsMap> {
+    Ok(axum::Json(admin.server.engine().stats().snapshot().into_iter().collect()))
 }
 
 async fn health<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> Response {
@@ -359,37 +317,33 @@ async fn health<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> Response {
     let sockets = admin.server.sockets().len();
     let ready = store.is_ok() && sockets > 0;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = json!({
-        "ready": ready,
-        "sockets": sockets,
-        "store": match &store { Ok(()) => "ok".to_owned(), Err(e) => e.clone() },
-    });
+    let body = Health { ready, sockets, store: store.err().unwrap_or_else(|| "ok".to_owned()) };
     (status, axum::Json(body)).into_response()
 }
 
-async fn config_text<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult {
+async fn config_text<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<ConfigText> {
     let control = control(&admin)?;
-    Ok(axum::Json(json!({
-        "path": control.path().display().to_string(),
-        "last-good": control.last_good_path().display().to_string(),
-        "text": control.running_text(),
-    })))
+    Ok(axum::Json(ConfigText {
+        path: control.path().display().to_string(),
+        last_good: control.last_good_path().display().to_string(),
+        text: control.running_text(),
+    }))
 }
 
-async fn config_test(body: Bytes) -> ApiResult {
+async fn config_test(body: Bytes) -> ApiResult<ConfigTested> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad("body", "the config must be UTF-8 text"))?;
-    let config = crate::control::ConfigControl::test(text).map_err(|e| ApiError::from(ControlError::Invalid(e)))?;
-    Ok(axum::Json(json!({ "valid": true, "subnets": config.dhcp.subnets.len() })))
+    let config = ConfigControl::test(text).map_err(|e| ApiError::from(ControlError::Invalid(e)))?;
+    Ok(axum::Json(ConfigTested { valid: true, subnets: config.dhcp.subnets.len() }))
 }
 
-async fn config_reload<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult {
+async fn config_reload<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<Changed> {
     let applied = control(&admin)?.reload(admin.server.engine())?;
-    Ok(axum::Json(json!({ "applied": applied_json(&applied) })))
+    Ok(axum::Json(Changed { applied: (&applied).into() }))
 }
 
-async fn config_rollback<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult {
+async fn config_rollback<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<Changed> {
     let applied = control(&admin)?.rollback(admin.server.engine())?;
-    Ok(axum::Json(json!({ "applied": applied_json(&applied) })))
+    Ok(axum::Json(Changed { applied: (&applied).into() }))
 }
 
 async fn metrics_text<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> Response {

@@ -4,7 +4,8 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use dhcp_net::{Listen, LogLevel, ServerConfig};
+use dhcp_net::Listen;
+use dhcp_server::{LogLevel, ServerConfig};
 
 fn load(name: &str) -> ServerConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config").join(name);
@@ -28,16 +29,16 @@ fn every_sample_config_is_valid() {
 #[test]
 fn loopback_sample_runs_unprivileged() {
     let config = load("loopback.toml");
-    assert_eq!(config.settings.listen, vec![Listen::Address(Ipv4Addr::LOCALHOST)]);
-    assert!(config.settings.server_port > 1024 && config.settings.client_port > 1024);
+    assert_eq!(config.settings.net.listen, vec![Listen::Address(Ipv4Addr::LOCALHOST)]);
+    assert!(config.settings.net.server_port > 1024 && config.settings.net.client_port > 1024);
     assert_eq!(config.settings.store, "memory:");
 }
 
 #[test]
 fn bench_sample_matches_the_benchmark_setup() {
     let config = load("bench.toml");
-    assert_eq!(config.settings.listen, vec![Listen::Address(Ipv4Addr::LOCALHOST)]);
-    assert_eq!(config.settings.server_port, 67);
+    assert_eq!(config.settings.net.listen, vec![Listen::Address(Ipv4Addr::LOCALHOST)]);
+    assert_eq!(config.settings.net.server_port, 67);
     assert_eq!(config.settings.store, "memory:");
     assert_eq!(config.settings.log_level, LogLevel::Warn);
     let subnet = &config.dhcp.subnets[0];

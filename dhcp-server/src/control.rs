@@ -17,7 +17,7 @@ use std::sync::{Mutex, PoisonError};
 use dhcp_core::{ConfigError, Engine, LeaseStore};
 use tracing::{info, warn};
 
-use crate::settings::{ServerConfig, ServerSettings};
+use crate::config::{ServerConfig, ServerSettings};
 
 /// Why a config operation did not happen. The running config is unchanged in every case.
 #[derive(Debug, thiserror::Error)]
@@ -180,13 +180,13 @@ fn settings_changed(old: &ServerSettings, new: &ServerSettings) -> Vec<&'static 
             changed.push(name);
         }
     };
-    check("listen", old.listen != new.listen);
-    check("server-port", old.server_port != new.server_port);
-    check("client-port", old.client_port != new.client_port);
+    check("listen", old.net.listen != new.net.listen);
+    check("server-port", old.net.server_port != new.net.server_port);
+    check("client-port", old.net.client_port != new.net.client_port);
     check("store", old.store != new.store);
     check("log-level", old.log_level != new.log_level);
     check("lease-dump", old.lease_dump != new.lease_dump);
-    check("max-in-flight", old.max_in_flight != new.max_in_flight);
+    check("max-in-flight", old.net.max_in_flight != new.net.max_in_flight);
     check("api-listen", old.api_listen != new.api_listen);
     check("api-token", old.api_token != new.api_token);
     changed

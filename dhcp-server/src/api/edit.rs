@@ -3,17 +3,11 @@
 //! whole of it before anything is applied or written.
 
 use axum::http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, TableLike};
 
-use super::{ApiError, normal_mac};
-
-/// The keys a reservation may have, as in the config file.
-const RESERVATION_KEYS: &[&str] =
-    &["hw-address", "client-id", "circuit-id", "ip-address", "hostname", "description", "group", "options"];
-
-/// The keys a group may have.
-const GROUP_KEYS: &[&str] = &["lease-time", "options", "match"];
+use super::ApiError;
+use super::model::{Group, Reservation, normal_id};
 
 /// The engine's part of the running config as plain TOML values.
 fn table(text: &str) -> Result<toml::Table, String> {
@@ -21,7 +15,7 @@ fn table(text: &str) -> Result<toml::Table, String> {
 }
 
 /// Every reservation, with its subnet's id as `subnet`, as written in the config.
-pub(crate) fn reservations(text: &str) -> Result<Vec<Value>, String> {
+pub(crate) fn reservations(text: &str) -> Result<Vec<Reservation>, String> {
     let table = table(text)?;
     let mut out = Vec::new();
     let subnets = table.get("subnets").and_then(toml::Value::as_array).cloned().unwrap_or_default();
@@ -29,27 +23,23 @@ pub(crate) fn reservations(text: &str) -> Result<Vec<Value>, String> {
         let id = subnet.get("id").cloned();
         let list = subnet.get("reservations").and_then(toml::Value::as_array).cloned().unwrap_or_default();
         for r in list {
-            let mut value = serde_json::to_value(&r).map_err(|e| e.to_string())?;
-            if let Some(obj) = value.as_object_mut() {
-                obj.insert("subnet".into(), serde_json::to_value(&id).map_err(|e| e.to_string())?);
-            }
-            out.push(value);
+            let mut reservation: Reservation = r.try_into().map_err(|e: toml::de::Error| e.to_string())?;
+            reservation.subnet = id.as_ref().and_then(toml::Value::as_integer);
+            out.push(reservation);
         }
     }
     Ok(out)
 }
 
 /// Every group, with its name as `name`.
-pub(crate) fn groups(text: &str) -> Result<Vec<Value>, String> {
+pub(crate) fn groups(text: &str) -> Result<Vec<Group>, String> {
     let table = table(text)?;
     let mut out = Vec::new();
     if let Some(groups) = table.get("groups").and_then(toml::Value::as_table) {
         for (name, group) in groups {
-            let mut value = serde_json::to_value(group).map_err(|e| e.to_string())?;
-            if let Some(obj) = value.as_object_mut() {
-                obj.insert("name".into(), json!(name));
-            }
-            out.push(value);
+            let mut group: Group = group.clone().try_into().map_err(|e: toml::de::Error| e.to_string())?;
+            group.name = Some(name.clone());
+            out.push(group);
         }
     }
     Ok(out)
@@ -117,10 +107,10 @@ fn subnets_mut(doc: &mut DocumentMut) -> Vec<&mut dyn TableLike> {
 
 /// Whether a reservation table is the one `id` names (its MAC or client identifier).
 fn names(reservation: &dyn TableLike, id: &str) -> bool {
-    let id = normal_mac(id);
+    let id = normal_id(id);
     ["hw-address", "client-id"]
         .iter()
-        .any(|key| reservation.get(key).and_then(|v| v.as_str()).is_some_and(|v| normal_mac(v) == id))
+        .any(|key| reservation.get(key).and_then(|v| v.as_str()).is_some_and(|v| normal_id(v) == id))
 }
 
 /// Removes the reservation `id` names; returns its subnet's id, or `None` when there is none.
@@ -206,7 +196,7 @@ fn subnet_of(fields: &Map<String, Value>, default: Option<i64>) -> Result<i64, A
 }
 
 fn reservation_table(fields: &Map<String, Value>) -> Result<Table, ApiError> {
-    let table = fields_table(fields, RESERVATION_KEYS, &["subnet"])?;
+    let table = fields_table(fields, &Reservation::CONFIG_KEYS, &["subnet"])?;
     if !["hw-address", "client-id", "circuit-id"].iter().any(|k| table.contains_key(k)) {
         return Err(ApiError::bad("hw-address", "a reservation needs hw-address, client-id or circuit-id"));
     }
@@ -260,7 +250,7 @@ fn check_group_name(name: &str) -> Result<(), ApiError> {
 pub(crate) fn set_group(text: &str, name: &str, fields: &Map<String, Value>) -> Result<String, ApiError> {
     check_group_name(name)?;
     let mut doc = document(text)?;
-    let group = fields_table(fields, GROUP_KEYS, &["name"])?;
+    let group = fields_table(fields, &Group::CONFIG_KEYS, &["name"])?;
     if doc.get("groups").is_none() {
         let mut groups = Table::new();
         groups.set_implicit(true);
@@ -285,6 +275,8 @@ pub(crate) fn delete_group(text: &str, name: &str) -> Result<String, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     const CONFIG: &str = "# the lab\nlease-time = 600\n\n[[subnets]]\nid = 1 # office\nsubnet = \"10.0.0.0/24\"\n\
@@ -304,8 +296,8 @@ mod tests {
         assert!(added.contains("# office") && added.contains("# the lab"), "{added}");
         assert!(added.contains("[[subnets.reservations]]"), "{added}");
         let listed = reservations(&added).expect("list");
-        assert_eq!(listed[0]["ip-address"], "10.0.0.5");
-        assert_eq!(listed[0]["subnet"], 1);
+        assert_eq!(listed[0].ip_address.as_deref(), Some("10.0.0.5"));
+        assert_eq!(listed[0].subnet, Some(1));
 
         let again = add_reservation(&added, &fields(json!({"subnet": 1, "hw-address": "02-00-00-00-00-0a"})));
         assert_eq!(again.expect_err("duplicate").status, StatusCode::CONFLICT);
@@ -316,7 +308,7 @@ mod tests {
             &fields(json!({"hw-address": "02:00:00:00:00:0a", "ip-address": "10.0.0.6"})),
         )
         .expect("replace");
-        assert_eq!(reservations(&replaced).expect("list")[0]["ip-address"], "10.0.0.6");
+        assert_eq!(reservations(&replaced).expect("list")[0].ip_address.as_deref(), Some("10.0.0.6"));
         let deleted = delete_reservation(&replaced, "02:00:00:00:00:0A").expect("delete");
         assert!(reservations(&deleted).expect("list").is_empty());
         assert_eq!(delete_reservation(&deleted, "02:00:00:00:00:0a").expect_err("gone").status, StatusCode::NOT_FOUND);
@@ -339,8 +331,8 @@ mod tests {
             set_group(CONFIG, "office", &fields(json!({"lease-time": 300, "options": {"routers": ["10.0.0.1"]}})))
                 .expect("set");
         let listed = groups(&text).expect("groups");
-        assert_eq!(listed[0]["name"], "office");
-        assert_eq!(listed[0]["options"]["routers"][0], "10.0.0.1");
+        assert_eq!(listed[0].name.as_deref(), Some("office"));
+        assert_eq!(listed[0].options.as_ref().expect("options")["routers"][0], "10.0.0.1");
         assert!(crate::ServerConfig::from_toml_str(&text).is_ok(), "{text}");
         let text = delete_group(&text, "office").expect("delete");
         assert!(groups(&text).expect("groups").is_empty());

@@ -1,0 +1,245 @@
+//! A blocking client of the management API, for `dhcp-cli` and for scripts written in Rust:
+//! typed calls over the [`model`](super::model), and raw JSON calls for anything else.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::model::{
+    self, Changed, ConfigTested, DeletedLease, ErrorBody, Group, GroupList, Health, LeaseFilter, LeaseInfo, LeaseList,
+    PREFIX, Reservation, ReservationList, StatsMap,
+};
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Nothing answered at the API's address.
+    #[error("cannot reach the management API at {url}: {reason}")]
+    Unreachable {
+        /// The address tried.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server refused the token.
+    #[error("the management API refused the token (401): check --token or DHCP_API_TOKEN")]
+    Unauthorized,
+    /// The server answered with an error.
+    #[error("{status}: {error}{}", field.as_deref().filter(|f| !error.contains(*f)).map(|f| format!(" (field {f})")).unwrap_or_default())]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The server's message.
+        error: String,
+        /// The field at fault, when the server named one.
+        field: Option<String>,
+    },
+    /// The server answered with a body that is not what the API promises (another program on
+    /// the port, or another version of the API).
+    #[error("unexpected answer from {url}: {reason}")]
+    Unexpected {
+        /// The address asked.
+        url: String,
+        /// What did not fit.
+        reason: String,
+    },
+}
+
+/// The management API of one server.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl AdminClient {
+    /// A client of the API at `base` (such as `http://127.0.0.1:8067`) with a bearer token.
+    pub fn new(base: &str, token: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .new_agent();
+        AdminClient { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), agent }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Leases matching `filter`.
+    pub fn leases(&self, filter: &LeaseFilter) -> Result<LeaseList, ClientError> {
+        let path = filter.path();
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// The lease of one address.
+    pub fn lease(&self, address: &str) -> Result<LeaseInfo, ClientError> {
+        let path = model::lease_path(address);
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// Deletes the lease of an address (it is free at once).
+    pub fn delete_lease(&self, address: &str) -> Result<DeletedLease, ClientError> {
+        let path = model::lease_path(address);
+        self.typed(&path, self.delete(&path)?)
+    }
+
+    /// Every reservation, with when each client was last seen.
+    pub fn reservations(&self) -> Result<ReservationList, ClientError> {
+        let path = format!("{PREFIX}/reservations");
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// Adds a reservation (`subnet` and one of `hw-address`, `client-id`, `circuit-id` set).
+    pub fn add_reservation(&self, reservation: &Reservation) -> Result<Changed, ClientError> {
+        let path = format!("{PREFIX}/reservations");
+        self.typed(&path, self.post_json(&path, &Self::body(&path, reservation)?)?)
+    }
+
+    /// Replaces the reservation of a MAC or client identifier.
+    pub fn replace_reservation(&self, id: &str, reservation: &Reservation) -> Result<Changed, ClientError> {
+        let path = model::reservation_path(id);
+        self.typed(&path, self.put_json(&path, &Self::body(&path, reservation)?)?)
+    }
+
+    /// Deletes the reservation of a MAC or client identifier.
+    pub fn delete_reservation(&self, id: &str) -> Result<Changed, ClientError> {
+        let path = model::reservation_path(id);
+        self.typed(&path, self.delete(&path)?)
+    }
+
+    /// Every group.
+    pub fn groups(&self) -> Result<GroupList, ClientError> {
+        let path = format!("{PREFIX}/groups");
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// Adds or replaces group `name`.
+    pub fn set_group(&self, name: &str, group: &Group) -> Result<Changed, ClientError> {
+        let path = model::group_path(name);
+        self.typed(&path, self.put_json(&path, &Self::body(&path, group)?)?)
+    }
+
+    /// Deletes group `name`.
+    pub fn delete_group(&self, name: &str) -> Result<Changed, ClientError> {
+        let path = model::group_path(name);
+        self.typed(&path, self.delete(&path)?)
+    }
+
+    /// The statistics, by Kea's names.
+    pub fn stats(&self) -> Result<StatsMap, ClientError> {
+        let path = format!("{PREFIX}/stats");
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// The server's health; a server that is not ready answers 503, an [`ClientError::Api`].
+    pub fn health(&self) -> Result<Health, ClientError> {
+        let path = format!("{PREFIX}/health");
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// The Prometheus exposition, as a scraper sees it.
+    pub fn metrics_text(&self) -> Result<String, ClientError> {
+        match self.get("/metrics")? {
+            Value::String(text) => Ok(text),
+            other => Err(ClientError::Unexpected { url: self.url("/metrics"), reason: format!("JSON {other}") }),
+        }
+    }
+
+    /// Validates config text with the server's rules, changing nothing.
+    pub fn test_config(&self, text: &str) -> Result<ConfigTested, ClientError> {
+        let path = format!("{PREFIX}/config/test");
+        self.typed(&path, self.post_text(&path, text)?)
+    }
+
+    /// Makes the server read its config file again (refused, and nothing changes, if invalid).
+    pub fn reload_config(&self) -> Result<Changed, ClientError> {
+        let path = format!("{PREFIX}/config/reload");
+        self.typed(&path, self.post_text(&path, "")?)
+    }
+
+    /// Puts the last good config back into the server's config file and applies it.
+    pub fn rollback_config(&self) -> Result<Changed, ClientError> {
+        let path = format!("{PREFIX}/config/rollback");
+        self.typed(&path, self.post_text(&path, "")?)
+    }
+
+    fn typed<T: DeserializeOwned>(&self, path: &str, body: Value) -> Result<T, ClientError> {
+        serde_json::from_value(body).map_err(|e| ClientError::Unexpected { url: self.url(path), reason: e.to_string() })
+    }
+
+    fn body(path: &str, value: &impl Serialize) -> Result<Value, ClientError> {
+        serde_json::to_value(value).map_err(|e| ClientError::Unexpected { url: path.to_owned(), reason: e.to_string() })
+    }
+
+    /// `GET path` (such as `/api/v1/leases?subnet=1`).
+    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let response = self.agent.get(&self.url(path)).header("Authorization", &self.bearer()).call();
+        self.answer(path, response)
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        let response = self.agent.delete(&self.url(path)).header("Authorization", &self.bearer()).call();
+        self.answer(path, response)
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.send(self.agent.post(&self.url(path)), path, "application/json", &body.to_string())
+    }
+
+    /// `PUT path` with a JSON body.
+    pub fn put_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.send(self.agent.put(&self.url(path)), path, "application/json", &body.to_string())
+    }
+
+    /// `POST path` with a text body (a config to test), or none.
+    pub fn post_text(&self, path: &str, body: &str) -> Result<Value, ClientError> {
+        self.send(self.agent.post(&self.url(path)), path, "text/plain", body)
+    }
+
+    fn send(
+        &self,
+        request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Result<Value, ClientError> {
+        let response = request.header("Authorization", &self.bearer()).header("Content-Type", content_type).send(body);
+        self.answer(path, response)
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    fn answer(
+        &self,
+        path: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value, ClientError> {
+        let mut response =
+            response.map_err(|e| ClientError::Unreachable { url: self.url(path), reason: e.to_string() })?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| ClientError::Unreachable { url: self.url(path), reason: e.to_string() })?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        match status {
+            200..=299 => Ok(body),
+            401 => Err(ClientError::Unauthorized),
+            _ => {
+                let ErrorBody { error, field } = serde_json::from_value(body)
+                    .unwrap_or_else(|_| ErrorBody { error: "error".to_owned(), field: None });
+                Err(ClientError::Api { status, error, field })
+            }
+        }
+    }
+}

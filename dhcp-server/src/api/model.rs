@@ -1,0 +1,345 @@
+//! The management API's typed model: what the server's handlers send and what the client
+//! reads, in one place, with the one MAC normaliser and the one percent-encoder both use.
+//!
+//! Every body is JSON with kebab-case keys (`hw-address`, `last-seen`), as in the config file.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The API's path prefix.
+pub const PREFIX: &str = "/api/v1";
+
+/// The lease states the API names, as [`dhcp_core::LeaseState::name`] spells them.
+pub const LEASE_STATES: [&str; 5] = ["offered", "bound", "declined", "released", "expired"];
+
+/// A lease as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LeaseInfo {
+    /// The leased address.
+    pub address: Ipv4Addr,
+    /// The subnet's id.
+    pub subnet: u32,
+    /// The client's hardware address, `02:00:00:00:00:01`.
+    pub hw_address: String,
+    /// The client's identity: option 61 when it sent one, else hardware type and address.
+    pub client_id: String,
+    /// One of [`LEASE_STATES`].
+    pub state: String,
+    /// When the state ends (Unix seconds): the offer's hold, the lease's expiry, the end of a
+    /// decline's probation; none for released and expired leases.
+    pub deadline: Option<u64>,
+    /// The client's host name, when it has one.
+    pub hostname: Option<String>,
+    /// When the client's MAC was last heard from (Unix seconds), when it has been.
+    pub last_seen: Option<u64>,
+}
+
+impl LeaseInfo {
+    /// The API's view of `lease`, with when its client was last heard from.
+    pub fn new(lease: &dhcp_core::Lease, last_seen: Option<u64>) -> LeaseInfo {
+        LeaseInfo {
+            address: lease.addr,
+            subnet: lease.subnet,
+            hw_address: lease.hwaddr.to_string(),
+            client_id: lease.client.to_string(),
+            state: lease.state.name().to_owned(),
+            deadline: lease.state.deadline().map(|t| t.as_secs()),
+            hostname: lease.hostname.clone(),
+            last_seen,
+        }
+    }
+}
+
+/// `GET /api/v1/leases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseList {
+    /// The leases that matched.
+    pub leases: Vec<LeaseInfo>,
+}
+
+/// `DELETE /api/v1/leases/{address}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedLease {
+    /// The lease as it was.
+    pub deleted: LeaseInfo,
+}
+
+/// The query of `GET /api/v1/leases`: every field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseFilter {
+    /// Only this subnet id.
+    pub subnet: Option<u32>,
+    /// Only this state, one of [`LEASE_STATES`].
+    pub state: Option<String>,
+    /// Only this MAC, in any spelling [`normal_id`] accepts.
+    pub mac: Option<String>,
+    /// Only this client identity.
+    pub client: Option<String>,
+}
+
+impl LeaseFilter {
+    /// The path with this filter as its query, percent-encoded.
+    pub fn path(&self) -> String {
+        let mut query = Vec::new();
+        if let Some(subnet) = self.subnet {
+            query.push(format!("subnet={subnet}"));
+        }
+        for (key, value) in [("state", &self.state), ("mac", &self.mac), ("client", &self.client)] {
+            if let Some(value) = value {
+                query.push(format!("{key}={}", encode(value)));
+            }
+        }
+        let mut path = format!("{PREFIX}/leases");
+        if !query.is_empty() {
+            path.push('?');
+            path.push_str(&query.join("&"));
+        }
+        path
+    }
+}
+
+/// A reservation: the body of `POST` and `PUT /api/v1/reservations`, and an entry of the list
+/// (which adds `subnet` and `last-seen`). The keys are the config file's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Reservation {
+    /// The subnet's id (required when adding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<i64>,
+    /// The client's MAC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hw_address: Option<String>,
+    /// The client identifier (option 61) in hex, with its type byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The relay's circuit id (option 82 sub-option 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_id: Option<String>,
+    /// The reserved address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    /// The host name given to the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Free text for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The client's group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Options for this client only, by the config's names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<Map<String, Value>>,
+    /// When the client's MAC was last heard from (Unix seconds); in lists only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<u64>,
+}
+
+impl Reservation {
+    /// The keys a reservation may have in the config file (and in a request body, beside
+    /// `subnet`).
+    pub const CONFIG_KEYS: [&'static str; 8] =
+        ["hw-address", "client-id", "circuit-id", "ip-address", "hostname", "description", "group", "options"];
+
+    /// The MAC, else the client identifier, else the circuit id: who the reservation is for.
+    pub fn who(&self) -> Option<&str> {
+        self.hw_address.as_deref().or(self.client_id.as_deref()).or(self.circuit_id.as_deref())
+    }
+}
+
+/// `GET /api/v1/reservations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReservationList {
+    /// Every reservation of every subnet, in config order.
+    pub reservations: Vec<Reservation>,
+}
+
+/// A group of options: the body of `PUT /api/v1/groups/{name}`, and an entry of the list
+/// (which adds `name`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Group {
+    /// The group's name; in lists only (a request names the group in its path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The lease time for the group's clients, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_time: Option<u32>,
+    /// The group's options, by the config's names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<Map<String, Value>>,
+    /// Which packets join the group by themselves (`vendor-class`, `user-class`, `circuit-id`).
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Map<String, Value>>,
+}
+
+impl Group {
+    /// The keys a group may have in the config file.
+    pub const CONFIG_KEYS: [&'static str; 3] = ["lease-time", "options", "match"];
+}
+
+/// `GET /api/v1/groups`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupList {
+    /// Every group, by name.
+    pub groups: Vec<Group>,
+}
+
+/// What a config change applied: the answer to every reservation or group edit, reload and
+/// rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AppliedInfo {
+    /// Subnets in the config now running.
+    pub subnets: usize,
+    /// Reservations in it, over all subnets.
+    pub reservations: usize,
+    /// `[server]` keys that changed and take effect only at a restart.
+    pub restart_needed: Vec<String>,
+}
+
+impl From<&crate::control::Applied> for AppliedInfo {
+    fn from(applied: &crate::control::Applied) -> Self {
+        AppliedInfo {
+            subnets: applied.subnets,
+            reservations: applied.reservations,
+            restart_needed: applied.restart_needed.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
+/// The body of a successful change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    /// What it applied.
+    pub applied: AppliedInfo,
+}
+
+/// `POST /api/v1/config/test` when the config is valid (an invalid one is an [`ErrorBody`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigTested {
+    /// Always true: an invalid config is refused with 400.
+    pub valid: bool,
+    /// Subnets in the tested config.
+    pub subnets: usize,
+}
+
+/// `GET /api/v1/config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ConfigText {
+    /// The config file.
+    pub path: String,
+    /// Where the last config applied is kept.
+    pub last_good: String,
+    /// The running config's text.
+    pub text: String,
+}
+
+/// `GET /api/v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Sockets bound and the store answering: the status is 200, else 503.
+    pub ready: bool,
+    /// Sockets bound.
+    pub sockets: usize,
+    /// `ok`, or why the store did not answer.
+    pub store: String,
+}
+
+/// `GET /api/v1/stats`: statistics by Kea's names.
+pub type StatsMap = BTreeMap<String, i64>;
+
+/// Every refusal: the message and, when one field is at fault, its path (`body` for a
+/// malformed body, a config path such as `subnets[0].reservations[2].ip-address`, a query key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What is wrong.
+    pub error: String,
+    /// The field at fault.
+    pub field: Option<String>,
+}
+
+/// The path of one lease.
+pub fn lease_path(address: &str) -> String {
+    format!("{PREFIX}/leases/{}", encode(address))
+}
+
+/// The path of one reservation, by MAC or client identifier.
+pub fn reservation_path(id: &str) -> String {
+    format!("{PREFIX}/reservations/{}", encode(id))
+}
+
+/// The path of one group.
+pub fn group_path(name: &str) -> String {
+    format!("{PREFIX}/groups/{}", encode(name))
+}
+
+/// A MAC or client identifier in the one spelling leases and reservations are compared in:
+/// a MAC in any notation [`dhcp_core::HwAddr::parse`] reads (`02-00-0A-..`, `0200.0a..`)
+/// becomes `02:00:0a:..`; anything else is lower-cased with `-` as `:`.
+pub fn normal_id(text: &str) -> String {
+    match dhcp_core::HwAddr::parse(text) {
+        Some(hw) => hw.to_string(),
+        None => text.trim().to_ascii_lowercase().replace('-', ":"),
+    }
+}
+
+/// Percent-encodes a path segment or query value (RFC 3986 unreserved characters and `:`
+/// stay as they are).
+pub fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' | b'~' => out.push(char::from(b)),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_encoded() {
+        assert_eq!(reservation_path("02:00:00:00:00:01"), "/api/v1/reservations/02:00:00:00:00:01");
+        assert_eq!(group_path("a b/c"), "/api/v1/groups/a%20b%2Fc");
+        assert_eq!(lease_path("10.0.0.1"), "/api/v1/leases/10.0.0.1");
+        let filter =
+            LeaseFilter { subnet: Some(2), state: Some("bound".into()), mac: Some("a&b".into()), client: None };
+        assert_eq!(filter.path(), "/api/v1/leases?subnet=2&state=bound&mac=a%26b");
+        assert_eq!(LeaseFilter::default().path(), "/api/v1/leases");
+    }
+
+    #[test]
+    fn ids_compare_in_one_spelling() {
+        assert_eq!(normal_id("02-00-0A-00-00-07"), "02:00:0a:00:00:07");
+        assert_eq!(normal_id(" 02:00:0a:00:00:07 "), normal_id("02-00-0a-00-00-07"));
+        assert_eq!(normal_id("01-AB-CD"), "01:ab:cd");
+    }
+
+    #[test]
+    fn bodies_use_the_config_keys() {
+        let r = Reservation {
+            subnet: Some(1),
+            hw_address: Some("02:00:00:00:00:01".into()),
+            ip_address: Some("10.0.0.1".into()),
+            ..Reservation::default()
+        };
+        let json = serde_json::to_value(&r).expect("serialises");
+        assert_eq!(json, serde_json::json!({"subnet": 1, "hw-address": "02:00:00:00:00:01", "ip-address": "10.0.0.1"}));
+        for key in json.as_object().into_iter().flatten().map(|(k, _)| k) {
+            assert!(key == "subnet" || Reservation::CONFIG_KEYS.contains(&key.as_str()), "{key}");
+        }
+        let g: Group =
+            serde_json::from_value(serde_json::json!({"name": "lab", "lease-time": 60, "match": {}})).expect("a group");
+        assert_eq!((g.lease_time, g.matches.map(|m| m.len())), (Some(60), Some(0)));
+    }
+}

@@ -1,0 +1,216 @@
+//! The one entry point: a config file in, a running server out.
+//!
+//! [`Service`] holds a validated config. [`Service::start`] opens the store the config names
+//! (wrapped so that `/metrics` times every store call), counts the leases already stored into
+//! the gauges, binds the DHCP sockets and the management API, and returns a [`Running`]
+//! server; [`Running::run`] serves until a shutdown future resolves, with SIGHUP reloading
+//! the config file and SIGUSR1 writing the lease dump. [`Service::run`] does both.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dhcp_core::{ConfigError, Engine};
+use dhcp_net::{ServeError, Server};
+use dhcp_store::{AnyStore, OpenError};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::api::{self, Admin};
+use crate::config::{ServerConfig, ServerSettings};
+use crate::control::ConfigControl;
+use crate::lease_dump::write_lease_csv;
+use crate::metrics::{MeteredStore, Metrics};
+use crate::seen::LastSeen;
+
+/// The store a [`Service`] runs on: whichever the config's URL names, timed for `/metrics`.
+pub type ServiceStore = MeteredStore<AnyStore>;
+
+/// Why a service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The lease store could not be opened.
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    /// The DHCP sockets could not be opened.
+    #[error(transparent)]
+    Sockets(#[from] ServeError),
+    /// The management API's address could not be bound.
+    #[error("management API on {addr}: {source}")]
+    Api {
+        /// `api-listen`.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// Serving failed (a signal handler, a socket).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A validated server config, ready to start.
+#[derive(Debug, Clone)]
+pub struct Service {
+    config: ServerConfig,
+    /// The config file and the text the config was read from, when there is a file: reloads,
+    /// rollback and the API's config endpoints need it.
+    file: Option<(PathBuf, String)>,
+}
+
+impl Service {
+    /// Reads and validates a config file. Errors name the file or the field, and the reason.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Service, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { path: String::new(), reason: format!("cannot read {}: {e}", path.display()) })?;
+        let config = ServerConfig::from_toml_str(&text)?;
+        Ok(Service { config, file: Some((path.to_owned(), text)) })
+    }
+
+    /// A service from a config built in code. It has no file, so nothing reloads it and the
+    /// API's config and reservation endpoints answer 501.
+    pub fn from_config(config: ServerConfig) -> Service {
+        Service { config, file: None }
+    }
+
+    /// The config it will run.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Opens the store, binds the sockets and the API: everything that can fail at start.
+    pub async fn start(self) -> Result<Running, ServiceError> {
+        let ServerConfig { settings, dhcp } = self.config;
+        let metrics = Arc::new(Metrics::new());
+        let store = MeteredStore::new(dhcp_store::open(&settings.store).await?, &metrics);
+        let engine = Arc::new(Engine::new(dhcp, store));
+        // A durable or shared store may hold leases already: start the gauges from them.
+        if let Err(e) = engine.count_leases(dhcp_net::now()).await {
+            warn!(error = %e, "cannot count the stored leases; assigned-addresses starts at 0");
+        }
+        let control = self.file.map(|(path, text)| Arc::new(ConfigControl::new(path, text, settings.clone())));
+        let seen = Arc::new(LastSeen::default());
+        let server = Server::bind(engine, settings.net.clone())?.with_observer(Arc::clone(&seen) as _);
+        let api = match settings.api_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).await.map_err(|source| ServiceError::Api { addr, source })?;
+                info!(addr = %listener.local_addr().unwrap_or(addr), "management API listening");
+                Some(listener)
+            }
+            None => None,
+        };
+        Ok(Running { server: Arc::new(server), control, metrics, seen, settings, api })
+    }
+
+    /// Starts, then serves until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
+        self.start().await?.run(shutdown).await
+    }
+}
+
+/// A started server: store open, sockets and API bound, not yet serving.
+#[derive(Debug)]
+pub struct Running {
+    server: Arc<Server<ServiceStore>>,
+    control: Option<Arc<ConfigControl>>,
+    metrics: Arc<Metrics>,
+    seen: Arc<LastSeen>,
+    settings: ServerSettings,
+    api: Option<TcpListener>,
+}
+
+impl Running {
+    /// The engine: statistics, leases, the running config.
+    pub fn engine(&self) -> &Arc<Engine<ServiceStore>> {
+        self.server.engine()
+    }
+
+    /// The network side: sockets and the settings they were bound with.
+    pub fn server(&self) -> &Arc<Server<ServiceStore>> {
+        &self.server
+    }
+
+    /// The metrics registry `/metrics` renders.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The config file's control (test, reload, rollback), when the service has a file.
+    pub fn control(&self) -> Option<&Arc<ConfigControl>> {
+        self.control.as_ref()
+    }
+
+    /// When each client was last heard from.
+    pub fn last_seen(&self) -> &LastSeen {
+        &self.seen
+    }
+
+    /// Where the management API listens (the bound port, when `api-listen` asked for port 0).
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` resolves, then stops and, when `lease-dump` is set, writes the
+    /// leases one last time.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
+        let Running { server, control, metrics, seen, settings, api } = self;
+        let mut tasks = JoinSet::new();
+        if let Some(control) = &control {
+            let mut hangup = signal(SignalKind::hangup())?;
+            let (control, server) = (Arc::clone(control), Arc::clone(&server));
+            tasks.spawn(async move {
+                while hangup.recv().await.is_some() {
+                    info!("SIGHUP: reloading the config");
+                    // Errors are logged by the control; the running config stays.
+                    let _ = control.reload(server.engine());
+                }
+            });
+        }
+        if let (Some(listener), Some(token)) = (api, settings.api_token.clone()) {
+            let admin = Admin { server: Arc::clone(&server), control: control.clone(), metrics, seen, token };
+            tasks.spawn(api::serve(listener, admin));
+        }
+        if let Some(path) = settings.lease_dump.clone() {
+            let mut user1 = signal(SignalKind::user_defined1())?;
+            let server = Arc::clone(&server);
+            tasks.spawn(async move {
+                while user1.recv().await.is_some() {
+                    dump(&server, &path).await;
+                }
+            });
+        }
+        info!("serving");
+        let served = Arc::clone(&server).serve(shutdown).await;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        if let Some(path) = &settings.lease_dump {
+            dump(&server, path).await;
+        }
+        info!("stopped");
+        Ok(served?)
+    }
+}
+
+async fn dump(server: &Server<ServiceStore>, path: &Path) {
+    match write_lease_csv(server.engine().store(), path).await {
+        Ok(count) => info!(path = %path.display(), count, "leases written"),
+        Err(e) => warn!(path = %path.display(), error = %e, "cannot write leases"),
+    }
+}
+
+/// Resolves when the process receives SIGINT or SIGTERM: the shutdown future a server process
+/// passes to [`Service::run`].
+pub async fn shutdown_signal() -> io::Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = interrupt.recv() => info!("SIGINT: shutting down"),
+        _ = terminate.recv() => info!("SIGTERM: shutting down"),
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! The one entry point, end to end on loopback: a config file in, a server that leases, counts,
+//! serves its API with last-seen times, and writes the lease dump when it stops.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use dhcp_core::Counter;
+use dhcp_net::{ProbeMode, ProbeOptions, probe};
+use dhcp_server::api::model::LeaseFilter;
+use dhcp_server::api::{AdminClient, ClientError};
+use dhcp_server::{ServerConfig, Service};
+
+const TOKEN: &str = "service-test-token";
+
+fn config_text(port: u16, dump: &std::path::Path) -> String {
+    format!(
+        r#"
+lease-time = 600
+[server]
+listen = ["127.0.0.1"]
+server-port = {port}
+client-port = {}
+api-listen = "127.0.0.1:0"
+api-token = "{TOKEN}"
+lease-dump = "{}"
+
+[[subnets]]
+id = 1
+subnet = "192.0.2.0/24"
+pools = ["192.0.2.10-192.0.2.20"]
+relay-addresses = ["127.0.0.2"]
+options = {{ routers = ["192.0.2.1"] }}
+"#,
+        port + 1,
+        dump.display()
+    )
+}
+
+fn relay_probe(port: u16, mac: u8) -> ProbeOptions {
+    let mut options = ProbeOptions::new(ProbeMode::Relay {
+        local: Ipv4Addr::new(127, 0, 0, 2),
+        server: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+    });
+    options.mac = [2, 0, 0, 0, 0, mac];
+    options.timeout = Duration::from_secs(2);
+    options.release = false;
+    options
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_config_file_runs_the_whole_server() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = 40_000 + (std::process::id() % 5_000) as u16 * 2;
+    let dump = dir.path().join("leases.csv");
+    let path = dir.path().join("server.toml");
+    std::fs::write(&path, config_text(port, &dump)).expect("write config");
+
+    let running = Service::from_file(&path).expect("valid").start().await.expect("starts");
+    let engine = std::sync::Arc::clone(running.engine());
+    let api = format!("http://{}", running.api_addr().expect("API bound"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(running.run(async {
+        let _ = stopped.await;
+    }));
+
+    let lease = tokio::task::spawn_blocking(move || probe(&relay_probe(port, 7))).await.expect("probe thread");
+    let lease = lease.expect("a lease from the service");
+    assert_eq!(lease.addr, Ipv4Addr::new(192, 0, 2, 10));
+    assert_eq!(lease.routers, vec![Ipv4Addr::new(192, 0, 2, 1)]);
+    assert_eq!(engine.stats().get(Counter::AckSent), 1);
+
+    // The API, through the typed client: the lease with its last-seen time (the observer the
+    // service puts on the sockets), the config file's reservations.
+    let listed = tokio::task::spawn_blocking(move || {
+        let client = AdminClient::new(&api, TOKEN);
+        (client.leases(&LeaseFilter::default()), client.reservations(), client.health())
+    })
+    .await
+    .expect("client thread");
+    let leases = listed.0.expect("leases").leases;
+    assert_eq!(leases.len(), 1);
+    assert_eq!((leases[0].address, leases[0].state.as_str()), (lease.addr, "bound"));
+    assert_eq!(leases[0].hw_address, "02:00:00:00:00:07");
+    assert!(leases[0].last_seen.is_some_and(|t| t > 1_700_000_000), "{:?}", leases[0]);
+    assert!(listed.1.expect("reservations").reservations.is_empty());
+    assert!(listed.2.expect("healthy").ready);
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), serving).await.expect("stops").expect("task").expect("served");
+    let csv = std::fs::read_to_string(&dump).expect("the lease dump is written at shutdown");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "address,hwaddr,client_id,state,expire,subnet_id,hostname");
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[1].starts_with("192.0.2.10,02:00:00:00:00:07,"), "{csv}");
+    assert!(lines[1].contains(",bound,"), "{csv}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_service_without_a_file_refuses_config_edits_and_a_busy_port() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = 45_000 + (std::process::id() % 5_000) as u16 * 2;
+    let text = config_text(port, &dir.path().join("leases.csv"));
+    let config = ServerConfig::from_toml_str(&text).expect("valid");
+    let running = Service::from_config(config.clone()).start().await.expect("starts");
+    let api = format!("http://{}", running.api_addr().expect("API bound"));
+
+    // A second service whose API address is taken fails at start, naming the API (its DHCP
+    // socket would bind: SO_REUSEADDR).
+    let mut busy = config;
+    busy.settings.api_listen = running.api_addr();
+    let refused = Service::from_config(busy).start().await.expect_err("the API's port is taken");
+    assert!(refused.to_string().contains("management API"), "{refused}");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(running.run(async {
+        let _ = stopped.await;
+    }));
+    let answer =
+        tokio::task::spawn_blocking(move || AdminClient::new(&api, TOKEN).reservations()).await.expect("client thread");
+    assert!(matches!(answer, Err(ClientError::Api { status: 501, .. })), "{answer:?}");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), serving).await.expect("stops").expect("task").expect("served");
+}
