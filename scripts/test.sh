@@ -84,6 +84,24 @@ cargo clippy --workspace --all-targets -- -D warnings
 log "dhcp-core builds without std"
 cargo build -p dhcp-core --no-default-features
 
+# The layering the crates promise: arrows point down only (binaries -> dhcp-server -> dhcp-net,
+# dhcp-store -> dhcp-core), no module imports another that imports it back, dhcp-net pulls in no
+# store backend or HTTP stack, and the store backends really are optional.
+log "layering: no import circles, dhcp-net without stores or HTTP, store features optional"
+python3 scripts/module-cycles.py
+if cargo tree -p dhcp-net -e normal --prefix none | grep -E '^(rusqlite|tokio-postgres|redis|axum|hyper|dhcp-store|dhcp-server) '; then
+    echo "dhcp-net must depend on dhcp-core only, with no store backend and no HTTP stack" >&2
+    exit 1
+fi
+cargo build -p dhcp-net --no-default-features
+cargo build -p dhcp-store --no-default-features --features memory
+cargo build -p dhcp-server --no-default-features --features memory
+if cargo tree -p dhcp-server --no-default-features --features memory -e normal --prefix none |
+    grep -E '^(rusqlite|tokio-postgres|redis) '; then
+    echo "dhcp-server with only the memory feature must not pull in SQLite, PostgreSQL or Redis" >&2
+    exit 1
+fi
+
 log "cargo test (unit, integration, property and doc tests)"
 cargo test --workspace
 

@@ -7,7 +7,6 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use dhcp_core::{
     Destination, DropReason, Engine, LeaseStore, MessageType, NoReplyReason, Outcome, RecvMeta, Reply, Timestamp,
@@ -239,9 +238,4 @@ fn log_reply(reply: &Reply, request: &[u8]) {
         MessageType::Nak => info!(hw = %chaddr, "request refused (NAK)"),
         _ => {}
     }
-}
-
-/// How long until `deadline`, from `now`, at least 10 ms so a driver never spins.
-pub(crate) fn until(deadline: Timestamp, now: Timestamp) -> Duration {
-    Duration::from_secs(deadline.as_secs().saturating_sub(now.as_secs())).max(Duration::from_millis(10))
 }

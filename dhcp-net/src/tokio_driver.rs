@@ -4,15 +4,16 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
-use dhcp_core::LeaseStore;
+use dhcp_core::{LeaseStore, Timestamp};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::clock;
-use crate::server::{RECV_BUFFER, Server, until};
+use crate::server::{RECV_BUFFER, Server};
 
 impl<S: LeaseStore + 'static> Server<S> {
     /// Serves until `shutdown` resolves, then stops every task. Requests still in flight when
@@ -78,4 +79,9 @@ impl<S: LeaseStore + 'static> Server<S> {
             tokio::time::sleep(until(next, clock::now())).await;
         }
     }
+}
+
+/// How long until `deadline`, from `now`, at least 10 ms so a driver never spins.
+fn until(deadline: Timestamp, now: Timestamp) -> Duration {
+    Duration::from_secs(deadline.as_secs().saturating_sub(now.as_secs())).max(Duration::from_millis(10))
 }

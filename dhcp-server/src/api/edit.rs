@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value};
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, Table, TableLike};
 
-use super::ApiError;
+use super::error::ApiError;
 use super::model::{Group, Reservation, normal_id};
 
 /// The engine's part of the running config as plain TOML values.

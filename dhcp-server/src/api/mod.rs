@@ -31,6 +31,7 @@
 #[cfg(feature = "client")]
 mod client;
 mod edit;
+mod error;
 pub mod model;
 pub mod report;
 
@@ -53,50 +54,14 @@ use tracing::{info, warn};
 #[cfg(feature = "client")]
 pub use client::{AdminClient, ClientError};
 
+use self::error::ApiError;
 use self::model::{
-    Changed, ConfigTested, ConfigText, DeletedLease, ErrorBody, GroupList, Health, LEASE_STATES, LeaseFilter,
-    LeaseInfo, LeaseList, ReservationList, StatsMap, normal_id,
+    Changed, ConfigTested, ConfigText, DeletedLease, GroupList, Health, LEASE_STATES, LeaseFilter, LeaseInfo,
+    LeaseList, ReservationList, StatsMap, normal_id,
 };
 use crate::control::{ConfigControl, ControlError};
 use crate::metrics::Metrics;
 use crate::seen::LastSeen;
-
-/// An API error: a status and a JSON body naming the field at fault, when there is one.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    error: String,
-    field: Option<String>,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> Self {
-        ApiError { status, error: error.into(), field: None }
-    }
-
-    pub(crate) fn bad(field: impl Into<String>, error: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, error: error.into(), field: Some(field.into()) }
-    }
-}
-
-impl From<ControlError> for ApiError {
-    fn from(e: ControlError) -> Self {
-        match e {
-            // The config path ("subnets[0].reservations[2].ip-address") names the field.
-            ControlError::Invalid(config) => {
-                let field = (!config.path.is_empty()).then(|| config.path.clone());
-                ApiError { status: StatusCode::BAD_REQUEST, error: config.to_string(), field }
-            }
-            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, axum::Json(ErrorBody { error: self.error, field: self.field })).into_response()
-    }
-}
 
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 

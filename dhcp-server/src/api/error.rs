@@ -1,0 +1,44 @@
+//! The API's refusals: a status and an [`ErrorBody`] naming the field at fault.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::model::ErrorBody;
+use crate::control::ControlError;
+
+/// An API error: a status and a JSON body naming the field at fault, when there is one.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) error: String,
+    pub(crate) field: Option<String>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError { status, error: error.into(), field: None }
+    }
+
+    pub(crate) fn bad(field: impl Into<String>, error: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::BAD_REQUEST, error: error.into(), field: Some(field.into()) }
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            // The config path ("subnets[0].reservations[2].ip-address") names the field.
+            ControlError::Invalid(config) => {
+                let field = (!config.path.is_empty()).then(|| config.path.clone());
+                ApiError { status: StatusCode::BAD_REQUEST, error: config.to_string(), field }
+            }
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(ErrorBody { error: self.error, field: self.field })).into_response()
+    }
+}
