@@ -30,6 +30,7 @@ use std::task::{Context, Poll, Waker};
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
 
 use crate::MemoryStore;
+use crate::codec::{self, hex, unhex};
 
 /// The journal is not compacted below this many lines.
 pub const COMPACT_MIN_LINES: u64 = 10_000;
@@ -399,30 +400,19 @@ enum Entry {
     Deleted(Ipv4Addr),
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
-
 impl Entry {
     fn line(&self) -> String {
         match self {
             Entry::Deleted(addr) => format!("D {addr} .\n"),
             Entry::Lease(l) => {
-                let deadline = l.state.deadline().map_or_else(|| "-".to_owned(), |t| t.as_secs().to_string());
+                let state = codec::name(l.state);
+                let deadline = codec::encode(l.state).deadline.map_or_else(|| "-".to_owned(), |secs| secs.to_string());
                 let hostname = l.hostname.as_deref().map_or_else(|| "-".to_owned(), |h| hex(h.as_bytes()));
                 let client = hex(l.client.as_bytes());
                 format!(
-                    "L {} {} {} {deadline} {} {} {hostname} .\n",
+                    "L {} {} {state} {deadline} {} {} {hostname} .\n",
                     l.addr,
                     l.subnet,
-                    l.state.name(),
                     if client.is_empty() { "-".to_owned() } else { client },
                     hex(l.hwaddr.as_bytes()),
                 )
@@ -442,10 +432,10 @@ fn parse_line(line: &str) -> Option<Entry> {
         "L" => {
             let addr = f.next()?.parse().ok()?;
             let subnet = f.next()?.parse().ok()?;
-            let state = f.next()?;
-            let deadline = match f.next()? {
+            let code = codec::code_named(f.next()?)?;
+            let deadline: Option<u64> = match f.next()? {
                 "-" => None,
-                secs => Some(Timestamp::from_secs(secs.parse().ok()?)),
+                secs => Some(secs.parse().ok()?),
             };
             let client = match f.next()? {
                 "-" => Vec::new(),
@@ -459,14 +449,12 @@ fn parse_line(line: &str) -> Option<Entry> {
             if f.next().is_some() {
                 return None;
             }
-            let state = match (state, deadline) {
-                ("offered", Some(until)) => LeaseState::Offered { until },
-                ("bound", Some(expires)) => LeaseState::Bound { expires },
-                ("declined", Some(until)) => LeaseState::Declined { until },
-                ("released", None) => LeaseState::Released,
-                ("expired", None) => LeaseState::Expired,
-                _ => return None,
-            };
+            let state = codec::decode(code, deadline)?;
+            // The journal writes `-` for a state without a deadline, so a line with one there is
+            // not one it wrote: skipped as damaged, where the codec alone would ignore the deadline.
+            if codec::encode(state).deadline != deadline {
+                return None;
+            }
             Some(Entry::Lease(Lease { addr, client: ClientId::from_bytes(&client), hwaddr, subnet, state, hostname }))
         }
         _ => None,
@@ -519,6 +507,10 @@ mod tests {
             assert!(parse_line(prefix).is_none(), "{prefix:?}");
         }
         assert!(parse_line("L 10.0.0.1 1 bound - 01 020000000001 - .").is_none(), "bound needs a deadline");
+        assert!(parse_line("L 10.0.0.1 1 released - 01 020000000001 - .").is_some());
+        assert!(parse_line("L 10.0.0.1 1 released 5 01 020000000001 - .").is_none(), "released has no deadline");
+        assert!(parse_line("L 10.0.0.1 1 leased 5 01 020000000001 - .").is_none(), "no such state");
+        assert!(parse_line("L 10.0.0.1 1 bound 5 +1 020000000001 - .").is_none(), "not hex");
         assert!(parse_line("X 10.0.0.1 .").is_none());
         assert!(parse_line("D 10.0.0.1 extra .").is_none());
     }

@@ -31,6 +31,8 @@
 #[cfg(feature = "memory")]
 mod addr_index;
 mod any;
+#[cfg(any(feature = "memory", feature = "sqlite", feature = "postgres", feature = "redis"))]
+mod codec;
 #[cfg(feature = "journal")]
 mod journal;
 #[cfg(feature = "memory")]
@@ -43,8 +45,6 @@ mod postgres_tls;
 mod redis_store;
 #[cfg(feature = "sqlite")]
 mod sqlite;
-#[cfg(feature = "sqlite")]
-mod sqlite_writer;
 
 pub use any::{AnyStore, OpenError, open, supported_schemes};
 #[cfg(feature = "journal")]

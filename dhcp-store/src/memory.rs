@@ -11,6 +11,7 @@ use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreE
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::addr_index::AddrIndex;
+use crate::codec::{self, BOUND, DECLINED, EXPIRED, OFFERED};
 
 /// Leases in this process's memory. The default store, and the one the benchmarks use.
 ///
@@ -27,56 +28,43 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
-/// A state byte for a slab slot that holds no lease.
+/// A state byte for a slab slot that holds no lease: outside the codec's codes, so it never
+/// decodes as a state.
 const FREE_SLOT: u8 = u8::MAX;
-
-const OFFERED: u8 = 0;
-const BOUND: u8 = 1;
-const DECLINED: u8 = 2;
-const RELEASED: u8 = 3;
-const EXPIRED: u8 = 4;
 
 /// One lease, packed.
 #[derive(Debug, Clone)]
 struct Record {
     addr: u32,
     subnet: u32,
+    /// Unix seconds; meaningful only for a state with a deadline (0 otherwise).
     deadline: u64,
     client: ClientId,
     hwaddr: HwAddr,
+    /// The codec's state code, or [`FREE_SLOT`].
     state: u8,
     hostname: Option<Box<str>>,
 }
 
 impl Record {
     fn from_lease(lease: &Lease) -> Self {
-        let (state, deadline) = match lease.state {
-            LeaseState::Offered { until } => (OFFERED, until.as_secs()),
-            LeaseState::Bound { expires } => (BOUND, expires.as_secs()),
-            LeaseState::Declined { until } => (DECLINED, until.as_secs()),
-            LeaseState::Released => (RELEASED, 0),
-            LeaseState::Expired => (EXPIRED, 0),
-        };
+        let stored = codec::encode(lease.state);
         Record {
             addr: lease.addr.into(),
             subnet: lease.subnet,
-            deadline,
+            deadline: stored.deadline.unwrap_or(0),
             client: lease.client.clone(),
             hwaddr: lease.hwaddr,
-            state,
+            state: stored.code,
             hostname: lease.hostname.as_deref().map(Box::from),
         }
     }
 
     fn state(&self) -> LeaseState {
-        let at = Timestamp::from_secs(self.deadline);
-        match self.state {
-            OFFERED => LeaseState::Offered { until: at },
-            BOUND => LeaseState::Bound { expires: at },
-            DECLINED => LeaseState::Declined { until: at },
-            RELEASED => LeaseState::Released,
-            _ => LeaseState::Expired,
-        }
+        // Records are only written from a `LeaseState` (through the codec), so the code is valid;
+        // a free slot is never read as a lease. Should either ever happen, an expired lease is
+        // the harmless answer: it holds the address for nobody.
+        codec::decode(self.state, self.has_deadline().then_some(self.deadline)).unwrap_or(LeaseState::Expired)
     }
 
     fn to_lease(&self) -> Lease {

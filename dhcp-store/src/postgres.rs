@@ -18,6 +18,7 @@ use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreE
 use tokio_postgres::{NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::codec::{self, sql_secs};
 use crate::postgres_tls::TlsParams;
 
 const SCHEMA_VERSION: i32 = 1;
@@ -43,6 +44,7 @@ const COLUMNS: &str = "addr, subnet, client, hwaddr, state, deadline, hostname";
 
 /// The atomic claim: write the lease unless the address is held by someone else, or declined,
 /// or this is an offer over the client's own unexpired binding (which must not be shortened).
+/// The state codes are the codec's (0 offered, 1 bound), checked by a test below.
 const CLAIM: &str = "
     INSERT INTO dhcp_leases AS l (addr, subnet, client, hwaddr, state, deadline, free_at, hostname)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -96,17 +98,13 @@ fn backend(e: tokio_postgres::Error) -> StoreError {
 }
 
 fn secs(t: Timestamp) -> i64 {
-    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+    sql_secs(t.as_secs())
 }
 
-fn state_code(state: LeaseState) -> (i16, Option<i64>, i64) {
-    match state {
-        LeaseState::Offered { until } => (0, Some(secs(until)), secs(until)),
-        LeaseState::Bound { expires } => (1, Some(secs(expires)), secs(expires)),
-        LeaseState::Declined { until } => (2, Some(secs(until)), secs(until)),
-        LeaseState::Released => (3, None, 0),
-        LeaseState::Expired => (4, None, 0),
-    }
+/// The `state`, `deadline` and `free_at` columns for `state` (`state` is a `SMALLINT`).
+fn state_columns(state: LeaseState) -> (i16, Option<i64>, i64) {
+    let stored = codec::encode(state);
+    (i16::from(stored.code), stored.deadline.map(sql_secs), sql_secs(stored.free_at))
 }
 
 fn lease_from_row(row: &Row) -> Result<Lease, StoreError> {
@@ -118,15 +116,7 @@ fn lease_from_row(row: &Row) -> Result<Lease, StoreError> {
     let state: i16 = row.try_get(4).map_err(backend)?;
     let deadline: Option<i64> = row.try_get(5).map_err(backend)?;
     let hostname: Option<String> = row.try_get(6).map_err(backend)?;
-    let at = deadline.and_then(|d| u64::try_from(d).ok()).map(Timestamp::from_secs);
-    let state = match (state, at) {
-        (0, Some(until)) => LeaseState::Offered { until },
-        (1, Some(expires)) => LeaseState::Bound { expires },
-        (2, Some(until)) => LeaseState::Declined { until },
-        (3, _) => LeaseState::Released,
-        (4, _) => LeaseState::Expired,
-        _ => return Err(corrupt("state and deadline disagree")),
-    };
+    let state = codec::decode_sql(i64::from(state), deadline).ok_or_else(|| corrupt("state and deadline disagree"))?;
     Ok(Lease {
         addr: Ipv4Addr::from(u32::try_from(addr).map_err(|_| corrupt("address"))?),
         client: ClientId::from_bytes(&client),
@@ -214,7 +204,7 @@ impl PostgresStore {
         lease: &Lease,
         now: Timestamp,
     ) -> Result<Option<Lease>, StoreError> {
-        let (state, deadline, free_at) = state_code(lease.state);
+        let (state, deadline, free_at) = state_columns(lease.state);
         let stmt = client.prepare_cached(CLAIM).await.map_err(backend)?;
         let written = client
             .query_opt(
@@ -326,7 +316,7 @@ impl LeaseStore for PostgresStore {
         state: LeaseState,
     ) -> Result<Option<Lease>, StoreError> {
         let client = self.client().await?;
-        let (code, deadline, free_at) = state_code(state);
+        let (code, deadline, free_at) = state_columns(state);
         let stmt = client
             .prepare_cached(&format!(
                 "UPDATE dhcp_leases SET state = $3, deadline = $4, free_at = $5
@@ -362,9 +352,10 @@ impl LeaseStore for PostgresStore {
             due.iter().partition(|l| matches!(l.state, LeaseState::Declined { .. }));
         let addrs = |ls: &[&Lease]| ls.iter().map(|l| i64::from(u32::from(l.addr))).collect::<Vec<i64>>();
         tx.execute("DELETE FROM dhcp_leases WHERE addr = ANY($1)", &[&addrs(&declined)]).await.map_err(backend)?;
+        let (code, deadline, free_at) = state_columns(LeaseState::Expired);
         tx.execute(
-            "UPDATE dhcp_leases SET state = 4, deadline = NULL, free_at = 0 WHERE addr = ANY($1)",
-            &[&addrs(&expired)],
+            "UPDATE dhcp_leases SET state = $2, deadline = $3, free_at = $4 WHERE addr = ANY($1)",
+            &[&addrs(&expired), &code, &deadline, &free_at],
         )
         .await
         .map_err(backend)?;
@@ -393,5 +384,19 @@ impl LeaseStore for PostgresStore {
             }
         };
         rows.iter().map(lease_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_claim_statement_uses_the_codecs_codes() {
+        // The claim's condition spells the codes out in SQL; they must be the codec's.
+        let own = format!("l.state IN ({}, {})", codec::OFFERED, codec::BOUND);
+        let keep = format!("EXCLUDED.state = {} AND l.state = {}", codec::OFFERED, codec::BOUND);
+        assert!(CLAIM.contains(&own), "{CLAIM}");
+        assert!(CLAIM.contains(&keep), "{CLAIM}");
     }
 }

@@ -42,7 +42,24 @@ use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreE
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, Value};
 
+use crate::codec::{self, hex, unhex};
+
+/// The state codes the scripts compare and write, as Lua string constants (hash fields come
+/// back from Redis as strings), taken from the codec so that Lua and Rust cannot disagree.
+fn lua_codes() -> String {
+    let expired = codec::encode(LeaseState::Expired);
+    format!(
+        "local OFFERED, BOUND, DECLINED = '{}', '{}', '{}'\nlocal EXPIRED, EXPIRED_FREE_AT = '{}', '{}'\n",
+        codec::OFFERED,
+        codec::BOUND,
+        codec::DECLINED,
+        expired.code,
+        expired.free_at,
+    )
+}
+
 /// Shared Lua: the availability rule and the write, used by the claim and allocate scripts.
+/// Runs after [`lua_codes`].
 const LIB: &str = r#"
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -60,9 +77,9 @@ end
 local function claimable(addr, client, new_state)
   local cur = redis.call('HMGET', p .. 'lease:' .. addr, 'client', 'state', 'free_at', 'deadline')
   if not cur[1] then return 1 end
-  local own = cur[1] == client and (cur[2] == '0' or cur[2] == '1')
+  local own = cur[1] == client and (cur[2] == OFFERED or cur[2] == BOUND)
   if tonumber(cur[3]) > now and not own then return 0 end
-  if new_state == '0' and cur[2] == '1' and own and tonumber(cur[4]) > now then return 2 end
+  if new_state == OFFERED and cur[2] == BOUND and own and tonumber(cur[4]) > now then return 2 end
   return 1
 end
 
@@ -172,14 +189,14 @@ for _, addr in ipairs(due) do
   else
     table.insert(out, addr)
     table.insert(out, fields)
-    if redis.call('HGET', key, 'state') == '2' then
+    if redis.call('HGET', key, 'state') == DECLINED then
       unlink(addr)
     else
-      redis.call('HSET', key, 'state', '4', 'free_at', '0')
+      redis.call('HSET', key, 'state', EXPIRED, 'free_at', EXPIRED_FREE_AT)
       redis.call('HDEL', key, 'deadline')
       redis.call('ZREM', p .. 'deadlines', addr)
       local subnet = redis.call('HGET', key, 'subnet')
-      redis.call('ZADD', p .. 'free:' .. subnet, 0, addr)
+      redis.call('ZADD', p .. 'free:' .. subnet, EXPIRED_FREE_AT, addr)
       keep(key, now)
       keep(p .. 'client:' .. subnet .. ':' .. redis.call('HGET', key, 'client'), now)
     end
@@ -206,7 +223,8 @@ struct Scripts {
 
 impl Scripts {
     fn new() -> Scripts {
-        let with_lib = |body: &str| Script::new(&format!("{LIB}\n{body}"));
+        let codes = lua_codes();
+        let with_lib = |body: &str| Script::new(&format!("{codes}{LIB}\n{body}"));
         Scripts {
             claim: with_lib(CLAIM),
             allocate: with_lib(ALLOCATE),
@@ -240,33 +258,16 @@ fn failed(e: redis::RedisError) -> StoreError {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
-
 /// The seven lease fields the scripts take, in order.
 fn fields(lease: &Lease) -> [String; 7] {
-    let (state, deadline, free_at) = match lease.state {
-        LeaseState::Offered { until } => (0, Some(until), until.as_secs()),
-        LeaseState::Bound { expires } => (1, Some(expires), expires.as_secs()),
-        LeaseState::Declined { until } => (2, Some(until), until.as_secs()),
-        LeaseState::Released => (3, None, 0),
-        LeaseState::Expired => (4, None, 0),
-    };
+    let stored = codec::encode(lease.state);
     [
         lease.subnet.to_string(),
         hex(lease.client.as_bytes()),
         hex(lease.hwaddr.as_bytes()),
-        state.to_string(),
-        deadline.map(|d| d.as_secs().to_string()).unwrap_or_default(),
-        free_at.to_string(),
+        stored.code.to_string(),
+        stored.deadline.map(|d| d.to_string()).unwrap_or_default(),
+        stored.free_at.to_string(),
         lease.hostname.as_deref().map_or_else(|| "-".to_owned(), hex_host),
     ]
 }
@@ -280,16 +281,9 @@ fn lease_from_hash(addr: u32, hash: &HashMap<String, String>) -> Result<Lease, S
     let corrupt = |what: &str| StoreError::Corrupt(format!("redis lease {}: {what}", Ipv4Addr::from(addr)));
     let get = |k: &str| hash.get(k).ok_or_else(|| corrupt(k));
     let num = |k: &str| get(k)?.parse::<u64>().map_err(|_| corrupt(k));
-    let deadline = hash.get("deadline").map(|d| d.parse::<u64>().map(Timestamp::from_secs)).transpose();
-    let deadline = deadline.map_err(|_| corrupt("deadline"))?;
-    let state = match (num("state")?, deadline) {
-        (0, Some(until)) => LeaseState::Offered { until },
-        (1, Some(expires)) => LeaseState::Bound { expires },
-        (2, Some(until)) => LeaseState::Declined { until },
-        (3, _) => LeaseState::Released,
-        (4, _) => LeaseState::Expired,
-        _ => return Err(corrupt("state")),
-    };
+    let deadline = hash.get("deadline").map(|d| d.parse::<u64>()).transpose().map_err(|_| corrupt("deadline"))?;
+    let code = u8::try_from(num("state")?).map_err(|_| corrupt("state"))?;
+    let state = codec::decode(code, deadline).ok_or_else(|| corrupt("state"))?;
     let hostname = match hash.get("host") {
         None => None,
         Some(h) => Some(String::from_utf8(unhex(h).ok_or_else(|| corrupt("host"))?).map_err(|_| corrupt("host"))?),

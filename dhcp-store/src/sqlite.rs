@@ -23,7 +23,11 @@ use std::sync::{Mutex, MutexGuard};
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use crate::sqlite_writer::Writer;
+use crate::codec::{self, sql_secs};
+
+mod writer;
+
+use writer::{Writer, backend};
 
 /// The schema version this code writes.
 const SCHEMA_VERSION: i64 = 1;
@@ -56,26 +60,6 @@ pub struct SqliteStore {
     writer: Writer,
 }
 
-pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            StoreError::Unavailable(format!("sqlite: {e}"))
-        }
-        _ => StoreError::Backend(format!("sqlite: {e}")),
-    }
-}
-
-fn state_code(state: LeaseState) -> (i64, Option<i64>, i64) {
-    let secs = |t: Timestamp| i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
-    match state {
-        LeaseState::Offered { until } => (0, Some(secs(until)), secs(until)),
-        LeaseState::Bound { expires } => (1, Some(secs(expires)), secs(expires)),
-        LeaseState::Declined { until } => (2, Some(secs(until)), secs(until)),
-        LeaseState::Released => (3, None, 0),
-        LeaseState::Expired => (4, None, 0),
-    }
-}
-
 fn lease_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Lease, StoreError>> {
     let addr: i64 = row.get(0)?;
     let subnet: i64 = row.get(1)?;
@@ -84,14 +68,8 @@ fn lease_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Lease, StoreError>> 
     let state: i64 = row.get(4)?;
     let deadline: Option<i64> = row.get(5)?;
     let hostname: Option<String> = row.get(6)?;
-    let at = |d: Option<i64>| d.and_then(|d| u64::try_from(d).ok()).map(Timestamp::from_secs);
-    let state = match (state, at(deadline)) {
-        (0, Some(until)) => LeaseState::Offered { until },
-        (1, Some(expires)) => LeaseState::Bound { expires },
-        (2, Some(until)) => LeaseState::Declined { until },
-        (3, _) => LeaseState::Released,
-        (4, _) => LeaseState::Expired,
-        (code, _) => return Ok(Err(StoreError::Corrupt(format!("lease state {code} with deadline {deadline:?}")))),
+    let Some(state) = codec::decode_sql(state, deadline) else {
+        return Ok(Err(StoreError::Corrupt(format!("lease state {state} with deadline {deadline:?}"))));
     };
     let (Ok(addr), Ok(subnet), Some(hwaddr)) = (u32::try_from(addr), u32::try_from(subnet), HwAddr::new(&hwaddr))
     else {
@@ -117,7 +95,7 @@ fn lease_at(conn: &Connection, addr: u32) -> Result<Option<Lease>, StoreError> {
 }
 
 fn write(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
-    let (state, deadline, free_at) = state_code(lease.state);
+    let stored = codec::encode(lease.state);
     conn.prepare_cached(
         "INSERT OR REPLACE INTO leases (addr, subnet, client, hwaddr, state, deadline, free_at, hostname)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -128,9 +106,9 @@ fn write(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
             i64::from(lease.subnet),
             lease.client.as_bytes(),
             lease.hwaddr.as_bytes(),
-            state,
-            deadline,
-            free_at,
+            i64::from(stored.code),
+            stored.deadline.map(sql_secs),
+            sql_secs(stored.free_at),
             lease.hostname,
         ])
     })
@@ -249,7 +227,7 @@ impl LeaseStore for SqliteStore {
                     return Ok(found);
                 }
                 // Then addresses whose last lease is over, longest free first.
-                let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+                let now_secs = sql_secs(now.as_secs());
                 for range in &ranges {
                     let mut stmt = conn
                         .prepare_cached(
@@ -298,8 +276,9 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
-        let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let now_secs = sql_secs(now.as_secs());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let expired = codec::encode(LeaseState::Expired);
         self.writer.write(move |conn| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM leases WHERE deadline IS NOT NULL AND deadline <= ?1 ORDER BY deadline LIMIT ?2"
@@ -311,8 +290,11 @@ impl LeaseStore for SqliteStore {
                     // No affinity to an address a client said was in use.
                     conn.execute("DELETE FROM leases WHERE addr = ?1", [addr]).map_err(backend)?;
                 } else {
-                    conn.execute("UPDATE leases SET state = 4, deadline = NULL, free_at = 0 WHERE addr = ?1", [addr])
-                        .map_err(backend)?;
+                    conn.execute(
+                        "UPDATE leases SET state = ?2, deadline = ?3, free_at = ?4 WHERE addr = ?1",
+                        params![addr, i64::from(expired.code), expired.deadline.map(sql_secs), sql_secs(expired.free_at)],
+                    )
+                    .map_err(backend)?;
                 }
             }
             Ok(due)

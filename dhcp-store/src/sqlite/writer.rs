@@ -15,7 +15,17 @@ use std::task::{Context, Poll, Waker};
 use dhcp_core::StoreError;
 use rusqlite::Connection;
 
-use super::sqlite::backend;
+/// A SQLite error as the store reports it: a busy or locked database is an outage the caller may
+/// retry, anything else a backend failure. Here, beside the lowest layer that talks to SQLite, so
+/// that the store above uses it and the writer depends on nothing of the store's.
+pub(super) fn backend(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(format!("sqlite: {e}"))
+        }
+        _ => StoreError::Backend(format!("sqlite: {e}")),
+    }
+}
 
 /// A write waiting for its batch.
 trait Write: Send {
@@ -72,7 +82,7 @@ impl<T: Send, F: FnOnce(&Connection) -> Result<T, StoreError> + Send> Write for 
 }
 
 /// Resolves to a write's answer.
-pub(crate) struct Answer<T> {
+pub(super) struct Answer<T> {
     slot: Arc<Slot<T>>,
 }
 
@@ -98,7 +108,7 @@ struct Queue {
 }
 
 /// The writer thread's queue; stops the thread when dropped.
-pub(crate) struct Writer {
+pub(super) struct Writer {
     queue: Arc<(Mutex<Queue>, Condvar)>,
 }
 
@@ -114,7 +124,7 @@ fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
 
 impl Writer {
     /// Starts the writer thread on `conn`.
-    pub(crate) fn start(conn: Connection) -> std::io::Result<Writer> {
+    pub(super) fn start(conn: Connection) -> std::io::Result<Writer> {
         let queue: Arc<(Mutex<Queue>, Condvar)> = Arc::default();
         let theirs = Arc::clone(&queue);
         std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || run(&conn, &theirs))?;
@@ -122,7 +132,7 @@ impl Writer {
     }
 
     /// Queues `work` for the next batch; the answer comes once that batch has committed.
-    pub(crate) fn write<T, F>(&self, work: F) -> Answer<T>
+    pub(super) fn write<T, F>(&self, work: F) -> Answer<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
