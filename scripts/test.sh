@@ -94,7 +94,10 @@ if cargo tree -p dhcp-net -e normal --prefix none | grep -E '^(rusqlite|tokio-po
     exit 1
 fi
 cargo build -p dhcp-net --no-default-features
+cargo build -p dhcp-store --no-default-features
 cargo build -p dhcp-store --no-default-features --features memory
+# ...where a URL for a store compiled out is refused naming the feature to turn on.
+cargo test -p dhcp-store --no-default-features --features memory --lib
 cargo build -p dhcp-server --no-default-features --features memory
 if cargo tree -p dhcp-server --no-default-features --features memory -e normal --prefix none |
     grep -E '^(rusqlite|tokio-postgres|redis) '; then

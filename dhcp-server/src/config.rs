@@ -179,9 +179,8 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         return Err(bad("client-port", "must be non-zero and differ from server-port".into()));
     }
     let store = raw.store.unwrap_or(defaults.store);
-    let scheme_known = dhcp_store::supported_schemes().iter().any(|s| store.starts_with(s.trim_end_matches(':')));
-    if !scheme_known {
-        return Err(bad("store", format!("{store:?}: supported are {}", dhcp_store::supported_schemes().join(", "))));
+    if let Some(reason) = dhcp_store::unsupported_reason(&store) {
+        return Err(bad("store", format!("{store:?}: {reason}")));
     }
     let log_level = match raw.log_level {
         None => defaults.log_level,

@@ -1,5 +1,12 @@
 //! Choosing a store by URL, as a config file names it.
 
+// A build without any store still compiles (every URL is refused); the forwarding methods then
+// have nothing to forward their arguments to.
+#![cfg_attr(
+    not(any(feature = "memory", feature = "journal", feature = "sqlite", feature = "postgres", feature = "redis")),
+    allow(unused_variables)
+)]
+
 use core::net::Ipv4Addr;
 
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
@@ -93,6 +100,8 @@ pub fn supported_schemes() -> &'static [&'static str] {
 pub async fn open(url: &str) -> Result<AnyStore, OpenError> {
     let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
     let bad = |reason: &str| OpenError::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
+    // Only the local stores read `rest` and `bad`; a build with network stores alone does not.
+    let _ = (&rest, &bad);
     match scheme {
         #[cfg(feature = "memory")]
         "memory" => match rest {
@@ -136,9 +145,58 @@ pub async fn open(url: &str) -> Result<AnyStore, OpenError> {
         }
         _ => Err(OpenError::Unsupported {
             url: url.to_owned(),
-            reason: format!("this build supports {}", supported_schemes().join(", ")),
+            reason: unsupported_reason(url).unwrap_or_else(|| "unsupported".to_owned()),
         }),
     }
+}
+
+/// The cargo feature (of `dhcp-store`, passed through by `dhcp-server`) that brings the store a
+/// URL names, whether or not this build has it; `None` for a scheme no feature knows.
+pub fn feature_for(url: &str) -> Option<&'static str> {
+    let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
+    Some(match scheme {
+        "memory" if !rest.is_empty() => "journal",
+        "memory" => "memory",
+        "sqlite" => "sqlite",
+        "postgres" | "postgresql" => "postgres",
+        "redis" | "rediss" | "redis+unix" => "redis",
+        _ => return None,
+    })
+}
+
+/// Why this build cannot open the store `url` names, or `None` when it can (as far as the
+/// scheme goes: the rest of the URL is checked by [`open`]). A store compiled out is named with
+/// the feature to turn on.
+pub fn unsupported_reason(url: &str) -> Option<String> {
+    let scheme_known = supported_schemes().iter().any(|s| url.starts_with(s.trim_end_matches(':')));
+    let supported = || supported_schemes().join(", ");
+    match feature_for(url) {
+        Some(feature) if !compiled_in(feature) => Some(format!(
+            "this build was compiled without the `{feature}` cargo feature (of dhcp-store, or dhcp-server, which \
+             passes it on); it supports {}",
+            supported()
+        )),
+        Some(_) if scheme_known => None,
+        _ => Some(format!("this build supports {}", supported())),
+    }
+}
+
+/// The store features this build has.
+const COMPILED_IN: &[&str] = &[
+    #[cfg(feature = "memory")]
+    "memory",
+    #[cfg(feature = "journal")]
+    "journal",
+    #[cfg(feature = "sqlite")]
+    "sqlite",
+    #[cfg(feature = "postgres")]
+    "postgres",
+    #[cfg(feature = "redis")]
+    "redis",
+];
+
+fn compiled_in(feature: &str) -> bool {
+    COMPILED_IN.contains(&feature)
 }
 
 /// Forwards a call to whichever store the enum holds.
@@ -155,6 +213,15 @@ macro_rules! dispatch {
             AnyStore::Postgres($store) => $call,
             #[cfg(feature = "redis")]
             AnyStore::Redis($store) => $call,
+            // A build without any store: the enum has no values, so this is never reached.
+            #[cfg(not(any(
+                feature = "memory",
+                feature = "journal",
+                feature = "sqlite",
+                feature = "postgres",
+                feature = "redis"
+            )))]
+            _ => match *$self {},
         }
     };
 }
@@ -216,6 +283,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "journal", feature = "sqlite"))]
     fn opens_memory_and_refuses_unknown_schemes() {
         assert!(matches!(open_now("memory:"), Ok(AnyStore::Memory(_))));
         assert!(matches!(open_now("memory:?journl=/tmp/x"), Err(OpenError::BadUrl { .. })));
@@ -223,5 +291,25 @@ mod tests {
         assert!(matches!(open_now("sqlite://"), Err(OpenError::BadUrl { .. })));
         let err = open_now("mongodb://localhost").expect_err("no such store");
         assert!(err.to_string().contains("memory:"), "{err}");
+    }
+
+    #[test]
+    fn names_the_feature_of_a_store_compiled_out() {
+        assert_eq!(feature_for("memory:?journal=/x"), Some("journal"));
+        assert_eq!(feature_for("rediss://h"), Some("redis"));
+        assert_eq!(feature_for("mongodb://h"), None);
+        assert_eq!(unsupported_reason("memory:"), None);
+        let missing = ["memory", "journal", "sqlite", "postgres", "redis"].into_iter().find(|f| !compiled_in(f));
+        if let Some(feature) = missing {
+            let url = match feature {
+                "memory" => "memory:",
+                "journal" => "memory:?journal=/x",
+                "sqlite" => "sqlite:///x",
+                "postgres" => "postgres://h/db",
+                _ => "redis://h",
+            };
+            let reason = unsupported_reason(url).expect("refused");
+            assert!(reason.contains(&format!("`{feature}` cargo feature")), "{reason}");
+        }
     }
 }

@@ -46,7 +46,7 @@ mod redis_store;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-pub use any::{AnyStore, OpenError, open, supported_schemes};
+pub use any::{AnyStore, OpenError, feature_for, open, supported_schemes, unsupported_reason};
 #[cfg(feature = "journal")]
 pub use journal::{COMPACT_MIN_LINES, JournalStore, ReplayReport};
 #[cfg(feature = "postgres")]
