@@ -16,7 +16,7 @@
 #   (kea-memfile-persist: memfile writing its lease file, Kea's local durable store; Kea does
 #   not fsync it, where our journal syncs every grant)
 #   --quick   a short smoke run (rates 250 1000, 3 s each)
-#   env: RATES="250 500 ..." PERIOD=10 LOGDIR=target/perfdhcp
+#   env: RATES="250 500 ..." PERIOD=10 LOGDIR=target/perfdhcp OURS=path/to/dhcp-server
 #        PGSOCKET=/var/run/postgresql (the host's PostgreSQL, trust auth, database test)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,8 +46,12 @@ for tool in perfdhcp kea-dhcp4 kea-admin ip psql redis-server redis-cli; do
     }
 done
 mkdir -p "$LOGDIR"
-cargo build --release -q -p dhcp-examples --bin dhcp-server
-OURS="$PWD/target/release/dhcp-server"
+# OURS=/path/to/dhcp-server measures another build of ours (an earlier commit's, for a
+# before/after comparison); by default this checkout's release build.
+if [ -z "${OURS:-}" ]; then
+    cargo build --release -q -p dhcp-examples --bin dhcp-server
+    OURS="$PWD/target/release/dhcp-server"
+fi
 TMP=$(mktemp -d)
 chmod 755 "$TMP"
 NS="perf$$"
