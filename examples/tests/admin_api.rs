@@ -2,19 +2,20 @@
 //! refusals for a wrong or missing token and for bad input (with nothing changed), and the
 //! config's test, reload and rollback.
 
-mod services;
+mod lab;
 
 use dhcp_server::api::{AdminClient, ClientError};
+use lab::{Server, TempDir, free_port, server_port};
 use serde_json::json;
-use services::{ServerProc, TempDir, free_port, server_port};
 
 const TOKEN: &str = "admin-test-token";
 
 struct Setup {
-    dir: TempDir,
-    server: ServerProc,
+    server: Server,
     api: AdminClient,
     api_port: u16,
+    /// The server's files, removed after the server is stopped.
+    _dir: TempDir,
 }
 
 fn start() -> Setup {
@@ -22,9 +23,9 @@ fn start() -> Setup {
     let api_port = free_port();
     let port = server_port();
     let lines = format!("api-listen = \"127.0.0.1:{api_port}\"\napi-token = \"{TOKEN}\"");
-    let server = ServerProc::start_with(&dir.0, "memory:", port, &lines);
+    let server = Server::loopback(&dir, "memory:", port, &lines);
     let api = AdminClient::new(&format!("http://127.0.0.1:{api_port}"), TOKEN);
-    Setup { dir, server, api, api_port }
+    Setup { server, api, api_port, _dir: dir }
 }
 
 fn field(err: ClientError) -> (u16, Option<String>) {
@@ -133,17 +134,17 @@ fn every_endpoint_with_token_checks_and_refusals() {
     assert_eq!(health["ready"], true, "{health}");
 
     // Config: test without applying, reload, a broken file refused, rollback.
-    let good = std::fs::read_to_string(ServerProc::config_path(&s.dir.0, s.server.port)).expect("config file");
+    let good = std::fs::read_to_string(s.server.config_path()).expect("config file");
     assert_eq!(api.post_text("/api/v1/config/test", &good).expect("test")["valid"], true);
     let broken = good.replace("192.0.2.250", "192.0.3.250");
     let (status, bad) = field(api.post_text("/api/v1/config/test", &broken).expect_err("invalid"));
     assert_eq!((status, bad.as_deref()), (400, Some("subnets[0].pools[0]")));
     assert_eq!(api.post_text("/api/v1/config/reload", "").expect("reload")["applied"]["subnets"], 1);
-    std::fs::write(ServerProc::config_path(&s.dir.0, s.server.port), &broken).expect("break the file");
+    std::fs::write(s.server.config_path(), &broken).expect("break the file");
     assert_eq!(field(api.post_text("/api/v1/config/reload", "").expect_err("broken")).0, 400);
     assert!(s.server.probe(20).is_ok(), "still serving on the old config");
     api.post_text("/api/v1/config/rollback", "").expect("rollback");
-    let restored = std::fs::read_to_string(ServerProc::config_path(&s.dir.0, s.server.port)).expect("config file");
+    let restored = std::fs::read_to_string(s.server.config_path()).expect("config file");
     assert_eq!(restored, good, "the last good config is back in the file");
 
     // /metrics needs no token.

@@ -5,7 +5,6 @@
 mod lab;
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -31,12 +30,12 @@ fn postgres_keeps_every_acked_lease_through_sigkill() {
     // PostgreSQL through the Unix socket directory, which the namespace shares.
     let schema = format!("dhcp_crash_{}", std::process::id());
     let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};");
-    lab::run(&["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", &sql]);
+    lab::run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", &sql]);
     crash_under_load(|_| {
         format!("postgresql://postgres@%2Fvar%2Frun%2Fpostgresql/test?options=-c%20search_path%3D{schema}")
     });
     let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE;");
-    lab::run(&["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", &drop]);
+    lab::run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", &drop]);
 }
 
 fn crash_under_load(url: impl Fn(&Lab) -> String) {
@@ -50,22 +49,18 @@ fn crash_under_load(url: impl Fn(&Lab) -> String) {
 
     let pcap = lab.path("replies.pcap");
     let capture = lab.capture_replies(&pcap);
-    let mut perf = lab
-        .client(0)
-        .command("perfdhcp")
-        .args(["-4", "-g", "single", "-l", "10.199.0.2", "-R", "100000", "-r", "1000", "-p", "10", SERVER_ADDR])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start perfdhcp");
+    let perf = lab.client(0).spawn(
+        &["perfdhcp", "-4", "-g", "single", "-l", "10.199.0.2", "-R", "100000", "-r", "1000", "-p", "10", SERVER_ADDR],
+        &lab.path("perfdhcp.log"),
+    );
     // Crash once clients hold a few hundred ACKed leases (or after 8 s, whatever came).
     let start = std::time::Instant::now();
     while acks(&pcap).len() < 300 && start.elapsed() < Duration::from_secs(8) {
         sleep(Duration::from_millis(100));
     }
     lab.crash_server();
-    let _ = perf.wait();
-    lab::stop_capture(capture);
+    assert!(perf.wait(Duration::from_secs(60)).is_some(), "perfdhcp did not stop:\n{}", perf.log_text());
+    capture.stop();
 
     let acked = acks(&pcap);
     assert!(acked.len() >= 50, "perfdhcp got only {} ACKs before the crash", acked.len());

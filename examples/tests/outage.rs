@@ -5,17 +5,17 @@
 //!
 //! The server listens on loopback on unprivileged ports; `dhcp_net::probe` plays a relay.
 
-mod services;
+mod lab;
 
 use std::time::{Duration, Instant};
 
 use dhcp_net::ProbeError;
 use dhcp_server::api::{AdminClient, ClientError};
-use services::{PrivatePostgres, PrivateRedis, ServerProc, is_root};
+use lab::{PrivatePostgres, PrivateRedis, Server};
 
 /// Takes leases, stops the store, checks that none is granted, starts it, and returns how long
 /// the server took to grant a lease again.
-fn outage(server: &ServerProc, stop: impl FnOnce(), start: impl FnOnce()) -> Duration {
+fn outage(server: &Server, stop: impl FnOnce(), start: impl FnOnce()) -> Duration {
     for mac in 1..=3 {
         server.probe(mac).unwrap_or_else(|e| panic!("lease before the outage: {e}\n{}", server.log_text()));
     }
@@ -48,12 +48,11 @@ fn outage(server: &ServerProc, stop: impl FnOnce(), start: impl FnOnce()) -> Dur
 
 #[test]
 fn postgres_outage_and_recovery() {
-    if !is_root() {
-        assert_eq!(std::env::var("DHCP_SKIP_NETNS").as_deref(), Ok("1"), "the outage test needs root (su postgres)");
+    if !lab::available() {
         return;
     }
     let pg = PrivatePostgres::start(55_400 + (std::process::id() % 500) as u16);
-    let server = ServerProc::start(&pg.dir, &pg.url(), 41_000 + (std::process::id() % 1000) as u16 * 2);
+    let server = Server::loopback(&pg.dir, &pg.url(), 41_000 + (std::process::id() % 1000) as u16 * 2, "");
     let took = outage(&server, || pg.down(), || pg.up());
     eprintln!("PostgreSQL outage: leases again {:.2} s after the database came back", took.as_secs_f64());
 }
@@ -63,10 +62,10 @@ fn redis_outage_and_recovery() {
     let mut redis = PrivateRedis::start();
     let url = redis.url();
     // With the management API on: its health check says "not ready" while the store is away.
-    let api_port = services::free_port();
+    let api_port = lab::free_port();
     let lines = format!("api-listen = \"127.0.0.1:{api_port}\"\napi-token = \"outage-token\"");
     let port = 45_000 + (std::process::id() % 1000) as u16 * 2;
-    let server = ServerProc::start_with(&redis.dir.clone(), &url, port, &lines);
+    let server = Server::loopback(&redis.dir, &url, port, &lines);
     let api = AdminClient::new(&format!("http://127.0.0.1:{api_port}"), "outage-token");
     assert_eq!(api.get("/api/v1/health").expect("healthy")["ready"], true);
     let redis_cell = std::cell::RefCell::new(&mut redis);

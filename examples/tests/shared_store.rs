@@ -5,14 +5,13 @@
 //! neither server falls over.
 
 mod lab;
-mod services;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Stdio};
+use std::time::Duration;
 
 use dhcp_core::wire::Packet;
 use dhcp_core::{HwAddr, MessageType};
-use lab::{Lab, SERVER_ADDR};
+use lab::{Lab, Proc, SERVER_ADDR};
 
 const POOL_SIZE: usize = 100;
 const CLIENTS_PER_SERVER: usize = 150;
@@ -33,8 +32,7 @@ fn two_servers_on_one_postgres_never_give_an_address_twice() {
     // The servers run in network namespaces with a loopback of their own: they reach the
     // host's PostgreSQL through its Unix socket directory.
     let schema = format!("dhcp_shared_{}", std::process::id());
-    let psql =
-        |sql: &str| lab::run(&["psql", "-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", sql]);
+    let psql = |sql: &str| lab::run(["psql", "-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", sql]);
     psql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"));
     share(&format!("postgresql://postgres@%2Fvar%2Frun%2Fpostgresql/test?options=-c%20search_path%3D{schema}"));
     psql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE;"));
@@ -46,21 +44,17 @@ fn two_servers_on_one_redis_never_give_an_address_twice() {
         return;
     }
     // A Redis of the test's own on a Unix socket, which the namespaces share.
-    let redis = services::PrivateRedis::start();
+    let redis = lab::PrivateRedis::start();
     share(&format!("{}?prefix=shared:", redis.url()));
 }
 
-fn perfdhcp(lab: &Lab, mac_base: &str) -> Child {
-    lab.client(0)
-        .command("perfdhcp")
-        .args(["-4", "-g", "single", "-l", "10.199.0.2", "-R", &CLIENTS_PER_SERVER.to_string()])
-        // 20 exchanges per client: every one of them all but surely asks at least once.
-        .args(["-n", &(CLIENTS_PER_SERVER * 20).to_string(), "-r", "400", "-b", &format!("mac={mac_base}")])
-        .arg(SERVER_ADDR)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start perfdhcp")
+fn perfdhcp(lab: &Lab, mac_base: &str) -> Proc {
+    let (clients, exchanges) = (CLIENTS_PER_SERVER.to_string(), (CLIENTS_PER_SERVER * 20).to_string());
+    let base = format!("mac={mac_base}");
+    // perfdhcp goes through its clients in turn: 20 exchanges each, so every one of them asks
+    // again and again.
+    let args = ["perfdhcp", "-4", "-g", "single", "-l", "10.199.0.2", "-R", &clients, "-n", &exchanges, "-r", "400"];
+    lab.client(0).spawn(&[&args[..], &["-b", &base, SERVER_ADDR]].concat(), &lab.path("perfdhcp.log"))
 }
 
 /// One shared-store run at a time: two servers, two perfdhcp and the store each, on two cores,
@@ -80,16 +74,17 @@ fn share(store: &str) {
     }
     let runs = [perfdhcp(&labs[0], "02:aa:00:00:00:00"), perfdhcp(&labs[1], "02:bb:00:00:00:00")];
     for run in runs {
-        let out = run.wait_with_output().expect("perfdhcp");
+        let status =
+            run.wait(Duration::from_secs(120)).unwrap_or_else(|| panic!("perfdhcp ran on:\n{}", run.log_text()));
         // perfdhcp exits with 3 when packets went unanswered, as they must here.
-        assert!(matches!(out.status.code(), Some(0 | 3)), "perfdhcp failed: {out:?}");
+        assert!(matches!(status.code(), Some(0 | 3)), "perfdhcp failed ({status}):\n{}", run.log_text());
     }
 
     // What both servers sent, as captured on their wires.
     let mut offered: HashSet<String> = HashSet::new();
     let mut acked: HashMap<String, HashSet<String>> = HashMap::new();
     for (capture, pcap) in captures {
-        lab::stop_capture(capture);
+        capture.stop();
         for payload in lab::udp_payloads(&pcap) {
             let Ok(reply) = Packet::parse_reply(&payload) else { continue };
             let mac = HwAddr::new(reply.chaddr()).unwrap_or_default().to_string();

@@ -3,16 +3,15 @@
 //! leases there over TLS with the certificate checked; a plain connection and a certificate
 //! from another authority are refused, and the server says why and stops.
 
-mod services;
+mod lab;
 
-use std::process::Command;
 use std::time::Duration;
 
-use services::{Certs, PrivatePostgres, PrivateRedis, ServerProc, TempDir, free_port, is_root, run, server_port};
+use lab::{Certs, PrivatePostgres, PrivateRedis, Server, TempDir, free_port, path_str, run, server_port};
 
 /// Starting the server on `store` fails, and its log names `why`.
 fn refused(dir: &TempDir, store: &str, why: &str) {
-    let mut server = ServerProc::spawn(&dir.0, store, server_port());
+    let server = Server::spawn_loopback(dir, store, server_port(), "");
     assert!(server.exited_within(Duration::from_secs(15)), "server started on {store}:\n{}", server.log_text());
     let log = server.log_text().to_lowercase();
     assert!(log.contains(why), "the refusal of {store} should mention {why:?}:\n{log}");
@@ -20,19 +19,18 @@ fn refused(dir: &TempDir, store: &str, why: &str) {
 
 #[test]
 fn postgres_over_tls_with_a_checked_certificate() {
-    if !is_root() {
-        assert_eq!(std::env::var("DHCP_SKIP_NETNS").as_deref(), Ok("1"), "the TLS test needs root (su postgres)");
+    if !lab::available() {
         return;
     }
     let dir = TempDir::new("tls-pg");
-    let certs = Certs::make(&dir.0, "pg");
-    let stranger = Certs::make(&dir.0, "stranger");
+    let certs = Certs::make(&dir, "pg");
+    let stranger = Certs::make(&dir, "stranger");
     let pg = PrivatePostgres::start_tls(free_port(), &certs);
     let url = |mode: &str, ca: &std::path::Path| {
         format!("postgresql://postgres@127.0.0.1:{}/postgres?sslmode={mode}&sslrootcert={}", pg.port, ca.display())
     };
 
-    let server = ServerProc::start(&dir.0, &url("verify-full", &certs.ca), server_port());
+    let server = Server::loopback(&dir, &url("verify-full", &certs.ca), server_port(), "");
     let addr = server.probe(1).unwrap_or_else(|e| panic!("no lease over TLS: {e}\n{}", server.log_text()));
     let stored = pg.psql(&format!("SELECT count(*) FROM dhcp_leases WHERE state = 1 AND addr = {}", u32::from(addr)));
     assert_eq!(stored.trim(), "1", "the lease is in the TLS-only database");
@@ -48,7 +46,7 @@ fn postgres_over_tls_with_a_checked_certificate() {
         pg.port,
         certs.ca.display()
     );
-    let server = ServerProc::start(&dir.0, &by_name, server_port());
+    let server = Server::loopback(&dir, &by_name, server_port(), "");
     server.probe(2).unwrap_or_else(|e| panic!("no lease with verify-ca: {e}\n{}", server.log_text()));
     drop(server);
 
@@ -59,21 +57,17 @@ fn postgres_over_tls_with_a_checked_certificate() {
 #[test]
 fn redis_over_tls_with_a_checked_certificate() {
     let dir = TempDir::new("tls-redis");
-    let certs = Certs::make(&dir.0, "redis");
-    let stranger = Certs::make(&dir.0, "stranger");
+    let certs = Certs::make(&dir, "redis");
+    let stranger = Certs::make(&dir, "stranger");
     let port = free_port();
     let redis = PrivateRedis::start_tls(port, &certs);
 
     let store = format!("{}?prefix=tls:&tls-ca={}", redis.url(), certs.ca.display());
-    let server = ServerProc::start(&dir.0, &store, server_port());
+    let server = Server::loopback(&dir, &store, server_port(), "");
     let addr = server.probe(1).unwrap_or_else(|e| panic!("no lease over TLS: {e}\n{}", server.log_text()));
-    let state = run(Command::new("redis-cli").args(["--tls", "--cacert"]).arg(&certs.ca).args([
-        "-p",
-        &port.to_string(),
-        "hget",
-        &format!("tls:lease:{}", u32::from(addr)),
-        "state",
-    ]));
+    let key = format!("tls:lease:{}", u32::from(addr));
+    let state =
+        run(["redis-cli", "--tls", "--cacert", &path_str(&certs.ca), "-p", &port.to_string(), "hget", &key, "state"]);
     assert_eq!(state.trim(), "1", "the bound lease is in the TLS-only Redis");
     drop(server);
 

@@ -1,0 +1,65 @@
+//! tcpdump on an interface of a namespace, writing a pcap file; and the UDP payloads of such a
+//! file.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{Netns, Proc, next_id, path_str};
+
+/// A tcpdump writing what it sees to a file; stopped with SIGINT (so that the file is
+/// complete) on [`stop`](Self::stop) or drop.
+pub struct Capture {
+    proc: Proc,
+}
+
+impl Capture {
+    /// Starts tcpdump on `dev` in `ns`, recording packets that match `filter` (at most `count`
+    /// of them) to `file`, its log in `log_dir`; waits until it listens.
+    pub fn start(ns: &Netns, dev: &str, filter: &str, count: Option<u32>, file: &Path, log_dir: &Path) -> Capture {
+        let log = log_dir.join(format!("tcpdump-{}.log", next_id()));
+        let file = path_str(file);
+        let mut args = vec!["tcpdump", "-i", dev, "-U", "--immediate-mode", "-w", &file];
+        let count = count.map(|c| c.to_string());
+        if let Some(count) = &count {
+            args.extend(["-c", count]);
+        }
+        args.push(filter);
+        let proc = ns.spawn(&args, &log);
+        proc.wait_for_log("listening on", Duration::from_secs(5));
+        Capture { proc }
+    }
+
+    /// Stops tcpdump and waits until its file is complete (what dropping the capture does).
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.proc.stop("INT", Duration::from_secs(5));
+    }
+}
+
+/// The UDP payloads of an Ethernet pcap file.
+pub fn udp_payloads(file: &Path) -> Vec<Vec<u8>> {
+    let bytes = fs::read(file).expect("read capture");
+    let le32 = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let len = le32(at + 8) as usize;
+        let Some(frame) = bytes.get(at + 16..at + 16 + len) else { break };
+        at += 16 + len;
+        if frame.len() < 42 || frame[12..14] != [8, 0] || frame[23] != 17 {
+            continue;
+        }
+        let udp = &frame[14 + usize::from(frame[14] & 0x0f) * 4..];
+        let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+        if let Some(payload) = udp.get(8..udp_len) {
+            out.push(payload.to_vec());
+        }
+    }
+    out
+}
