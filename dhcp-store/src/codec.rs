@@ -80,18 +80,11 @@ pub(crate) fn decode(code: u8, deadline: Option<u64>) -> Option<LeaseState> {
     }
 }
 
-/// The journal's name for `state`: `offered`, `bound`, `declined`, `released` or `expired`.
-///
-/// Spelled out here rather than taken from [`LeaseState::name`] because these are a file format:
-/// renaming a state for display must not make old journals unreadable.
+/// The journal's name for `state`: `offered`, `bound`, `declined`, `released` or `expired`, as
+/// [`LeaseState::name`] spells it for the API and the lease dump too. These are a file format:
+/// the tests below pin every one, so a renamed state fails them before old journals break.
 pub(crate) fn name(state: LeaseState) -> &'static str {
-    match state {
-        LeaseState::Offered { .. } => "offered",
-        LeaseState::Bound { .. } => "bound",
-        LeaseState::Declined { .. } => "declined",
-        LeaseState::Released => "released",
-        LeaseState::Expired => "expired",
-    }
+    state.name()
 }
 
 /// The state code a journal `name` stands for; `None` for a word that is not a state's name.
