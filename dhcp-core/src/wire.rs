@@ -297,6 +297,12 @@ impl<'a> Packet<'a> {
         u32::from_be_bytes(array4(&self.buf[field::XID]))
     }
 
+    /// Seconds since the client began its exchange: what a high-availability partner reads to
+    /// see that clients go unanswered.
+    pub fn secs(&self) -> u16 {
+        u16::from_be_bytes([self.buf[field::SECS.start], self.buf[field::SECS.start + 1]])
+    }
+
     /// The flags field.
     pub fn flags(&self) -> u16 {
         u16::from_be_bytes([self.buf[field::FLAGS.start], self.buf[field::FLAGS.start + 1]])
@@ -655,6 +661,10 @@ mod tests {
         assert_eq!(p.message_type(), MessageType::Discover);
         assert_eq!(p.option(61).as_deref(), Some(&[1u8, 2, 3][..]));
         assert_eq!(p.option(50), None);
+        assert_eq!(p.secs(), 0);
+        let mut late = buf.clone();
+        late[field::SECS].copy_from_slice(&[0x01, 0x02]);
+        assert_eq!(Packet::parse(&late).expect("valid").secs(), 258);
     }
 
     #[test]

@@ -58,6 +58,6 @@ mod tokio_driver;
 pub use clock::now;
 pub use park::park_on;
 pub use probe::{ProbeError, ProbeLease, ProbeMode, ProbeOptions, probe};
-pub use server::{Observer, ServeError, Server};
+pub use server::{Observer, ServeError, Server, Verdict};
 pub use settings::{BadListen, Listen, NetSettings};
 pub use socket::{DhcpSocket, Received};

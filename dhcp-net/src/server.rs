@@ -38,14 +38,27 @@ pub enum ServeError {
     Poll(io::Error),
 }
 
-/// Told of every datagram the server receives, before the engine handles it.
+/// Told of every datagram the server receives, before the engine handles it, and deciding
+/// whether the engine does.
 ///
 /// This is where an operated server keeps what lives beside the engine (when each client was
-/// last heard from, say) without the network layer knowing about it. It runs on the receive
-/// path, so it must be cheap and must not block.
+/// last heard from) and where high availability decides which server of a pair answers a client,
+/// without the network layer knowing about either. It runs on the receive path, so it must be
+/// cheap and must not block.
 pub trait Observer: Send + Sync {
     /// `datagram` arrived with `meta` at `now`. It has not been parsed: it may be malformed.
-    fn received(&self, datagram: &[u8], meta: &RecvMeta, now: Timestamp);
+    #[must_use]
+    fn received(&self, datagram: &[u8], meta: &RecvMeta, now: Timestamp) -> Verdict;
+}
+
+/// What an [`Observer`] decided about a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The engine handles it.
+    Handle,
+    /// Another server answers it (a high-availability partner): the engine never sees it, so it
+    /// neither answers nor changes a lease. Whoever said so counts it.
+    Ignore,
 }
 
 /// An engine with its sockets: everything a driver needs to serve.
@@ -113,8 +126,11 @@ impl<S: LeaseStore> Server<S> {
     pub(crate) async fn process(&self, socket: usize, datagram: &[u8], received: Received, out: &mut Vec<u8>) {
         let now = clock::now();
         let meta = received.meta;
-        if let Some(observer) = &self.observer {
-            observer.received(datagram, &meta, now);
+        if let Some(observer) = &self.observer
+            && observer.received(datagram, &meta, now) == Verdict::Ignore
+        {
+            debug!(src = %meta.src, "left to another server");
+            return;
         }
         match self.engine.handle(datagram, &meta, now, out).await {
             Outcome::Reply(reply) => {

@@ -80,6 +80,9 @@ pub struct ServerSettings {
     /// The bearer token every API request must carry: `api-token`, else the `DHCP_API_TOKEN`
     /// environment variable. Required when the API is on.
     pub api_token: Option<String>,
+    /// High availability: the `[ha]` table (a top-level table beside `[server]`); none for a
+    /// server on its own.
+    pub ha: Option<crate::ha::HaConfig>,
 }
 
 /// The environment variable that holds the API token when the config does not.
@@ -101,6 +104,7 @@ impl Default for ServerSettings {
             lease_dump: None,
             api_listen: None,
             api_token: None,
+            ha: None,
         }
     }
 }
@@ -149,6 +153,20 @@ impl ServerConfig {
                 settings_from_raw(raw)?
             }
         };
+        let mut settings = settings;
+        if let Some(value) = table.remove("ha") {
+            let raw: crate::ha::config::RawHa = value
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError { path: "ha".into(), reason: e.message().into() })?;
+            let ha = crate::ha::config::from_raw(raw)?;
+            if settings.api_listen.is_none() {
+                return Err(ConfigError {
+                    path: "server.api-listen".into(),
+                    reason: "high availability needs the management API: the peers talk through it".into(),
+                });
+            }
+            settings.ha = Some(ha);
+        }
         let raw = dhcp_core::config::RawConfig::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError { path: String::new(), reason: e.message().to_owned() })?;
         let dhcp = Config::from_raw(&raw)?;
@@ -215,6 +233,7 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         lease_dump: raw.lease_dump,
         api_listen,
         api_token,
+        ha: None,
     })
 }
 

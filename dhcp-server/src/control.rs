@@ -17,6 +17,7 @@ use std::sync::{Mutex, PoisonError};
 use dhcp_core::{ConfigError, Engine, LeaseStore};
 use tracing::{info, warn};
 
+use crate::api::model::AppliedInfo;
 use crate::config::{ServerConfig, ServerSettings};
 
 /// Why a config operation did not happen. The running config is unchanged in every case.
@@ -54,6 +55,16 @@ impl fmt::Display for Applied {
             write!(f, "; restart needed for server.{}", self.restart_needed.join(", server."))?;
         }
         Ok(())
+    }
+}
+
+impl From<&Applied> for AppliedInfo {
+    fn from(applied: &crate::control::Applied) -> Self {
+        AppliedInfo {
+            subnets: applied.subnets,
+            reservations: applied.reservations,
+            restart_needed: applied.restart_needed.iter().map(|s| (*s).to_owned()).collect(),
+        }
     }
 }
 
@@ -189,6 +200,7 @@ fn settings_changed(old: &ServerSettings, new: &ServerSettings) -> Vec<&'static 
     check("max-in-flight", old.net.max_in_flight != new.net.max_in_flight);
     check("api-listen", old.api_listen != new.api_listen);
     check("api-token", old.api_token != new.api_token);
+    check("ha", old.ha != new.ha);
     changed
 }
 

@@ -9,7 +9,9 @@
 //! - [`ConfigControl`]: test, reload and roll back a config file; a refused config leaves the
 //!   running one in place, and the last good one is kept beside the file.
 //! - [`api`]: the management API (HTTP, JSON, bearer token), its typed [`model`](api::model)
-//!   and, with the `client` feature, [`AdminClient`](api::AdminClient) speaking it.
+//!   and [`AdminClient`](api::AdminClient) speaking it.
+//! - [`ha`]: high availability between a pair of servers (hot-standby, load-balancing,
+//!   passive-backup), the `[ha]` table.
 //! - [`Metrics`] and [`MeteredStore`]: Prometheus metrics without a global recorder.
 //!
 //! # Example
@@ -54,6 +56,7 @@
 pub mod api;
 mod config;
 mod control;
+pub mod ha;
 mod lease_dump;
 mod metrics;
 mod seen;

@@ -14,6 +14,9 @@ use dhcp_core::{
     ClientId, Counter, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, Stats, StoreError, StoreHost, Timestamp,
 };
 use metrics::{Histogram, Key, Label, Metadata, Recorder};
+
+use crate::api::model::HaStatus;
+use crate::ha::HaState;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 /// The store latency histogram's name.
@@ -72,7 +75,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of `stats` and of everything recorded so far.
-    pub fn render(&self, stats: &Stats) -> String {
+    pub fn render(&self, stats: &Stats, ha: Option<&HaStatus>) -> String {
         let meta = Self::metadata();
         for counter in Counter::ALL {
             let name = format!("dhcp4_{}_total", counter.name().replace('-', "_"));
@@ -89,6 +92,24 @@ impl Metrics {
             self.recorder
                 .register_counter(&Key::from_parts("dhcp4_reclaimed_leases_total", labels()), &meta)
                 .absolute(subnet.reclaimed_leases());
+        }
+        if let Some(ha) = ha {
+            // One gauge per state, 1 for the current one: a dashboard plots the state over time.
+            for state in HaState::ALL {
+                let key = Key::from_parts("dhcp4_ha_state", vec![Label::new("state", state.as_str())]);
+                self.recorder.register_gauge(&key, &meta).set(if ha.state == state.as_str() { 1.0 } else { 0.0 });
+            }
+            if let Some(ms) = ha.partner.as_ref().and_then(|p| p.last_contact_ms) {
+                self.recorder
+                    .register_gauge(&Key::from_name("dhcp4_ha_partner_last_contact_seconds"), &meta)
+                    .set(ms as f64 / 1000.0);
+            }
+            self.recorder
+                .register_gauge(&Key::from_name("dhcp4_ha_unacked_clients"), &meta)
+                .set(ha.unacked_clients as f64);
+            self.recorder
+                .register_counter(&Key::from_name("dhcp4_ha_not_in_scope_total"), &meta)
+                .absolute(ha.not_in_scope);
         }
         self.handle.render()
     }

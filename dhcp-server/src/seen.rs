@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use dhcp_core::{HwAddr, RecvMeta, Timestamp};
+use dhcp_core::{HwAddr, Timestamp};
 
 /// At most this many clients are remembered; past it, new clients are not noted until a
 /// restart (a flood of made-up MACs cannot grow the map without bound).
@@ -35,13 +35,6 @@ impl LastSeen {
     /// When `hw` was last heard from, in Unix seconds.
     pub fn get(&self, hw: &HwAddr) -> Option<u64> {
         self.times.lock().unwrap_or_else(PoisonError::into_inner).get(hw).copied()
-    }
-}
-
-/// The server tells the last-seen times of every datagram it receives.
-impl dhcp_net::Observer for LastSeen {
-    fn received(&self, datagram: &[u8], _meta: &RecvMeta, now: Timestamp) {
-        self.note(datagram, now);
     }
 }
 

@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dhcp_core::{ConfigError, Engine};
-use dhcp_net::{ServeError, Server};
+use dhcp_core::{ConfigError, Engine, RecvMeta, Timestamp};
+use dhcp_net::{Observer, ServeError, Server, Verdict};
 use dhcp_store::{AnyStore, OpenError};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::api::{self, Admin};
 use crate::config::{ServerConfig, ServerSettings};
 use crate::control::ConfigControl;
+use crate::ha::Ha;
 use crate::lease_dump::write_lease_csv;
 use crate::metrics::{MeteredStore, Metrics};
 use crate::seen::LastSeen;
@@ -95,7 +96,9 @@ impl Service {
         }
         let control = self.file.map(|(path, text)| Arc::new(ConfigControl::new(path, text, settings.clone())));
         let seen = Arc::new(LastSeen::default());
-        let server = Server::bind(engine, settings.net.clone())?.with_observer(Arc::clone(&seen) as _);
+        let ha = settings.ha.clone().map(|config| Arc::new(Ha::new(config)));
+        let gate = Gate { seen: Arc::clone(&seen), ha: ha.clone() };
+        let server = Server::bind(engine, settings.net.clone())?.with_observer(Arc::new(gate));
         let api = match settings.api_listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await.map_err(|source| ServiceError::Api { addr, source })?;
@@ -104,7 +107,7 @@ impl Service {
             }
             None => None,
         };
-        Ok(Running { server: Arc::new(server), control, metrics, seen, settings, api })
+        Ok(Running { server: Arc::new(server), control, metrics, seen, ha, settings, api })
     }
 
     /// Starts, then serves until `shutdown` resolves.
@@ -120,6 +123,7 @@ pub struct Running {
     control: Option<Arc<ConfigControl>>,
     metrics: Arc<Metrics>,
     seen: Arc<LastSeen>,
+    ha: Option<Arc<Ha>>,
     settings: ServerSettings,
     api: Option<TcpListener>,
 }
@@ -150,6 +154,11 @@ impl Running {
         &self.seen
     }
 
+    /// High availability, when the config has an `[ha]` table.
+    pub fn ha(&self) -> Option<&Arc<Ha>> {
+        self.ha.as_ref()
+    }
+
     /// Where the management API listens (the bound port, when `api-listen` asked for port 0).
     pub fn api_addr(&self) -> Option<SocketAddr> {
         self.api.as_ref().and_then(|l| l.local_addr().ok())
@@ -158,7 +167,7 @@ impl Running {
     /// Serves until `shutdown` resolves, then stops and, when `lease-dump` is set, writes the
     /// leases one last time.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
-        let Running { server, control, metrics, seen, settings, api } = self;
+        let Running { server, control, metrics, seen, ha, settings, api } = self;
         let mut tasks = JoinSet::new();
         if let Some(control) = &control {
             let mut hangup = signal(SignalKind::hangup())?;
@@ -172,8 +181,13 @@ impl Running {
             });
         }
         if let (Some(listener), Some(token)) = (api, settings.api_token.clone()) {
-            let admin = Admin { server: Arc::clone(&server), control: control.clone(), metrics, seen, token };
+            let admin =
+                Admin { server: Arc::clone(&server), control: control.clone(), metrics, seen, ha: ha.clone(), token };
             tasks.spawn(api::serve(listener, admin));
+        }
+        if let (Some(ha), Some(token)) = (ha, settings.api_token.clone()) {
+            let server = Arc::clone(&server);
+            tasks.spawn(ha.run_heartbeats(token, move || api::assigned_leases(server.engine())));
         }
         if let Some(path) = settings.lease_dump.clone() {
             let mut user1 = signal(SignalKind::user_defined1())?;
@@ -193,6 +207,20 @@ impl Running {
         }
         info!("stopped");
         Ok(served?)
+    }
+}
+
+/// What the server checks of every datagram: notes when its client was last seen, and leaves
+/// it to the HA partner when it is the partner's to answer.
+struct Gate {
+    seen: Arc<LastSeen>,
+    ha: Option<Arc<Ha>>,
+}
+
+impl Observer for Gate {
+    fn received(&self, datagram: &[u8], _meta: &RecvMeta, now: Timestamp) -> Verdict {
+        self.seen.note(datagram, now);
+        self.ha.as_ref().map_or(Verdict::Handle, |ha| ha.decide(datagram))
     }
 }
 

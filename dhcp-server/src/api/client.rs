@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::model::{
-    self, Changed, ConfigTested, DeletedLease, ErrorBody, Group, GroupList, Health, LeaseFilter, LeaseInfo, LeaseList,
-    PREFIX, Reservation, ReservationList, StatsMap,
+    self, Changed, ConfigTested, DeletedLease, ErrorBody, Group, GroupList, HaStatus, Health, LeaseFilter, LeaseInfo,
+    LeaseList, PREFIX, Reservation, ReservationList, StatsMap,
 };
 
 /// Why an API call failed.
@@ -141,6 +141,18 @@ impl AdminClient {
     pub fn health(&self) -> Result<Health, ClientError> {
         let path = format!("{PREFIX}/health");
         self.typed(&path, self.get(&path)?)
+    }
+
+    /// The server's high-availability state and its partner's.
+    pub fn ha_status(&self) -> Result<HaStatus, ClientError> {
+        let path = format!("{PREFIX}/ha");
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// Makes the server take its partner's clients over now.
+    pub fn ha_partner_down(&self) -> Result<HaStatus, ClientError> {
+        let path = format!("{PREFIX}/ha/partner-down");
+        self.typed(&path, self.post_text(&path, "")?)
     }
 
     /// The Prometheus exposition, as a scraper sees it.

@@ -20,6 +20,9 @@
 //! | `POST /api/v1/config/test` | validate the posted config text, change nothing |
 //! | `POST /api/v1/config/reload` | read the config file again and apply it if valid |
 //! | `POST /api/v1/config/rollback` | restore the last good config to the file and apply it |
+//! | `GET /api/v1/ha` | high-availability state of this server and its partner (404 without `[ha]`) |
+//! | `POST /api/v1/ha/heartbeat` | a partner's heartbeat; answered with this server's |
+//! | `POST /api/v1/ha/partner-down` | take the partner's clients over now (409 for a backup) |
 //!
 //! Reservation and group changes edit the running config, are validated as a whole, applied to
 //! the next packet and written to the config file; an invalid change gets 400 naming the field
@@ -28,7 +31,6 @@
 //! The API is served by [`Service`](crate::Service) when `api-listen` is set; the typed
 //! bodies are in [`model`], and [`AdminClient`] (feature `client`) speaks them.
 
-#[cfg(feature = "client")]
 mod client;
 mod edit;
 mod error;
@@ -51,15 +53,15 @@ use dhcp_net::Server;
 use serde_json::Value;
 use tracing::{info, warn};
 
-#[cfg(feature = "client")]
 pub use client::{AdminClient, ClientError};
 
 use self::error::ApiError;
 use self::model::{
-    Changed, ConfigTested, ConfigText, DeletedLease, GroupList, Health, LEASE_STATES, LeaseFilter, LeaseInfo,
-    LeaseList, ReservationList, StatsMap, normal_id,
+    Changed, ConfigTested, ConfigText, DeletedLease, GroupList, HaStatus, Health, Heartbeat, LEASE_STATES, LeaseFilter,
+    LeaseInfo, LeaseList, ReservationList, StatsMap, normal_id,
 };
 use crate::control::{ConfigControl, ControlError};
+use crate::ha::Ha;
 use crate::metrics::Metrics;
 use crate::seen::LastSeen;
 
@@ -72,6 +74,7 @@ pub(crate) struct Admin<S> {
     pub(crate) control: Option<Arc<ConfigControl>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) seen: Arc<LastSeen>,
+    pub(crate) ha: Option<Arc<Ha>>,
     pub(crate) token: String,
 }
 
@@ -91,6 +94,9 @@ pub(crate) fn router<S: LeaseStore + 'static>(admin: Admin<S>) -> Router {
         .route("/config/test", post(config_test))
         .route("/config/reload", post(config_reload::<S>))
         .route("/config/rollback", post(config_rollback::<S>))
+        .route("/ha", get(ha_status::<S>))
+        .route("/ha/heartbeat", post(ha_heartbeat::<S>))
+        .route("/ha/partner-down", post(ha_partner_down::<S>))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&admin), require_token::<S>));
     Router::new()
         .nest("/api/v1", api)
@@ -312,6 +318,39 @@ async fn config_rollback<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> A
 }
 
 async fn metrics_text<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> Response {
-    let text = admin.metrics.render(admin.server.engine().stats());
+    let ha = admin.ha.as_ref().map(|ha| ha.status());
+    let text = admin.metrics.render(admin.server.engine().stats(), ha.as_ref());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+fn ha<S>(admin: &Admin<S>) -> Result<&Ha, ApiError> {
+    admin.ha.as_deref().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "this server has no [ha] table"))
+}
+
+/// Leases the engine counts as assigned, over all subnets: what a heartbeat reports.
+pub(crate) fn assigned_leases<S: LeaseStore>(engine: &dhcp_core::Engine<S>) -> u64 {
+    engine.stats().subnets().iter().map(|s| u64::try_from(s.assigned_addresses()).unwrap_or(0)).sum()
+}
+
+async fn ha_status<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<HaStatus> {
+    Ok(axum::Json(ha(&admin)?.status()))
+}
+
+async fn ha_heartbeat<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>, body: Bytes) -> ApiResult<Heartbeat> {
+    let ha = ha(&admin)?;
+    let partner: Heartbeat =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad("body", format!("not a heartbeat: {e}")))?;
+    if ha.config().partner().is_none_or(|p| p.name != partner.name) {
+        return Err(ApiError::bad("name", format!("{:?} is not this server's partner", partner.name)));
+    }
+    ha.heard(&partner);
+    Ok(axum::Json(ha.heartbeat(assigned_leases(admin.server.engine()))))
+}
+
+async fn ha_partner_down<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<HaStatus> {
+    let ha = ha(&admin)?;
+    if ha.partner_down().is_none() && ha.state() != crate::ha::HaState::PartnerDown {
+        return Err(ApiError::new(StatusCode::CONFLICT, "this server may not take its partner's clients over"));
+    }
+    Ok(axum::Json(ha.status()))
 }

@@ -203,16 +203,6 @@ pub struct AppliedInfo {
     pub restart_needed: Vec<String>,
 }
 
-impl From<&crate::control::Applied> for AppliedInfo {
-    fn from(applied: &crate::control::Applied) -> Self {
-        AppliedInfo {
-            subnets: applied.subnets,
-            reservations: applied.reservations,
-            restart_needed: applied.restart_needed.iter().map(|s| (*s).to_owned()).collect(),
-        }
-    }
-}
-
 /// The body of a successful change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changed {
@@ -250,6 +240,59 @@ pub struct Health {
     pub sockets: usize,
     /// `ok`, or why the store did not answer.
     pub store: String,
+}
+
+/// A high-availability heartbeat: the body of `POST /api/v1/ha/heartbeat` and of its answer.
+/// Each server of a pair sends its own and reads its partner's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Heartbeat {
+    /// The sender's name (`ha.this-server`).
+    pub name: String,
+    /// Its HA state (`hot-standby`, `partner-down`, ...).
+    pub state: String,
+    /// Its clock, in Unix seconds (a pair whose clocks differ by over a minute stops failover).
+    pub clock: u64,
+    /// How many leases it counts as assigned.
+    pub lease_count: u64,
+}
+
+/// `GET /api/v1/ha`: this server's high-availability state and what it knows of its partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HaStatus {
+    /// This server's name.
+    pub this_server: String,
+    /// `hot-standby`, `load-balancing` or `passive-backup`.
+    pub mode: String,
+    /// This server's role.
+    pub role: String,
+    /// This server's state.
+    pub state: String,
+    /// The partner it exchanges heartbeats with, when it has one.
+    pub partner: Option<HaPartnerStatus>,
+    /// Partner clients seen going unanswered while communications are interrupted.
+    pub unacked_clients: usize,
+    /// Client packets left to the partner since start.
+    pub not_in_scope: u64,
+    /// Milliseconds since this server started.
+    pub uptime_ms: u64,
+}
+
+/// The partner, as [`HaStatus`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HaPartnerStatus {
+    /// Its name.
+    pub name: String,
+    /// Its management API.
+    pub url: String,
+    /// Its role.
+    pub role: String,
+    /// Its state in its last heartbeat; none before it was heard from.
+    pub state: Option<String>,
+    /// Milliseconds since it was last heard from; none when never.
+    pub last_contact_ms: Option<u64>,
 }
 
 /// `GET /api/v1/stats`: statistics by Kea's names.

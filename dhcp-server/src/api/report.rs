@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
-use super::model::{Changed, ConfigTested, Group, LeaseInfo, Reservation, StatsMap};
+use super::model::{Changed, ConfigTested, Group, HaStatus, LeaseInfo, Reservation, StatsMap};
 
 /// Rows of cells; the first row is the header (or, for a card, every row is a label and value).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,6 +146,22 @@ pub fn stats(stats: &StatsMap) -> Table {
     let mut table = Table::with_header(&["STATISTIC", "VALUE"]);
     table.rows.extend(stats.iter().map(|(k, v)| vec![k.clone(), v.to_string()]));
     table
+}
+
+/// `dhcp-cli show ha`: this server's state and its partner's, on one card.
+pub fn ha(status: &HaStatus) -> Table {
+    let partner = status.partner.as_ref();
+    let ms = |ms: Option<u64>| ms.map_or_else(|| "never".to_owned(), |ms| format!("{:.1} s ago", ms as f64 / 1000.0));
+    let rows = [
+        ("SERVER", format!("{} ({}, {})", status.this_server, status.role, status.mode)),
+        ("STATE", status.state.clone()),
+        ("PARTNER", partner.map_or_else(|| "-".to_owned(), |p| format!("{} ({}) at {}", p.name, p.role, p.url))),
+        ("PARTNER-STATE", cell(partner.and_then(|p| p.state.as_deref()))),
+        ("LAST-CONTACT", partner.map_or_else(|| "-".to_owned(), |p| ms(p.last_contact_ms))),
+        ("UNACKED-CLIENTS", status.unacked_clients.to_string()),
+        ("NOT-IN-SCOPE", status.not_in_scope.to_string()),
+    ];
+    Table { rows: rows.into_iter().map(|(label, value)| vec![label.to_owned(), value]).collect() }
 }
 
 /// One line for a change the server applied.

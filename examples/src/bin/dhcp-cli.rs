@@ -1,13 +1,14 @@
 //! `dhcp-cli`: look at and change a running server through its management API.
 //!
 //! ```text
-//! dhcp-cli show groups | clients | mac MAC | leases [--subnet N] [--state S] [--mac M] | stats | metrics
+//! dhcp-cli show groups | clients | mac MAC | leases [--subnet N] [--state S] [--mac M] | stats | metrics | ha
 //! dhcp-cli reservation add --subnet N --mac MAC [--ip A] [--hostname H] [--description D] [--group G]
 //! dhcp-cli reservation del MAC
 //! dhcp-cli lease del ADDRESS
 //! dhcp-cli group set NAME [--lease-time S] [--gateway A] [--dns A,B] [--domain D] [--ntp A]
 //! dhcp-cli group del NAME
 //! dhcp-cli config test FILE | reload | rollback
+//! dhcp-cli show ha | ha partner-down
 //! ```
 //!
 //! The API is at `--url` (or `DHCP_API_URL`, default `http://127.0.0.1:8067`) with the token
@@ -67,6 +68,17 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// High availability: act on this server of a pair.
+    Ha {
+        #[command(subcommand)]
+        action: HaAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HaAction {
+    /// Take the partner's clients over now (the partner is known to be down).
+    PartnerDown,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +106,8 @@ enum Show {
     },
     /// Statistics, by Kea's names.
     Stats,
+    /// High-availability state of this server and its partner.
+    Ha,
     /// The Prometheus exposition, as a scraper sees it.
     Metrics,
 }
@@ -254,6 +268,10 @@ fn run(client: &AdminClient, args: &Args) -> Result<(), Failure> {
         }
         Command::Show { what: Show::Stats } => answer(json, client.stats()?, |s| Output::Table(report::stats(s))),
         Command::Show { what: Show::Metrics } => Output::Text(client.metrics_text()?),
+        Command::Show { what: Show::Ha } => answer(json, client.ha_status()?, |h| Output::Table(report::ha(h))),
+        Command::Ha { action: HaAction::PartnerDown } => {
+            answer(json, client.ha_partner_down()?, |h| Output::Line(format!("ok: {} is {}", h.this_server, h.state)))
+        }
         Command::Reservation {
             action: Reservation::Add { subnet, mac, client_id, ip, hostname, description, group },
         } => {
