@@ -43,11 +43,27 @@ def strip_comments(text: str) -> str:
     return re.sub(r"//[^\n]*", "", text)
 
 
-def edges_of(module: tuple, text: str, modules: set, children: set) -> set:
-    found = set()
+def paths_of(text: str):
+    """Each `crate::`/`super::`/`self::` path as (base, names); a group `base::a::{b, c::d}`
+    gives one path per member."""
     for m in PATH.finditer(text):
         base, rest = m.group(1), m.group(2)
         names = [n for n in rest.split("::") if n and n != "{"]
+        if not rest.endswith("{"):
+            yield base, names
+            continue
+        depth, j = 1, m.end()
+        while j < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            j += 1
+        for member in re.split(r"[,\s]+", re.sub(r"\{[^{}]*\}", "", text[m.end() : j - 1])):
+            member = member.split(" as ")[0].strip()
+            yield base, names + [n for n in member.split("::") if n and n != "self"]
+
+
+def edges_of(module: tuple, text: str, modules: set, children: set) -> set:
+    found = set()
+    for base, names in paths_of(text):
         if base == "crate":
             start = ()
         elif base == "super":

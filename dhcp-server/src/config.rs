@@ -144,6 +144,7 @@ impl ServerConfig {
     pub fn from_toml_str(text: &str) -> Result<ServerConfig, ConfigError> {
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError { path: String::new(), reason: e.to_string() })?;
+        let explicit_in_flight = table.get("server").and_then(|s| s.get("max-in-flight")).is_some();
         let settings = match table.remove("server") {
             None => ServerSettings::default(),
             Some(value) => {
@@ -158,12 +159,18 @@ impl ServerConfig {
             let raw: crate::ha::config::RawHa = value
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError { path: "ha".into(), reason: e.message().into() })?;
-            let ha = crate::ha::config::from_raw(raw)?;
+            let shared = matches!(dhcp_store::feature_for(&settings.store), Some("postgres" | "redis"));
+            let ha = crate::ha::config::from_raw(raw, shared)?;
             if settings.api_listen.is_none() {
                 return Err(ConfigError {
                     path: "server.api-listen".into(),
                     reason: "high availability needs the management API: the peers talk through it".into(),
                 });
+            }
+            // Answers wait for the partner's acknowledgement: requests in flight together share
+            // one round trip (the updates go in batches).
+            if ha.send_lease_updates && ha.sync_lease_updates && !explicit_in_flight {
+                settings.net.max_in_flight = settings.net.max_in_flight.max(64);
             }
             settings.ha = Some(ha);
         }

@@ -16,7 +16,7 @@ use dhcp_core::{
 use metrics::{Histogram, Key, Label, Metadata, Recorder};
 
 use crate::api::model::HaStatus;
-use crate::ha::HaState;
+use crate::ha::state::HaState;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 /// The store latency histogram's name.

@@ -23,13 +23,14 @@ use tracing::{info, warn};
 use crate::api::{self, Admin};
 use crate::config::{ServerConfig, ServerSettings};
 use crate::control::ConfigControl;
-use crate::ha::Ha;
+use crate::ha::{Ha, HaStore};
 use crate::lease_dump::write_lease_csv;
 use crate::metrics::{MeteredStore, Metrics};
 use crate::seen::LastSeen;
 
-/// The store a [`Service`] runs on: whichever the config's URL names, timed for `/metrics`.
-pub type ServiceStore = MeteredStore<AnyStore>;
+/// The store a [`Service`] runs on: whichever the config's URL names, kept in step with the HA
+/// partner when there is one, timed for `/metrics`.
+pub type ServiceStore = MeteredStore<HaStore<AnyStore>>;
 
 /// Why a service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +89,9 @@ impl Service {
     pub async fn start(self) -> Result<Running, ServiceError> {
         let ServerConfig { settings, dhcp } = self.config;
         let metrics = Arc::new(Metrics::new());
-        let store = MeteredStore::new(dhcp_store::open(&settings.store).await?, &metrics);
+        let ha = settings.ha.clone().map(|config| Arc::new(Ha::new(config)));
+        let store = HaStore::new(dhcp_store::open(&settings.store).await?, ha.clone());
+        let store = MeteredStore::new(store, &metrics);
         let engine = Arc::new(Engine::new(dhcp, store));
         // A durable or shared store may hold leases already: start the gauges from them.
         if let Err(e) = engine.count_leases(dhcp_net::now()).await {
@@ -96,7 +99,6 @@ impl Service {
         }
         let control = self.file.map(|(path, text)| Arc::new(ConfigControl::new(path, text, settings.clone())));
         let seen = Arc::new(LastSeen::default());
-        let ha = settings.ha.clone().map(|config| Arc::new(Ha::new(config)));
         let gate = Gate { seen: Arc::clone(&seen), ha: ha.clone() };
         let server = Server::bind(engine, settings.net.clone())?.with_observer(Arc::new(gate));
         let api = match settings.api_listen {
@@ -186,8 +188,8 @@ impl Running {
             tasks.spawn(api::serve(listener, admin));
         }
         if let (Some(ha), Some(token)) = (ha, settings.api_token.clone()) {
-            let server = Arc::clone(&server);
-            tasks.spawn(ha.run_heartbeats(token, move || api::assigned_leases(server.engine())));
+            tasks.spawn(Arc::clone(&ha).run_updates(token.clone()));
+            tasks.spawn(ha.run_heartbeats(token, Arc::clone(&server)));
         }
         if let Some(path) = settings.lease_dump.clone() {
             let mut user1 = signal(SignalKind::user_defined1())?;

@@ -5,6 +5,11 @@
 //!   completes; no address is held twice.
 //! - load-balancing: under perfdhcp each server answers about half of the clients; with one
 //!   killed the other answers all; when it comes back the split returns.
+//!
+//! And on local (memory) stores kept in step by lease updates over a link of their own between
+//! the servers: every lease reaches the standby; the standby takes over from its half of the
+//! pool; a restarted primary fetches the leases before it answers; a cut of the servers' link
+//! under perfdhcp from both sides gives no address twice, and the pair converges after.
 
 mod lab;
 
@@ -25,6 +30,8 @@ fn next() -> usize {
 
 const TOKEN: &str = "ha-test-token-0123";
 const ADDRS: [&str; 2] = ["10.199.0.1", "10.199.0.2"];
+/// The servers' own link, for their heartbeats and lease updates, when the pair has one.
+const PEER_ADDRS: [&str; 2] = ["10.200.0.1", "10.200.0.2"];
 
 /// Two server hosts (`vsrv` at 10.199.0.1 and .2) and a client host on one bridge.
 struct Pair {
@@ -32,6 +39,8 @@ struct Pair {
     client: Netns,
     _bridge: Netns,
     dir: TempDir,
+    /// The servers talk over `vpeer` (10.200.0.0/24) instead of the client segment.
+    peer_link: bool,
 }
 
 impl Pair {
@@ -55,7 +64,32 @@ impl Pair {
             ns.ip(&["addr", "add", &format!("{}/16", ADDRS[i]), "dev", "vsrv"]);
         }
         join(&client, "vcli", "pc");
-        Pair { servers, client, _bridge: bridge, dir: TempDir::new("ha") }
+        Pair { servers, client, _bridge: bridge, dir: TempDir::new("ha"), peer_link: false }
+    }
+
+    /// A pair whose servers also have a link of their own, which the test can cut.
+    fn with_peer_link() -> Pair {
+        let mut pair = Pair::new();
+        let tmp = format!("h{}x{}", std::process::id() % 100_000, next());
+        run(["ip", "link", "add", &tmp, "type", "veth", "peer", "name", &format!("{tmp}p")]);
+        run(["ip", "link", "set", &tmp, "netns", &pair.servers[0].name, "name", "vpeer"]);
+        run(["ip", "link", "set", &format!("{tmp}p"), "netns", &pair.servers[1].name, "name", "vpeer"]);
+        for (i, ns) in pair.servers.iter().enumerate() {
+            ns.ip(&["addr", "add", &format!("{}/24", PEER_ADDRS[i]), "dev", "vpeer"]);
+            ns.ip(&["link", "set", "vpeer", "up"]);
+        }
+        pair.peer_link = true;
+        pair
+    }
+
+    /// Where server `i`'s API listens and its partner reaches it.
+    fn api_addr(&self, i: usize) -> &'static str {
+        if self.peer_link { PEER_ADDRS[i] } else { ADDRS[i] }
+    }
+
+    /// Cuts or restores the servers' own link.
+    fn peer_link_up(&self, up: bool) {
+        self.servers[0].ip(&["link", "set", "vpeer", if up { "up" } else { "down" }]);
     }
 
     /// Starts server `i` (0: primary, 1: the partner) with the engine config, the `[ha]` table
@@ -70,10 +104,10 @@ impl Pair {
              [[ha.peers]]\nname = \"a\"\nurl = \"http://{}:8067\"\nrole = \"primary\"\n\
              [[ha.peers]]\nname = \"b\"\nurl = \"http://{}:8067\"\nrole = \"{partner_role}\"\n",
             ["a", "b"][i],
-            ADDRS[0],
-            ADDRS[1]
+            self.api_addr(0),
+            self.api_addr(1)
         );
-        let lines = format!("store = \"{store}\"\napi-listen = \"{}:8067\"\napi-token = \"{TOKEN}\"", ADDRS[i]);
+        let lines = format!("store = \"{store}\"\napi-listen = \"{}:8067\"\napi-token = \"{TOKEN}\"", self.api_addr(i));
         Server::start(Place::Netns(&self.servers[i]), &self.dir, ["a", "b"][i], &config, &lines)
     }
 
@@ -81,7 +115,7 @@ impl Pair {
     fn cli(&self, i: usize, args: &[&str]) -> serde_json::Value {
         let out = self.servers[i]
             .command(env!("CARGO_BIN_EXE_dhcp-cli"))
-            .args(["--url", &format!("http://{}:8067", ADDRS[i]), "--token", TOKEN, "--json"])
+            .args(["--url", &format!("http://{}:8067", self.api_addr(i)), "--token", TOKEN, "--json"])
             .args(args)
             .output()
             .expect("dhcp-cli");
@@ -273,5 +307,102 @@ impl Pair {
             assert!(Instant::now() < deadline, "server {i} is {}, waited for {want}", self.ha_state(i));
             sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// The bound leases in `server`'s own store: address -> MAC.
+fn bound(server: &Server) -> HashMap<String, String> {
+    shared_leases(server).into_iter().filter(|(_, (_, state))| state == "bound").map(|(a, (hw, _))| (a, hw)).collect()
+}
+
+/// Whether `addr` is in the upper half of the test pool 10.199.1.0-10.199.7.255 (1792
+/// addresses: the upper half starts at 10.199.4.128).
+fn in_upper_half(addr: &str) -> bool {
+    let ip: std::net::Ipv4Addr = addr.parse().expect("an address");
+    u32::from(ip) >= u32::from(std::net::Ipv4Addr::new(10, 199, 4, 128))
+}
+
+#[test]
+fn hot_standby_on_local_stores_keeps_leases_in_step() {
+    if !lab::available() {
+        return;
+    }
+    let pair = Pair::with_peer_link();
+    let primary = pair.start(0, "hot-standby", "memory:");
+    let standby = pair.start(1, "hot-standby", "memory:");
+    pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(10));
+
+    // Every lease the primary grants is in the standby's store before the client has it.
+    let out = pair.perfdhcp(100, "02:a1:00:00:00:00");
+    assert!(matches!(out.status.code(), Some(0 | 3)), "perfdhcp: {}", text(&out));
+    let on_primary = bound(&primary);
+    assert!(on_primary.len() >= 95, "{} bound: {}", on_primary.len(), text(&out));
+    assert_eq!(bound(&standby), on_primary, "the standby holds the primary's leases");
+    assert_eq!(pair.acks(1), 0);
+
+    // The primary dies: the standby answers new clients from its half of the pool.
+    primary.crash();
+    pair.wait_for_states_one(1, "partner-down", Duration::from_secs(5));
+    let out = pair.perfdhcp(50, "02:a2:00:00:00:00");
+    assert!(matches!(out.status.code(), Some(0 | 3)), "perfdhcp: {}", text(&out));
+    let after_kill: HashMap<String, String> =
+        bound(&standby).into_iter().filter(|(_, hw)| hw.starts_with("02:a2:")).collect();
+    assert!(after_kill.len() >= 45, "{} of 50 leased by the standby", after_kill.len());
+    assert!(after_kill.keys().all(|a| in_upper_half(a)), "the standby's half only: {after_kill:?}");
+
+    // The primary comes back with an empty store: it fetches the standby's leases first.
+    drop(primary);
+    let primary = pair.start(0, "hot-standby", "memory:");
+    pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(15));
+    assert_eq!(bound(&primary), bound(&standby), "the restarted primary synced");
+    assert!(primary.log_text().contains("HA: synced"), "{}", primary.log_text());
+}
+
+#[test]
+fn a_cut_between_servers_on_local_stores_never_leases_an_address_twice() {
+    if !lab::available() {
+        return;
+    }
+    let pair = Pair::with_peer_link();
+    let a = pair.start(0, "hot-standby", "memory:");
+    let b = pair.start(1, "hot-standby", "memory:");
+    pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(10));
+    let out = pair.perfdhcp(60, "02:b1:00:00:00:00");
+    assert!(matches!(out.status.code(), Some(0 | 3)), "perfdhcp: {}", text(&out));
+
+    // The servers lose each other but not the clients: both take over, each from its half.
+    pair.peer_link_up(false);
+    pair.wait_for_states(["partner-down", "partner-down"], Duration::from_secs(6));
+    for round in 0..3 {
+        let out = pair.perfdhcp(80, &format!("02:b{}:00:00:00:00", round + 2));
+        assert!(matches!(out.status.code(), Some(0 | 3)), "perfdhcp: {}", text(&out));
+    }
+    let (on_a, on_b) = (bound(&a), bound(&b));
+    for (addr, hw) in &on_a {
+        if let Some(other) = on_b.get(addr) {
+            assert_eq!(other, hw, "{addr} bound to {hw} on a and {other} on b");
+        }
+    }
+    let mut macs: HashMap<&String, &String> = HashMap::new();
+    for (addr, hw) in on_a.iter().chain(&on_b) {
+        if let Some(previous) = macs.insert(hw, addr) {
+            assert_eq!(previous, addr, "{hw} holds {previous} and {addr}");
+        }
+    }
+    let new_on_b = on_b.iter().filter(|(_, hw)| !hw.starts_with("02:b1:")).count();
+    assert!(new_on_b > 0, "b answered during the cut");
+
+    // The link comes back: the pair converges on the same leases.
+    pair.peer_link_up(true);
+    pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (on_a, on_b) = (bound(&a), bound(&b));
+        if on_a == on_b {
+            println!("converged on {} leases ({} granted by b during the cut)", on_a.len(), new_on_b);
+            break;
+        }
+        assert!(Instant::now() < deadline, "not converged: a {} leases, b {}", on_a.len(), on_b.len());
+        sleep(Duration::from_millis(200));
     }
 }

@@ -23,6 +23,8 @@
 //! | `GET /api/v1/ha` | high-availability state of this server and its partner (404 without `[ha]`) |
 //! | `POST /api/v1/ha/heartbeat` | a partner's heartbeat; answered with this server's |
 //! | `POST /api/v1/ha/partner-down` | take the partner's clients over now (409 for a backup) |
+//! | `POST /api/v1/ha/lease-updates` | lease changes from a peer, stored without sending them back |
+//! | `GET /api/v1/ha/leases?after=&limit=` | a page of this server's leases, for a peer's sync |
 //!
 //! Reservation and group changes edit the running config, are validated as a whole, applied to
 //! the next packet and written to the config file; an invalid change gets 400 naming the field
@@ -58,10 +60,10 @@ pub use client::{AdminClient, ClientError};
 use self::error::ApiError;
 use self::model::{
     Changed, ConfigTested, ConfigText, DeletedLease, GroupList, HaStatus, Health, Heartbeat, LEASE_STATES, LeaseFilter,
-    LeaseInfo, LeaseList, ReservationList, StatsMap, normal_id,
+    LeaseInfo, LeaseList, LeasePage, LeaseUpdates, ReservationList, StatsMap, UpdatesApplied, normal_id,
 };
 use crate::control::{ConfigControl, ControlError};
-use crate::ha::Ha;
+use crate::ha::{Ha, ReplicaStore};
 use crate::metrics::Metrics;
 use crate::seen::LastSeen;
 
@@ -79,7 +81,7 @@ pub(crate) struct Admin<S> {
 }
 
 /// The API's routes.
-pub(crate) fn router<S: LeaseStore + 'static>(admin: Admin<S>) -> Router {
+pub(crate) fn router<S: LeaseStore + ReplicaStore + 'static>(admin: Admin<S>) -> Router {
     let admin = Arc::new(admin);
     let api = Router::new()
         .route("/leases", get(list_leases::<S>))
@@ -97,6 +99,8 @@ pub(crate) fn router<S: LeaseStore + 'static>(admin: Admin<S>) -> Router {
         .route("/ha", get(ha_status::<S>))
         .route("/ha/heartbeat", post(ha_heartbeat::<S>))
         .route("/ha/partner-down", post(ha_partner_down::<S>))
+        .route("/ha/lease-updates", post(ha_lease_updates::<S>))
+        .route("/ha/leases", get(ha_leases::<S>))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&admin), require_token::<S>));
     Router::new()
         .nest("/api/v1", api)
@@ -106,7 +110,7 @@ pub(crate) fn router<S: LeaseStore + 'static>(admin: Admin<S>) -> Router {
 }
 
 /// Serves the API on `listener` until the task is dropped.
-pub(crate) async fn serve<S: LeaseStore + 'static>(listener: tokio::net::TcpListener, admin: Admin<S>) {
+pub(crate) async fn serve<S: LeaseStore + ReplicaStore + 'static>(listener: tokio::net::TcpListener, admin: Admin<S>) {
     if let Err(e) = axum::serve(listener, router(admin)).await {
         warn!(error = %e, "management API stopped");
     }
@@ -327,11 +331,6 @@ fn ha<S>(admin: &Admin<S>) -> Result<&Ha, ApiError> {
     admin.ha.as_deref().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "this server has no [ha] table"))
 }
 
-/// Leases the engine counts as assigned, over all subnets: what a heartbeat reports.
-pub(crate) fn assigned_leases<S: LeaseStore>(engine: &dhcp_core::Engine<S>) -> u64 {
-    engine.stats().subnets().iter().map(|s| u64::try_from(s.assigned_addresses()).unwrap_or(0)).sum()
-}
-
 async fn ha_status<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<HaStatus> {
     Ok(axum::Json(ha(&admin)?.status()))
 }
@@ -340,11 +339,15 @@ async fn ha_heartbeat<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>, body: B
     let ha = ha(&admin)?;
     let partner: Heartbeat =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad("body", format!("not a heartbeat: {e}")))?;
-    if ha.config().partner().is_none_or(|p| p.name != partner.name) {
-        return Err(ApiError::bad("name", format!("{:?} is not this server's partner", partner.name)));
+    let peers = &ha.config().peers;
+    if partner.name == ha.config().this_server || !peers.iter().any(|p| p.name == partner.name) {
+        return Err(ApiError::bad("name", format!("{:?} is not a peer of this server", partner.name)));
     }
-    ha.heard(&partner);
-    Ok(axum::Json(ha.heartbeat(assigned_leases(admin.server.engine()))))
+    // Only the partner's heartbeats say whether the partner is up; a backup's are answered.
+    if ha.config().partner().is_some_and(|p| p.name == partner.name) {
+        ha.heard(&partner);
+    }
+    Ok(axum::Json(ha.heartbeat(crate::ha::assigned_leases(admin.server.engine()))))
 }
 
 async fn ha_partner_down<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<HaStatus> {
@@ -353,4 +356,37 @@ async fn ha_partner_down<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> A
         return Err(ApiError::new(StatusCode::CONFLICT, "this server may not take its partner's clients over"));
     }
     Ok(axum::Json(ha.status()))
+}
+
+async fn ha_lease_updates<S: LeaseStore + ReplicaStore>(
+    State(admin): State<Arc<Admin<S>>>,
+    body: Bytes,
+) -> ApiResult<UpdatesApplied> {
+    let ha = ha(&admin)?;
+    let updates: LeaseUpdates =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad("body", format!("not lease updates: {e}")))?;
+    if updates.from == ha.config().this_server || !ha.config().peers.iter().any(|p| p.name == updates.from) {
+        return Err(ApiError::bad("from", format!("{:?} is not a peer of this server", updates.from)));
+    }
+    let store = admin.server.engine().store();
+    let applied = store.apply_changes(&updates.changes, dhcp_net::now()).await.map_err(store_error)?;
+    Ok(axum::Json(applied))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    after: Option<Ipv4Addr>,
+    limit: Option<usize>,
+}
+
+async fn ha_leases<S: LeaseStore + ReplicaStore>(
+    State(admin): State<Arc<Admin<S>>>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<LeasePage> {
+    ha(&admin)?;
+    let Query(query) = query.map_err(|e| ApiError::bad("query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(10_000).clamp(1, 100_000);
+    let page = admin.server.engine().store().lease_page(query.after, limit).await.map_err(store_error)?;
+    Ok(axum::Json(page))
 }

@@ -295,6 +295,69 @@ pub struct HaPartnerStatus {
     pub last_contact_ms: Option<u64>,
 }
 
+/// A lease as the servers of a pair send it to each other: every field needed to store it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LeaseRecord {
+    /// The address.
+    pub address: Ipv4Addr,
+    /// The subnet's id.
+    pub subnet: u32,
+    /// The hardware address, `02:00:00:00:00:01`.
+    pub hw_address: String,
+    /// The client's identity bytes in hex (option 61, or hardware type and address).
+    pub client_id: String,
+    /// One of [`LEASE_STATES`].
+    pub state: String,
+    /// The state's deadline in Unix seconds; none for released and expired.
+    pub deadline: Option<u64>,
+    /// The client's host name.
+    pub hostname: Option<String>,
+}
+
+/// One lease change sent to the partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum LeaseChange {
+    /// The lease as it is now (granted, renewed, released, declined, expired).
+    Put {
+        /// The lease.
+        lease: LeaseRecord,
+    },
+    /// The lease at this address is gone.
+    Delete {
+        /// The address.
+        address: Ipv4Addr,
+    },
+}
+
+/// `POST /api/v1/ha/lease-updates`: lease changes from the partner, in the order they happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseUpdates {
+    /// The sender's name.
+    pub from: String,
+    /// The changes.
+    pub changes: Vec<LeaseChange>,
+}
+
+/// The answer to [`LeaseUpdates`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdatesApplied {
+    /// Changes stored.
+    pub applied: usize,
+    /// Changes refused: the address is held by another client here (logged on both sides).
+    pub conflicts: usize,
+}
+
+/// `GET /api/v1/ha/leases?after=ADDRESS&limit=N`: a page of this server's leases, by address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasePage {
+    /// Leases with addresses above `after`, in address order, at most `limit`.
+    pub leases: Vec<LeaseRecord>,
+    /// Where the next page starts (`after=` this), none on the last page.
+    pub next: Option<Ipv4Addr>,
+}
+
 /// `GET /api/v1/stats`: statistics by Kea's names.
 pub type StatsMap = BTreeMap<String, i64>;
 

@@ -8,6 +8,14 @@
 //! max-response-delay-ms = 3000   # no answer this long: communications interrupted
 //! max-ack-delay-ms = 1000        # a client whose `secs` reach this is going unanswered
 //! max-unacked-clients = 2        # take over once more clients than this go unanswered (0: at once)
+//! send-lease-updates = true      # local stores: every lease change goes to the partner (default:
+//!                                # true, false on a shared PostgreSQL or Redis store)
+//! sync-lease-updates = true      # ...and the client is answered only once the partner has it
+//! full-takeover-after-ms = 3600000  # local stores: in partner-down, new clients get addresses
+//!                                # from this server's half of each pool until this long has
+//!                                # passed (or `dhcp-cli ha partner-down`): at least the longest
+//!                                # lease the partner may have granted
+//! sync-page-size = 10000         # leases per page when a starting server fetches its partner's
 //!
 //! [[ha.peers]]
 //! name = "dhcp-a"
@@ -102,6 +110,18 @@ pub struct HaConfig {
     /// Take the partner's clients over once more than this many go unanswered while it does
     /// not answer heartbeats; 0 takes over as soon as it stops answering.
     pub max_unacked_clients: u32,
+    /// Every lease change is sent to the partner (leases on local stores kept in step); a
+    /// starting server fetches the partner's leases first; new addresses are split by halves
+    /// whenever both servers might allocate.
+    pub send_lease_updates: bool,
+    /// A client is answered only once the partner has acknowledged its lease (Kea's way);
+    /// otherwise updates go out in the background.
+    pub sync_lease_updates: bool,
+    /// In partner-down with local stores, how long until the whole pool (not only this server's
+    /// half) is handed out.
+    pub full_takeover_after: Duration,
+    /// Leases per page when fetching the partner's.
+    pub sync_page_size: usize,
 }
 
 impl HaConfig {
@@ -134,6 +154,10 @@ pub(crate) struct RawHa {
     max_response_delay_ms: Option<u64>,
     max_ack_delay_ms: Option<u64>,
     max_unacked_clients: Option<u32>,
+    send_lease_updates: Option<bool>,
+    sync_lease_updates: Option<bool>,
+    full_takeover_after_ms: Option<u64>,
+    sync_page_size: Option<usize>,
     peers: Vec<RawPeer>,
 }
 
@@ -146,7 +170,9 @@ struct RawPeer {
 }
 
 /// Reads the `[ha]` table; errors name the field (`ha.peers[1].role`) and the reason.
-pub(crate) fn from_raw(raw: RawHa) -> Result<HaConfig, ConfigError> {
+/// `shared_store`: the lease store is shared by the pair (PostgreSQL, Redis), which decides
+/// whether lease updates are sent by default.
+pub(crate) fn from_raw(raw: RawHa, shared_store: bool) -> Result<HaConfig, ConfigError> {
     let bad = |path: &str, reason: String| ConfigError { path: format!("ha.{path}"), reason };
     let mode = match raw.mode.as_str() {
         "hot-standby" => Mode::HotStandby,
@@ -215,7 +241,16 @@ pub(crate) fn from_raw(raw: RawHa) -> Result<HaConfig, ConfigError> {
     if max_response_delay <= heartbeat_delay {
         return Err(bad("max-response-delay-ms", "must be longer than heartbeat-delay-ms".into()));
     }
+    let full_takeover_after = ms(raw.full_takeover_after_ms, 3_600_000, "full-takeover-after-ms")?;
+    let sync_page_size = match raw.sync_page_size.unwrap_or(10_000) {
+        0 => return Err(bad("sync-page-size", "must be more than 0".into())),
+        n => n,
+    };
     Ok(HaConfig {
+        send_lease_updates: raw.send_lease_updates.unwrap_or(!shared_store),
+        sync_lease_updates: raw.sync_lease_updates.unwrap_or(true),
+        full_takeover_after,
+        sync_page_size,
         this_server: raw.this_server,
         mode,
         peers,
@@ -232,7 +267,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<HaConfig, ConfigError> {
         let raw: RawHa = toml::from_str(text).map_err(|e| ConfigError { path: "ha".into(), reason: e.to_string() })?;
-        from_raw(raw)
+        from_raw(raw, false)
     }
 
     const PAIR: &str = "this-server = \"b\"\nmode = \"hot-standby\"\n\

@@ -7,6 +7,7 @@
 //! retrying with `secs` past `max-ack-delay` (the partner may be cut off from us, not from them).
 
 use std::collections::HashSet;
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use super::config::{HaConfig, Mode, Role};
@@ -26,6 +27,9 @@ pub enum HaState {
     /// Just started: answers no one until the partner answers or stays silent past
     /// `max-response-delay`.
     Waiting,
+    /// The partner answered a server on a local store that just started: it fetches the
+    /// partner's leases before it answers anyone.
+    Syncing,
     /// Hot-standby, both up: the primary answers everyone, the standby no one.
     HotStandby,
     /// Load-balancing, both up: each answers its share.
@@ -43,8 +47,9 @@ pub enum HaState {
 
 impl HaState {
     /// Every state, for metrics.
-    pub const ALL: [HaState; 7] = [
+    pub const ALL: [HaState; 8] = [
         HaState::Waiting,
+        HaState::Syncing,
         HaState::HotStandby,
         HaState::LoadBalancing,
         HaState::PassiveBackup,
@@ -57,6 +62,7 @@ impl HaState {
     pub fn as_str(self) -> &'static str {
         match self {
             HaState::Waiting => "waiting",
+            HaState::Syncing => "syncing",
             HaState::HotStandby => "hot-standby",
             HaState::LoadBalancing => "load-balancing",
             HaState::PassiveBackup => "passive-backup",
@@ -70,6 +76,17 @@ impl HaState {
     pub fn from_name(name: &str) -> Option<HaState> {
         HaState::ALL.into_iter().find(|s| s.as_str() == name)
     }
+}
+
+/// Which free addresses this server may hand out to new clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Share {
+    /// Any free address of the pool.
+    Whole,
+    /// The lower half of every pool range (the primary's).
+    Lower,
+    /// The upper half (the secondary's or standby's).
+    Upper,
 }
 
 /// What the machine knows of one client packet.
@@ -98,6 +115,15 @@ pub struct Machine {
     partner_state: Option<HaState>,
     unacked: HashSet<Vec<u8>>,
     not_in_scope: u64,
+    /// Leases are kept in step by lease updates (local stores), so a returning server syncs
+    /// and new addresses are split while the partner may be answering too.
+    local_stores: bool,
+    /// After this long in partner-down, the whole pool is this server's (the partner cannot
+    /// still be answering clients from leases it granted before the cut).
+    full_takeover_after: Duration,
+    partner_down_since: Option<Instant>,
+    /// An operator said the partner is down: the whole pool is this server's at once.
+    operator_takeover: bool,
 }
 
 impl Machine {
@@ -117,6 +143,10 @@ impl Machine {
             partner_state: None,
             unacked: HashSet::new(),
             not_in_scope: 0,
+            local_stores: config.send_lease_updates,
+            full_takeover_after: config.full_takeover_after,
+            partner_down_since: None,
+            operator_takeover: false,
         };
         if !machine.has_partner {
             machine.state = machine.normal();
@@ -173,16 +203,49 @@ impl Machine {
         } else {
             match self.state {
                 HaState::Terminated => HaState::Terminated,
+                // A server on a local store that starts knows no leases: it fetches the
+                // partner's first (unless the partner is only waiting too).
+                HaState::Waiting if self.local_stores && partner_state != HaState::Waiting => HaState::Syncing,
+                HaState::Syncing => HaState::Syncing,
                 _ => self.normal(),
             }
         };
         self.unacked.clear();
-        self.set(next)
+        self.set(next, now)
     }
 
-    /// An operator says the partner is down: take its clients over now.
-    pub fn partner_down(&mut self) -> Option<HaState> {
-        if self.can_take_over() { self.set(HaState::PartnerDown) } else { None }
+    /// The partner's leases are in the local store: serve.
+    pub fn synced(&mut self, now: Instant) -> Option<HaState> {
+        if self.state == HaState::Syncing { self.set(self.normal(), now) } else { None }
+    }
+
+    /// An operator says the partner is down: take its clients, and the whole pool, over now.
+    pub fn partner_down(&mut self, now: Instant) -> Option<HaState> {
+        if !self.can_take_over() {
+            return None;
+        }
+        self.operator_takeover = true;
+        self.set(HaState::PartnerDown, now)
+    }
+
+    /// Which free addresses this server may give new clients at `now`. With a shared store
+    /// (whose atomic claims keep leases one) always the whole pool. With local stores, halves
+    /// whenever both servers might allocate at once: in load-balancing always, and in any mode
+    /// while the partner is unreachable (it may be cut off from us but not from its clients),
+    /// until an operator's partner-down or `full-takeover-after` in partner-down.
+    pub fn share(&self, now: Instant) -> Share {
+        if !self.local_stores {
+            return Share::Whole;
+        }
+        let own_half = if self.role == Role::Primary { Share::Lower } else { Share::Upper };
+        let full_takeover = self.operator_takeover
+            || self.partner_down_since.is_some_and(|t| now.saturating_duration_since(t) >= self.full_takeover_after);
+        match self.state {
+            HaState::PartnerDown if full_takeover => Share::Whole,
+            HaState::PartnerDown | HaState::CommunicationsInterrupted | HaState::Terminated => own_half,
+            HaState::LoadBalancing => own_half,
+            _ => Share::Whole,
+        }
     }
 
     /// Time passed: checks whether the partner has been silent too long. Returns the new state
@@ -197,10 +260,12 @@ impl Machine {
         }
         match self.state {
             // Nobody answers the clients yet: a partner silent since our start is down.
-            HaState::Waiting if self.can_take_over() => self.set(HaState::PartnerDown),
-            HaState::Waiting => self.set(self.normal()),
-            HaState::HotStandby | HaState::LoadBalancing if self.max_unacked == 0 => self.set(HaState::PartnerDown),
-            HaState::HotStandby | HaState::LoadBalancing => self.set(HaState::CommunicationsInterrupted),
+            HaState::Waiting if self.can_take_over() => self.set(HaState::PartnerDown, now),
+            HaState::Waiting => self.set(self.normal(), now),
+            HaState::HotStandby | HaState::LoadBalancing if self.max_unacked == 0 => {
+                self.set(HaState::PartnerDown, now)
+            }
+            HaState::HotStandby | HaState::LoadBalancing => self.set(HaState::CommunicationsInterrupted, now),
             _ => None,
         }
     }
@@ -209,7 +274,7 @@ impl Machine {
     /// partner's clients feed the unanswered-client count while communications are interrupted,
     /// and the one that tips it over is answered. Returns the answer and the new state when it
     /// changed.
-    pub fn client_packet(&mut self, seen: Seen<'_>) -> (bool, Option<HaState>) {
+    pub fn client_packet(&mut self, seen: Seen<'_>, now: Instant) -> (bool, Option<HaState>) {
         if self.in_own_scope(seen.hash) {
             return (true, None);
         }
@@ -221,7 +286,7 @@ impl Machine {
                 self.unacked.insert(seen.client.to_vec());
             }
             if self.unacked.len() > self.max_unacked {
-                changed = self.set(HaState::PartnerDown);
+                changed = self.set(HaState::PartnerDown, now);
             }
         }
         let answer = self.state == HaState::PartnerDown;
@@ -234,7 +299,7 @@ impl Machine {
     /// Whether a client with `hash` is this server's to answer in the current state.
     fn in_own_scope(&self, hash: u8) -> bool {
         match self.state {
-            HaState::Waiting => false,
+            HaState::Waiting | HaState::Syncing => false,
             HaState::PartnerDown => true,
             _ => match (self.mode, self.role) {
                 (_, Role::Backup) => false,
@@ -244,9 +309,13 @@ impl Machine {
         }
     }
 
-    fn set(&mut self, next: HaState) -> Option<HaState> {
+    fn set(&mut self, next: HaState, now: Instant) -> Option<HaState> {
         if next == self.state {
             return None;
+        }
+        self.partner_down_since = (next == HaState::PartnerDown).then_some(now);
+        if next != HaState::PartnerDown {
+            self.operator_takeover = false;
         }
         self.state = next;
         if next != HaState::CommunicationsInterrupted {
@@ -254,6 +323,28 @@ impl Machine {
         }
         Some(next)
     }
+}
+
+/// `ranges` cut to the half `share` names: the first or the last half of the pool's addresses,
+/// counted across its ranges.
+pub(crate) fn half(ranges: &[RangeInclusive<u32>], share: Share) -> Vec<RangeInclusive<u32>> {
+    let total: u64 = ranges.iter().map(|r| u64::from(r.end() - r.start()) + 1).sum();
+    let lower_len = total / 2;
+    let mut out = Vec::new();
+    let mut seen = 0u64;
+    for r in ranges {
+        let len = u64::from(r.end() - r.start()) + 1;
+        // Addresses of this range that fall in the lower half: the first `take`.
+        let take = lower_len.saturating_sub(seen).min(len);
+        let take = u32::try_from(take).unwrap_or(u32::MAX);
+        match share {
+            Share::Lower if take > 0 => out.push(*r.start()..=r.start() + (take - 1)),
+            Share::Upper if u64::from(take) < len => out.push(r.start() + take..=*r.end()),
+            _ => {}
+        }
+        seen += len;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -276,6 +367,10 @@ mod tests {
             max_response_delay: Duration::from_secs(3),
             max_ack_delay: Duration::from_secs(1),
             max_unacked_clients: max_unacked,
+            send_lease_updates: false,
+            sync_lease_updates: true,
+            full_takeover_after: Duration::from_secs(60),
+            sync_page_size: 1000,
         }
     }
 
@@ -284,7 +379,7 @@ mod tests {
     }
 
     fn packet(m: &mut Machine, (hash, secs, id): (u8, u16, [u8; 6])) -> bool {
-        m.client_packet(Seen { hash, secs, client: &id }).0
+        m.client_packet(Seen { hash, secs, client: &id }, Instant::now()).0
     }
 
     #[test]
@@ -309,7 +404,8 @@ mod tests {
         assert!(!packet(&mut standby, client(2, 2)));
         assert_eq!(standby.unacked_clients(), 2);
         // The third unanswered client tips it over, and is answered.
-        assert_eq!(standby.client_packet(Seen { hash: 3, secs: 3, client: &[3] }), (true, Some(HaState::PartnerDown)));
+        let third = Seen { hash: 3, secs: 3, client: &[3] };
+        assert_eq!(standby.client_packet(third, at(5)), (true, Some(HaState::PartnerDown)));
         assert!(packet(&mut standby, client(4, 0)), "partner-down: answers everyone");
         assert_eq!(standby.not_in_scope(), 5);
 
@@ -327,7 +423,7 @@ mod tests {
 
         let mut backup = Machine::new(&config(Mode::PassiveBackup, Role::Backup, 0), t0);
         assert_eq!(backup.tick(t0 + Duration::from_secs(10)), Some(HaState::PassiveBackup));
-        assert_eq!(backup.partner_down(), None);
+        assert_eq!(backup.partner_down(t0), None);
         assert!(!packet(&mut backup, client(1, 30)));
         let primary = Machine::new(&config(Mode::PassiveBackup, Role::Primary, 0), t0);
         assert_eq!(primary.state(), HaState::PassiveBackup, "no partner to wait for");
@@ -367,7 +463,52 @@ mod tests {
         let skew = MAX_CLOCK_SKEW + Duration::from_secs(1);
         assert_eq!(standby.heard_from_partner(t0, HaState::HotStandby, skew), Some(HaState::Terminated));
         assert_eq!(standby.tick(t0 + Duration::from_secs(30)), None);
-        assert_eq!(standby.partner_down(), Some(HaState::PartnerDown), "an operator still can");
+        assert_eq!(standby.partner_down(t0), Some(HaState::PartnerDown), "an operator still can");
+    }
+
+    #[test]
+    fn local_stores_sync_first_and_split_the_pool_while_apart() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let local = |mode, role| HaConfig { send_lease_updates: true, ..config(mode, role, 0) };
+        let mut standby = Machine::new(&local(Mode::HotStandby, Role::Standby), t0);
+        assert_eq!(standby.heard_from_partner(t0, HaState::PartnerDown, Duration::ZERO), Some(HaState::Syncing));
+        assert!(!packet(&mut standby, client(1, 9)), "syncing: answers nobody");
+        assert_eq!(standby.heard_from_partner(at(1), HaState::PartnerDown, Duration::ZERO), None, "still syncing");
+        assert_eq!(standby.synced(at(1)), Some(HaState::HotStandby));
+
+        let mut primary = Machine::new(&local(Mode::HotStandby, Role::Primary), t0);
+        assert_eq!(primary.heard_from_partner(t0, HaState::Waiting, Duration::ZERO), Some(HaState::HotStandby));
+        assert_eq!(primary.share(t0), Share::Whole, "the only one giving addresses");
+        assert_eq!(primary.tick(at(3)), Some(HaState::PartnerDown));
+        assert_eq!(primary.share(at(3)), Share::Lower, "the partner may still be answering");
+        assert_eq!(primary.share(at(3 + 59)), Share::Lower);
+        assert_eq!(primary.share(at(3 + 60)), Share::Whole, "full takeover after full-takeover-after");
+        assert_eq!(standby.tick(at(5)), Some(HaState::PartnerDown));
+        assert_eq!(standby.share(at(5)), Share::Upper);
+        assert_eq!(standby.partner_down(at(6)), None, "already partner-down");
+        let mut standby = Machine::new(&local(Mode::HotStandby, Role::Standby), t0);
+        standby.heard_from_partner(t0, HaState::Waiting, Duration::ZERO);
+        assert_eq!(standby.partner_down(at(1)), Some(HaState::PartnerDown));
+        assert_eq!(standby.share(at(1)), Share::Whole, "an operator's partner-down gives the whole pool");
+
+        let mut secondary = Machine::new(&local(Mode::LoadBalancing, Role::Secondary), t0);
+        secondary.heard_from_partner(t0, HaState::Waiting, Duration::ZERO);
+        assert_eq!(secondary.share(t0), Share::Upper, "load-balancing on local stores: always halves");
+        let shared = Machine::new(&config(Mode::LoadBalancing, Role::Secondary, 0), t0);
+        assert_eq!(shared.share(t0), Share::Whole, "a shared store keeps claims one by itself");
+    }
+
+    #[test]
+    fn halves_split_a_pool_by_count_across_ranges() {
+        let ranges = [10..=19, 100..=103];
+        assert_eq!(half(&ranges, Share::Lower), vec![10..=16]);
+        assert_eq!(half(&ranges, Share::Upper), vec![17..=19, 100..=103]);
+        assert_eq!(half(&[5..=5], Share::Lower), Vec::<RangeInclusive<u32>>::new());
+        assert_eq!(half(&[5..=5], Share::Upper), vec![5..=5]);
+        let whole = [0..=u32::MAX];
+        assert_eq!(half(&whole, Share::Lower), vec![0..=0x7fff_ffff]);
+        assert_eq!(half(&whole, Share::Upper), vec![0x8000_0000..=u32::MAX]);
     }
 
     #[test]

@@ -1,0 +1,36 @@
+//! What a server's store does for its partner: store the partner's lease changes, and page
+//! through its own leases for a partner that syncs.
+
+use std::net::Ipv4Addr;
+
+use dhcp_core::{StoreError, Timestamp};
+
+use crate::api::model::{LeaseChange, LeasePage, UpdatesApplied};
+use crate::metrics::MeteredStore;
+
+/// What the API needs of a store to serve the partner: store its changes, page through leases.
+pub trait ReplicaStore: Send + Sync {
+    /// Stores lease changes from the partner without sending them back.
+    fn apply_changes(
+        &self,
+        changes: &[LeaseChange],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<UpdatesApplied, StoreError>> + Send;
+
+    /// Up to `limit` leases with addresses above `after`, in address order.
+    fn lease_page(
+        &self,
+        after: Option<Ipv4Addr>,
+        limit: usize,
+    ) -> impl Future<Output = Result<LeasePage, StoreError>> + Send;
+}
+
+impl<S: ReplicaStore> ReplicaStore for MeteredStore<S> {
+    async fn apply_changes(&self, changes: &[LeaseChange], now: Timestamp) -> Result<UpdatesApplied, StoreError> {
+        self.inner().apply_changes(changes, now).await
+    }
+
+    async fn lease_page(&self, after: Option<Ipv4Addr>, limit: usize) -> Result<LeasePage, StoreError> {
+        self.inner().lease_page(after, limit).await
+    }
+}

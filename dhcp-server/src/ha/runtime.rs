@@ -1,0 +1,422 @@
+//! The high-availability side of one running server: its state machine, heartbeats to the
+//! partner, lease updates out, the partner's leases in.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dhcp_core::{Lease, LeaseState, LeaseStore, PoolRef, StoreError};
+use dhcp_net::Server;
+use tokio::sync::{mpsc, oneshot};
+
+use dhcp_core::MessageType;
+use dhcp_core::wire::{Packet, code};
+use dhcp_net::Verdict;
+use tracing::{info, warn};
+
+use super::config::{self, HaConfig};
+use super::replica::ReplicaStore;
+use super::state::{HaState, Machine, Seen, Share};
+use super::{hash, wire};
+use crate::api::model::{HaPartnerStatus, HaStatus, Heartbeat, LeaseChange, LeasePage, LeaseUpdates, UpdatesApplied};
+
+/// A lease change waiting to be sent, and who waits for the partner's acknowledgement.
+type Pending = (LeaseChange, Option<oneshot::Sender<Result<(), String>>>);
+
+/// At most this many changes go in one request to the partner.
+const MAX_BATCH: usize = 1000;
+
+/// The high-availability side of one server: its state machine and its partner.
+#[derive(Debug)]
+pub struct Ha {
+    config: HaConfig,
+    machine: Mutex<Machine>,
+    /// When this server started.
+    epoch: Instant,
+    /// The pools the engine allocated from, by key, to tell which half an address is in.
+    pools: Mutex<HashMap<u64, Vec<RangeInclusive<u32>>>>,
+    /// Lease changes for the partner, sent by [`run_updates`](Self::run_updates).
+    updates: mpsc::UnboundedSender<Pending>,
+    updates_rx: Mutex<Option<mpsc::UnboundedReceiver<Pending>>>,
+    /// The partner came back after an interruption: fetch its leases (both sides granted some).
+    resync: AtomicBool,
+}
+
+impl Ha {
+    /// A server starting now, in `waiting`.
+    pub fn new(config: HaConfig) -> Ha {
+        let epoch = Instant::now();
+        let (updates, rx) = mpsc::unbounded_channel();
+        Ha {
+            machine: Mutex::new(Machine::new(&config, epoch)),
+            config,
+            epoch,
+            pools: Mutex::new(HashMap::new()),
+            updates,
+            updates_rx: Mutex::new(Some(rx)),
+            resync: AtomicBool::new(false),
+        }
+    }
+
+    /// Which free addresses this server may give new clients now.
+    pub fn share(&self) -> Share {
+        self.machine().share(Instant::now())
+    }
+
+    /// Remembers a pool the engine allocates from, to place addresses in halves.
+    pub(crate) fn note_pool(&self, pool: PoolRef<'_>) {
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        if !pools.contains_key(&pool.key) && pools.len() < 4096 {
+            pools.insert(pool.key, pool.ranges.to_vec());
+        }
+    }
+
+    /// Whether `addr` lies in `share` of a pool the engine allocated from; `false` when no
+    /// known pool holds it (the engine then allocates, which is split).
+    pub(crate) fn address_in_share(&self, addr: Ipv4Addr, share: Share) -> bool {
+        let a = u32::from(addr);
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools
+            .values()
+            .filter(|ranges| ranges.iter().any(|r| r.contains(&a)))
+            .any(|ranges| super::state::half(ranges, share).iter().any(|r| r.contains(&a)))
+    }
+
+    /// Sends a stored lease to the partner (offers stay local, as in Kea: only what the client
+    /// is told it holds goes across).
+    pub(crate) async fn replicate(&self, lease: &Lease) -> Result<(), StoreError> {
+        if matches!(lease.state, LeaseState::Offered { .. }) {
+            return Ok(());
+        }
+        self.replicate_change(LeaseChange::Put { lease: wire::record(lease) }).await
+    }
+
+    /// Sends one change to the partner while it is up; waits for its acknowledgement when
+    /// `sync-lease-updates` is set. A partner that is down gets none: it fetches our leases
+    /// when it comes back.
+    pub(crate) async fn replicate_change(&self, change: LeaseChange) -> Result<(), StoreError> {
+        let state = self.state();
+        if !matches!(state, HaState::HotStandby | HaState::LoadBalancing | HaState::PassiveBackup | HaState::Terminated)
+        {
+            return Ok(());
+        }
+        if !self.config.sync_lease_updates {
+            let _ = self.updates.send((change, None));
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.updates.send((change, Some(tx))).is_err() {
+            return Err(StoreError::Unavailable("HA lease updates are not running".into()));
+        }
+        match tokio::time::timeout(self.config.max_response_delay, rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(reason))) => {
+                Err(StoreError::Unavailable(format!("HA partner refused the lease update: {reason}")))
+            }
+            _ => Err(StoreError::Unavailable("HA partner did not acknowledge the lease update in time".into())),
+        }
+    }
+
+    /// The `[ha]` table it runs.
+    pub fn config(&self) -> &HaConfig {
+        &self.config
+    }
+
+    fn machine(&self) -> MutexGuard<'_, Machine> {
+        self.machine.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state now.
+    pub fn state(&self) -> HaState {
+        self.machine().state()
+    }
+
+    /// Whether this server answers the client that sent `datagram`. A datagram that does not
+    /// parse is handed to the engine, which drops and counts it.
+    pub fn decide(&self, datagram: &[u8]) -> Verdict {
+        let Ok(packet) = Packet::parse(datagram) else { return Verdict::Handle };
+        let client_id = packet.option(code::CLIENT_IDENTIFIER);
+        let key = client_id.as_deref().filter(|id| !id.is_empty()).unwrap_or(packet.chaddr());
+        // Kea splits these message types by the hash and leaves any other to the primary.
+        let split = matches!(
+            packet.message_type(),
+            MessageType::Discover
+                | MessageType::Request
+                | MessageType::Decline
+                | MessageType::Release
+                | MessageType::Inform
+        );
+        let hash = if split { hash::client_hash(client_id.as_deref(), packet.chaddr()) } else { 0 };
+        let seen = Seen { hash, secs: packet.secs(), client: key };
+        let (answer, changed) = self.machine().client_packet(seen, Instant::now());
+        if let Some(state) = changed {
+            warn!(state = state.as_str(), "HA: partner's clients go unanswered; taking them over");
+        }
+        if answer { Verdict::Handle } else { Verdict::Ignore }
+    }
+
+    /// What this server tells its partner: name, state, clock and how many leases it counts.
+    pub fn heartbeat(&self, lease_count: u64) -> Heartbeat {
+        Heartbeat {
+            name: self.config.this_server.clone(),
+            state: self.state().as_str().to_owned(),
+            clock: unix_now(),
+            lease_count,
+        }
+    }
+
+    /// The partner spoke (its heartbeat, or its answer to ours).
+    pub fn heard(&self, from: &Heartbeat) {
+        let Some(state) = HaState::from_name(&from.state) else {
+            warn!(state = from.state, "HA: the partner sent a state this server does not know");
+            return;
+        };
+        let skew = Duration::from_secs(from.clock.abs_diff(unix_now()));
+        let mut machine = self.machine();
+        let was = machine.state();
+        let changed = machine.heard_from_partner(Instant::now(), state, skew);
+        drop(machine);
+        if self.config.send_lease_updates
+            && matches!(was, HaState::CommunicationsInterrupted | HaState::PartnerDown)
+            && changed.is_some()
+        {
+            // Both may have granted leases while apart: take the partner's.
+            self.resync.store(true, Ordering::Relaxed);
+        }
+        if let Some(next) = changed {
+            if next == HaState::Terminated {
+                warn!(skew_secs = skew.as_secs(), "HA: clocks differ by more than a minute; no failover until fixed");
+            } else {
+                info!(state = next.as_str(), partner = from.state, "HA: partner answers");
+            }
+        }
+    }
+
+    /// Time passed; returns the new state when it changed (and logs it).
+    pub fn tick(&self) -> Option<HaState> {
+        let changed = self.machine().tick(Instant::now());
+        if let Some(next) = changed {
+            warn!(state = next.as_str(), "HA: partner silent for max-response-delay");
+        }
+        changed
+    }
+
+    /// An operator's `ha partner-down`: take the partner's clients over now. `None` when this
+    /// server may not (a backup, passive-backup mode) or already does.
+    pub fn partner_down(&self) -> Option<HaState> {
+        let changed = self.machine().partner_down(Instant::now());
+        if let Some(next) = changed {
+            warn!(state = next.as_str(), "HA: partner-down by operator");
+        }
+        changed
+    }
+
+    /// The state for the API, `dhcp-cli show ha` and the metrics.
+    pub fn status(&self) -> HaStatus {
+        let now = Instant::now();
+        let machine = self.machine();
+        HaStatus {
+            this_server: self.config.this_server.clone(),
+            mode: self.config.mode.as_str().to_owned(),
+            role: self.config.role().as_str().to_owned(),
+            state: machine.state().as_str().to_owned(),
+            partner: self.config.partner().map(|p| HaPartnerStatus {
+                name: p.name.clone(),
+                url: p.url.clone(),
+                role: p.role.as_str().to_owned(),
+                state: machine.partner_state().map(|s| s.as_str().to_owned()),
+                last_contact_ms: machine.since_contact(now).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            }),
+            unacked_clients: machine.unacked_clients(),
+            not_in_scope: machine.not_in_scope(),
+            uptime_ms: u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Asks the partner how it is, every `heartbeat-delay`, until dropped, and fetches its
+    /// leases when this server syncs. Without a partner (a primary with backups only) there is
+    /// nothing to ask.
+    pub async fn run_heartbeats<S>(self: Arc<Self>, token: String, server: Arc<Server<S>>)
+    where
+        S: LeaseStore + ReplicaStore + 'static,
+    {
+        let Some(partner) = self.config.partner().cloned() else { return };
+        let url = format!("{}/api/v1/ha/heartbeat", partner.url);
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(self.config.heartbeat_delay.max(Duration::from_millis(200))))
+            .build()
+            .new_agent();
+        let mut interval = tokio::time::interval(self.config.heartbeat_delay);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_reachable = true;
+        loop {
+            interval.tick().await;
+            let body = self.heartbeat(assigned_leases(server.engine()));
+            let (call_agent, url, call_token) = (agent.clone(), url.clone(), token.clone());
+            let answer =
+                tokio::task::spawn_blocking(move || send_heartbeat(&call_agent, &url, &call_token, &body)).await;
+            match answer {
+                Ok(Ok(reply)) => {
+                    if !was_reachable {
+                        info!(partner = partner.name, "HA: partner reachable again");
+                    }
+                    was_reachable = true;
+                    self.heard(&reply);
+                }
+                Ok(Err(reason)) => {
+                    if was_reachable {
+                        warn!(partner = partner.name, %reason, "HA: heartbeat not answered");
+                    }
+                    was_reachable = false;
+                }
+                Err(e) => warn!(error = %e, "HA: heartbeat task failed"),
+            }
+            self.tick();
+            let resync = self.resync.swap(false, Ordering::Relaxed);
+            if self.state() == HaState::Syncing || resync {
+                match self.fetch_partner_leases(&agent, &partner.url, &token, server.engine().store()).await {
+                    Ok(count) => {
+                        info!(count, "HA: the partner's leases are stored here");
+                        if self.machine().synced(Instant::now()).is_some() {
+                            info!(state = self.state().as_str(), "HA: synced; serving");
+                        }
+                    }
+                    Err(reason) => {
+                        warn!(%reason, "HA: cannot fetch the partner's leases; will try again");
+                        self.resync.store(resync, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fetches every lease of the partner, page by page, into `store`; returns how many.
+    async fn fetch_partner_leases<R: ReplicaStore>(
+        &self,
+        agent: &ureq::Agent,
+        base: &str,
+        token: &str,
+        store: &R,
+    ) -> Result<usize, String> {
+        let mut after: Option<Ipv4Addr> = None;
+        let mut count = 0;
+        loop {
+            let mut url = format!("{base}/api/v1/ha/leases?limit={}", self.config.sync_page_size);
+            if let Some(a) = after {
+                url.push_str(&format!("&after={a}"));
+            }
+            let (agent, token) = (agent.clone(), token.to_owned());
+            let page: LeasePage = tokio::task::spawn_blocking(move || get_json(&agent, &url, &token))
+                .await
+                .map_err(|e| e.to_string())??;
+            count += page.leases.len();
+            let changes: Vec<LeaseChange> = page.leases.into_iter().map(|lease| LeaseChange::Put { lease }).collect();
+            store.apply_changes(&changes, dhcp_net::now()).await.map_err(|e| e.to_string())?;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(count),
+            }
+        }
+    }
+
+    /// Sends queued lease changes to the partner (and backups) in batches until dropped: the
+    /// changes that pile up while one batch is on its way go together in the next.
+    pub async fn run_updates(self: Arc<Self>, token: String) {
+        let Some(mut rx) = self.updates_rx.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        let me = self.config.this_server.clone();
+        let targets: Vec<config::Peer> = self.config.peers.iter().filter(|p| p.name != me).cloned().collect();
+        let partner = self.config.partner().map(|p| p.name.clone());
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(self.config.max_response_delay))
+            .build()
+            .new_agent();
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let (changes, waiters): (Vec<LeaseChange>, Vec<_>) = batch.into_iter().unzip();
+            let body = LeaseUpdates { from: me.clone(), changes };
+            let mut outcome = Ok(());
+            for target in &targets {
+                let url = format!("{}/api/v1/ha/lease-updates", target.url);
+                let (agent, token, body) = (agent.clone(), token.clone(), body.clone());
+                let sent =
+                    tokio::task::spawn_blocking(move || post_json::<_, UpdatesApplied>(&agent, &url, &token, &body))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r);
+                match sent {
+                    Ok(applied) if applied.conflicts > 0 => {
+                        warn!(
+                            peer = target.name,
+                            conflicts = applied.conflicts,
+                            "HA: the peer kept its own leases for some addresses"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(reason) if Some(&target.name) == partner.as_ref() => outcome = Err(reason),
+                    Err(reason) => warn!(peer = target.name, %reason, "HA: lease updates to a backup failed"),
+                }
+            }
+            for waiter in waiters.into_iter().flatten() {
+                let _ = waiter.send(outcome.clone());
+            }
+        }
+    }
+}
+
+/// One heartbeat over HTTP; the error says why there was no answer.
+fn send_heartbeat(agent: &ureq::Agent, url: &str, token: &str, body: &Heartbeat) -> Result<Heartbeat, String> {
+    post_json(agent, url, token, body)
+}
+
+/// `POST url` with a JSON body and the bearer token; the JSON answer, or why there is none.
+fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    body: &B,
+) -> Result<T, String> {
+    let json = serde_json::to_string(body).map_err(|e| e.to_string())?;
+    let response = agent
+        .post(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(json.as_str());
+    answer(response)
+}
+
+/// `GET url` with the bearer token; the JSON answer, or why there is none.
+fn get_json<T: serde::de::DeserializeOwned>(agent: &ureq::Agent, url: &str, token: &str) -> Result<T, String> {
+    answer(agent.get(url).header("Authorization", &format!("Bearer {token}")).call())
+}
+
+fn answer<T: serde::de::DeserializeOwned>(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<T, String> {
+    let mut response = response.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("status {status}: {text}"));
+    }
+    serde_json::from_str(&text).map_err(|e| format!("unexpected answer: {e}"))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Leases the engine counts as assigned, over all subnets: what a heartbeat reports.
+pub(crate) fn assigned_leases<S: LeaseStore>(engine: &dhcp_core::Engine<S>) -> u64 {
+    engine.stats().subnets().iter().map(|s| u64::try_from(s.assigned_addresses()).unwrap_or(0)).sum()
+}

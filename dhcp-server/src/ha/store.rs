@@ -1,0 +1,197 @@
+//! The lease store of a server in a pair on local stores: every lease change goes to the partner
+//! (before the client is answered, by default), changes from the partner are stored as they
+//! come, and new addresses come from this server's half of the pool whenever both servers might
+//! be handing addresses out at once.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
+use tracing::warn;
+
+use super::replica::ReplicaStore;
+use super::runtime::Ha;
+use super::state::{Share, half};
+use super::wire::{from_record, record};
+use crate::api::model::{LeaseChange, LeasePage, UpdatesApplied};
+
+/// A store that keeps a partner's store in step.
+#[derive(Debug)]
+pub struct HaStore<S> {
+    inner: S,
+    ha: Option<Arc<Ha>>,
+}
+
+impl<S> HaStore<S> {
+    /// `inner`, kept in step with the partner when `ha` sends lease updates; without `ha`, a
+    /// plain pass-through.
+    pub fn new(inner: S, ha: Option<Arc<Ha>>) -> Self {
+        HaStore { inner, ha }
+    }
+
+    /// The store underneath.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn replicating(&self) -> Option<&Ha> {
+        self.ha.as_deref().filter(|ha| ha.config().send_lease_updates)
+    }
+}
+
+impl<S: LeaseStore> ReplicaStore for HaStore<S> {
+    async fn apply_changes(&self, changes: &[LeaseChange], now: Timestamp) -> Result<UpdatesApplied, StoreError> {
+        let mut answer = UpdatesApplied::default();
+        for change in changes {
+            let stored = match change {
+                LeaseChange::Delete { address } => {
+                    self.inner.delete(*address).await?;
+                    true
+                }
+                LeaseChange::Put { lease } => {
+                    let lease =
+                        from_record(lease).map_err(|e| StoreError::Corrupt(format!("from the partner: {e}")))?;
+                    self.put(&lease, now).await?
+                }
+            };
+            if stored {
+                answer.applied += 1;
+            } else {
+                answer.conflicts += 1;
+            }
+        }
+        Ok(answer)
+    }
+
+    async fn lease_page(&self, after: Option<Ipv4Addr>, limit: usize) -> Result<LeasePage, StoreError> {
+        let mut leases = self.inner.list(None).await?;
+        leases.retain(|l| after.is_none_or(|a| l.addr > a));
+        leases.sort_by_key(|l| l.addr);
+        let more = leases.len() > limit;
+        leases.truncate(limit);
+        let next = if more { leases.last().map(|l| l.addr) } else { None };
+        Ok(LeasePage { leases: leases.iter().map(record).collect(), next })
+    }
+}
+
+impl<S: LeaseStore> HaStore<S> {
+    /// Stores the partner's view of one lease. The later of two bindings of one client wins;
+    /// a lease of another client still held here is a conflict and is not stored.
+    async fn put(&self, lease: &Lease, now: Timestamp) -> Result<bool, StoreError> {
+        let existing = self.inner.lease_by_addr(lease.addr).await?;
+        if let Some(ours) = &existing
+            && ours.client == lease.client
+        {
+            let newer = match (ours.state.deadline(), lease.state.deadline()) {
+                (Some(ours), Some(theirs)) => theirs >= ours,
+                _ => true,
+            };
+            if !newer {
+                return Ok(true);
+            }
+            if matches!(lease.state, LeaseState::Released | LeaseState::Expired | LeaseState::Declined { .. }) {
+                return Ok(self.inner.update_state(lease.addr, &lease.client, lease.state).await?.is_some());
+            }
+        }
+        // Written as the partner has it: a claim succeeds when the address is free here, expired,
+        // or this client's.
+        let claimed = self.inner.claim(lease, now).await?;
+        if claimed.is_none() {
+            warn!(addr = %lease.addr, "HA: the partner's lease conflicts with one held here; kept ours");
+        }
+        Ok(claimed.is_some())
+    }
+}
+
+impl<S: LeaseStore> LeaseStore for HaStore<S> {
+    async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
+        self.inner.lease_by_client(subnet, client).await
+    }
+
+    async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
+        self.inner.lease_by_addr(addr).await
+    }
+
+    async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        if let Some(ha) = self.replicating() {
+            // A free address of the partner's half is not this server's to give while both may
+            // be giving addresses out; renewing a client's own lease always is.
+            let share = ha.share();
+            if share != Share::Whole && !ha.address_in_share(lease.addr, share) {
+                let held = self.inner.lease_by_addr(lease.addr).await?;
+                let renewal = held.is_some_and(|l| {
+                    l.client == lease.client && matches!(l.state, LeaseState::Bound { .. } | LeaseState::Offered { .. })
+                });
+                if !renewal {
+                    return Ok(None);
+                }
+            }
+        }
+        let claimed = self.inner.claim(lease, now).await?;
+        if let (Some(ha), Some(stored)) = (self.replicating(), &claimed) {
+            ha.replicate(stored).await?;
+        }
+        Ok(claimed)
+    }
+
+    async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let share = self.replicating().map_or(Share::Whole, Ha::share);
+        if let Some(ha) = self.replicating() {
+            ha.note_pool(pool);
+        }
+        let allocated = if share == Share::Whole {
+            self.inner.allocate(pool, lease, now).await?
+        } else {
+            let ranges = half(pool.ranges, share);
+            // A key of its own: the store's per-pool state is kept apart for each half.
+            let key = pool.key ^ if share == Share::Lower { 0x5bd1_e995_0000_0001 } else { 0x5bd1_e995_0000_0002 };
+            self.inner.allocate(PoolRef { key, subnet: pool.subnet, ranges: &ranges }, lease, now).await?
+        };
+        if let (Some(ha), Some(stored)) = (self.replicating(), &allocated) {
+            ha.replicate(stored).await?;
+        }
+        Ok(allocated)
+    }
+
+    async fn update_state(
+        &self,
+        addr: Ipv4Addr,
+        client: &ClientId,
+        state: LeaseState,
+    ) -> Result<Option<Lease>, StoreError> {
+        let updated = self.inner.update_state(addr, client, state).await?;
+        if let (Some(ha), Some(stored)) = (self.replicating(), &updated) {
+            ha.replicate(stored).await?;
+        }
+        Ok(updated)
+    }
+
+    async fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
+        // Each server reclaims by its own clock; the partner does the same with its copy, so
+        // reclamation is not sent.
+        self.inner.reclaim_expired(now, limit).await
+    }
+
+    async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
+        let deleted = self.inner.delete(addr).await?;
+        if let Some(ha) = self.replicating()
+            && deleted
+        {
+            ha.replicate_change(LeaseChange::Delete { address: addr }).await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {
+        self.inner.list(subnet).await
+    }
+
+    async fn host(
+        &self,
+        hw: &HwAddr,
+        client_id: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Option<StoreHost>, StoreError> {
+        self.inner.host(hw, client_id, now).await
+    }
+}
