@@ -356,6 +356,23 @@ fn hot_standby_on_local_stores_keeps_leases_in_step() {
     pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(15));
     assert_eq!(bound(&primary), bound(&standby), "the restarted primary synced");
     assert!(primary.log_text().contains("HA: synced"), "{}", primary.log_text());
+    assert_eq!(pair.cli(0, &["show", "ha"])["pools-differ"], false);
+
+    // Maintenance: the primary stops answering, the standby answers everyone from the whole
+    // pool and keeps the primary's store in step; then the primary takes its part back.
+    pair.cli(0, &["ha", "maintenance", "start"]);
+    pair.wait_for_states(["in-maintenance", "partner-in-maintenance"], Duration::from_secs(5));
+    let primary_acks = pair.acks(0);
+    let out = pair.perfdhcp(40, "02:a3:00:00:00:00");
+    assert!(matches!(out.status.code(), Some(0 | 3)), "perfdhcp: {}", text(&out));
+    assert_eq!(pair.acks(0), primary_acks, "the primary in maintenance answers nobody");
+    let in_maintenance: Vec<String> =
+        bound(&standby).into_iter().filter(|(_, hw)| hw.starts_with("02:a3:")).map(|(a, _)| a).collect();
+    assert!(in_maintenance.len() >= 36, "{} of 40 leased", in_maintenance.len());
+    assert!(in_maintenance.iter().any(|a| !in_upper_half(a)), "the whole pool: {in_maintenance:?}");
+    assert_eq!(bound(&primary), bound(&standby), "updates reach the primary in maintenance");
+    pair.cli(0, &["ha", "maintenance", "stop"]);
+    pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(5));
 }
 
 #[test]

@@ -155,6 +155,18 @@ impl AdminClient {
         self.typed(&path, self.post_text(&path, "")?)
     }
 
+    /// Puts the server in maintenance (`on`: its partner answers everyone) or takes it out.
+    pub fn ha_maintenance(&self, on: bool) -> Result<HaStatus, ClientError> {
+        let path = format!("{PREFIX}/ha/maintenance/{}", if on { "start" } else { "stop" });
+        self.typed(&path, self.post_text(&path, "")?)
+    }
+
+    /// Makes the server fetch its partner's leases now.
+    pub fn ha_sync(&self) -> Result<HaStatus, ClientError> {
+        let path = format!("{PREFIX}/ha/sync");
+        self.typed(&path, self.post_text(&path, "")?)
+    }
+
     /// The Prometheus exposition, as a scraper sees it.
     pub fn metrics_text(&self) -> Result<String, ClientError> {
         match self.get("/metrics")? {

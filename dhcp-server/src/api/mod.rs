@@ -23,6 +23,8 @@
 //! | `GET /api/v1/ha` | high-availability state of this server and its partner (404 without `[ha]`) |
 //! | `POST /api/v1/ha/heartbeat` | a partner's heartbeat; answered with this server's |
 //! | `POST /api/v1/ha/partner-down` | take the partner's clients over now (409 for a backup) |
+//! | `POST /api/v1/ha/maintenance/start`, `.../stop` | this server stops answering while its partner answers all; and back |
+//! | `POST /api/v1/ha/sync` | fetch the partner's leases now |
 //! | `POST /api/v1/ha/lease-updates` | lease changes from a peer, stored without sending them back |
 //! | `GET /api/v1/ha/leases?after=&limit=` | a page of this server's leases, for a peer's sync |
 //!
@@ -100,6 +102,9 @@ pub(crate) fn router<S: LeaseStore + ReplicaStore + 'static>(admin: Admin<S>) ->
         .route("/ha/heartbeat", post(ha_heartbeat::<S>))
         .route("/ha/partner-down", post(ha_partner_down::<S>))
         .route("/ha/lease-updates", post(ha_lease_updates::<S>))
+        .route("/ha/maintenance/start", post(ha_maintenance_start::<S>))
+        .route("/ha/maintenance/stop", post(ha_maintenance_stop::<S>))
+        .route("/ha/sync", post(ha_sync::<S>))
         .route("/ha/leases", get(ha_leases::<S>))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&admin), require_token::<S>));
     Router::new()
@@ -344,10 +349,11 @@ async fn ha_heartbeat<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>, body: B
         return Err(ApiError::bad("name", format!("{:?} is not a peer of this server", partner.name)));
     }
     // Only the partner's heartbeats say whether the partner is up; a backup's are answered.
+    let pools = crate::ha::pools_fingerprint(&admin.server.engine().config());
     if ha.config().partner().is_some_and(|p| p.name == partner.name) {
-        ha.heard(&partner);
+        ha.heard(&partner, pools);
     }
-    Ok(axum::Json(ha.heartbeat(crate::ha::assigned_leases(admin.server.engine()))))
+    Ok(axum::Json(ha.heartbeat(crate::ha::assigned_leases(admin.server.engine()), pools)))
 }
 
 async fn ha_partner_down<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<HaStatus> {
@@ -389,4 +395,29 @@ async fn ha_leases<S: LeaseStore + ReplicaStore>(
     let limit = query.limit.unwrap_or(10_000).clamp(1, 100_000);
     let page = admin.server.engine().store().lease_page(query.after, limit).await.map_err(store_error)?;
     Ok(axum::Json(page))
+}
+
+async fn ha_maintenance_start<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<HaStatus> {
+    let ha = ha(&admin)?;
+    if ha.maintenance(true).is_none() && ha.state() != crate::ha::HaState::InMaintenance {
+        return Err(ApiError::new(StatusCode::CONFLICT, "a server without a partner cannot hand its clients over"));
+    }
+    Ok(axum::Json(ha.status()))
+}
+
+async fn ha_maintenance_stop<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<HaStatus> {
+    let ha = ha(&admin)?;
+    if ha.maintenance(false).is_none() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "this server is not in maintenance"));
+    }
+    Ok(axum::Json(ha.status()))
+}
+
+async fn ha_sync<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<HaStatus> {
+    let ha = ha(&admin)?;
+    if !ha.config().send_lease_updates {
+        return Err(ApiError::new(StatusCode::CONFLICT, "the pair shares one store: there is nothing to sync"));
+    }
+    ha.request_sync();
+    Ok(axum::Json(ha.status()))
 }

@@ -255,6 +255,9 @@ pub struct Heartbeat {
     pub clock: u64,
     /// How many leases it counts as assigned.
     pub lease_count: u64,
+    /// A fingerprint of its subnets and pools; 0 when not sent.
+    #[serde(default)]
+    pub pools: u64,
 }
 
 /// `GET /api/v1/ha`: this server's high-availability state and what it knows of its partner.
@@ -275,6 +278,8 @@ pub struct HaStatus {
     pub unacked_clients: usize,
     /// Client packets left to the partner since start.
     pub not_in_scope: u64,
+    /// The partner's last heartbeat named other subnets or pools than this server's.
+    pub pools_differ: bool,
     /// Milliseconds since this server started.
     pub uptime_ms: u64,
 }

@@ -160,6 +160,7 @@ pub fn ha(status: &HaStatus) -> Table {
         ("LAST-CONTACT", partner.map_or_else(|| "-".to_owned(), |p| ms(p.last_contact_ms))),
         ("UNACKED-CLIENTS", status.unacked_clients.to_string()),
         ("NOT-IN-SCOPE", status.not_in_scope.to_string()),
+        ("POOLS", if status.pools_differ { "DIFFER from the partner's".to_owned() } else { "same".to_owned() }),
     ];
     Table { rows: rows.into_iter().map(|(label, value)| vec![label.to_owned(), value]).collect() }
 }

@@ -19,6 +19,7 @@ pub use self::config::{HaConfig, Mode, Peer, Role};
 pub use self::replica::ReplicaStore;
 pub use self::runtime::Ha;
 pub(crate) use self::runtime::assigned_leases;
+pub use self::runtime::pools_fingerprint;
 pub use self::state::{HaState, Machine, Seen, Share};
 pub use self::store::HaStore;
 pub use self::wire::{from_record, record};

@@ -43,6 +43,8 @@ pub struct Ha {
     updates_rx: Mutex<Option<mpsc::UnboundedReceiver<Pending>>>,
     /// The partner came back after an interruption: fetch its leases (both sides granted some).
     resync: AtomicBool,
+    /// The partner's last heartbeat had other subnets or pools than ours.
+    pools_differ: AtomicBool,
 }
 
 impl Ha {
@@ -58,6 +60,7 @@ impl Ha {
             updates,
             updates_rx: Mutex::new(Some(rx)),
             resync: AtomicBool::new(false),
+            pools_differ: AtomicBool::new(false),
         }
     }
 
@@ -99,8 +102,15 @@ impl Ha {
     /// when it comes back.
     pub(crate) async fn replicate_change(&self, change: LeaseChange) -> Result<(), StoreError> {
         let state = self.state();
-        if !matches!(state, HaState::HotStandby | HaState::LoadBalancing | HaState::PassiveBackup | HaState::Terminated)
-        {
+        if !matches!(
+            state,
+            HaState::HotStandby
+                | HaState::LoadBalancing
+                | HaState::PassiveBackup
+                | HaState::Terminated
+                | HaState::InMaintenance
+                | HaState::PartnerInMaintenance
+        ) {
             return Ok(());
         }
         if !self.config.sync_lease_updates {
@@ -158,18 +168,28 @@ impl Ha {
         if answer { Verdict::Handle } else { Verdict::Ignore }
     }
 
-    /// What this server tells its partner: name, state, clock and how many leases it counts.
-    pub fn heartbeat(&self, lease_count: u64) -> Heartbeat {
+    /// What this server tells its partner: name, state, clock, how many leases it counts and
+    /// a fingerprint of its subnets and pools ([`pools_fingerprint`]).
+    pub fn heartbeat(&self, lease_count: u64, pools: u64) -> Heartbeat {
         Heartbeat {
             name: self.config.this_server.clone(),
             state: self.state().as_str().to_owned(),
             clock: unix_now(),
             lease_count,
+            pools,
         }
     }
 
-    /// The partner spoke (its heartbeat, or its answer to ours).
-    pub fn heard(&self, from: &Heartbeat) {
+    /// The partner spoke (its heartbeat, or its answer to ours); `pools` is this server's own
+    /// fingerprint, to notice a pair whose pools differ.
+    pub fn heard(&self, from: &Heartbeat, pools: u64) {
+        let differ = from.pools != 0 && from.pools != pools;
+        if self.pools_differ.swap(differ, Ordering::Relaxed) != differ && differ {
+            warn!(
+                partner = from.name,
+                "HA: the partner's subnets and pools differ from this server's; the pair will not split them alike"
+            );
+        }
         let Some(state) = HaState::from_name(&from.state) else {
             warn!(state = from.state, "HA: the partner sent a state this server does not know");
             return;
@@ -193,6 +213,21 @@ impl Ha {
                 info!(state = next.as_str(), partner = from.state, "HA: partner answers");
             }
         }
+    }
+
+    /// An operator's `ha maintenance start` (`on`) or `stop`: this server stops answering while
+    /// its partner answers everyone, and takes its part back after.
+    pub fn maintenance(&self, on: bool) -> Option<HaState> {
+        let changed = self.machine().maintenance(on, Instant::now());
+        if let Some(next) = changed {
+            warn!(state = next.as_str(), "HA: maintenance by operator");
+        }
+        changed
+    }
+
+    /// An operator's `ha sync`: fetch the partner's leases now (at the next heartbeat).
+    pub fn request_sync(&self) {
+        self.resync.store(true, Ordering::Relaxed);
     }
 
     /// Time passed; returns the new state when it changed (and logs it).
@@ -232,6 +267,7 @@ impl Ha {
             }),
             unacked_clients: machine.unacked_clients(),
             not_in_scope: machine.not_in_scope(),
+            pools_differ: self.pools_differ.load(Ordering::Relaxed),
             uptime_ms: u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX),
         }
     }
@@ -255,7 +291,8 @@ impl Ha {
         let mut was_reachable = true;
         loop {
             interval.tick().await;
-            let body = self.heartbeat(assigned_leases(server.engine()));
+            let pools = pools_fingerprint(&server.engine().config());
+            let body = self.heartbeat(assigned_leases(server.engine()), pools);
             let (call_agent, url, call_token) = (agent.clone(), url.clone(), token.clone());
             let answer =
                 tokio::task::spawn_blocking(move || send_heartbeat(&call_agent, &url, &call_token, &body)).await;
@@ -265,7 +302,7 @@ impl Ha {
                         info!(partner = partner.name, "HA: partner reachable again");
                     }
                     was_reachable = true;
-                    self.heard(&reply);
+                    self.heard(&reply, pools);
                 }
                 Ok(Err(reason)) => {
                     if was_reachable {
@@ -419,4 +456,45 @@ fn unix_now() -> u64 {
 /// Leases the engine counts as assigned, over all subnets: what a heartbeat reports.
 pub(crate) fn assigned_leases<S: LeaseStore>(engine: &dhcp_core::Engine<S>) -> u64 {
     engine.stats().subnets().iter().map(|s| u64::try_from(s.assigned_addresses()).unwrap_or(0)).sum()
+}
+
+/// A fingerprint of the subnets and pools of `config` (ids, prefixes, pool ranges): equal on
+/// both servers of a pair whose configs agree where it matters for splitting clients and
+/// addresses. Never 0 (0 means "not sent").
+pub fn pools_fingerprint(config: &dhcp_core::Config) -> u64 {
+    // FNV-1a: stable across processes and builds, unlike the standard library's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for subnet in &config.subnets {
+        feed(&subnet.id.to_be_bytes());
+        feed(&u32::from(subnet.net.network()).to_be_bytes());
+        feed(&[subnet.net.prefix_len()]);
+        for pool in &subnet.pools {
+            feed(&u32::from(pool.first).to_be_bytes());
+            feed(&u32::from(pool.last).to_be_bytes());
+        }
+    }
+    hash.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pool: &str) -> dhcp_core::Config {
+        let text = format!("[[subnets]]\nid = 1\nsubnet = \"10.0.0.0/24\"\npools = [\"{pool}\"]\n");
+        dhcp_core::Config::from_toml_str(&text).expect("valid")
+    }
+
+    #[test]
+    fn pools_fingerprint_tells_configs_apart() {
+        let a = pools_fingerprint(&config("10.0.0.10-10.0.0.20"));
+        assert_eq!(a, pools_fingerprint(&config("10.0.0.10-10.0.0.20")), "stable");
+        assert_ne!(a, pools_fingerprint(&config("10.0.0.10-10.0.0.21")));
+        assert_ne!(a, 0, "0 means not sent");
+    }
 }

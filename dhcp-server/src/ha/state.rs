@@ -43,11 +43,16 @@ pub enum HaState {
     /// The clocks of the pair disagree by more than a minute: each answers only its own
     /// clients, and no failover happens until an operator fixes the clocks and restarts.
     Terminated,
+    /// An operator put this server in maintenance: it answers nobody but keeps its leases in
+    /// step, so it can be stopped without a client noticing.
+    InMaintenance,
+    /// The partner is in maintenance: this server answers every client from the whole pool.
+    PartnerInMaintenance,
 }
 
 impl HaState {
     /// Every state, for metrics.
-    pub const ALL: [HaState; 8] = [
+    pub const ALL: [HaState; 10] = [
         HaState::Waiting,
         HaState::Syncing,
         HaState::HotStandby,
@@ -56,6 +61,8 @@ impl HaState {
         HaState::CommunicationsInterrupted,
         HaState::PartnerDown,
         HaState::Terminated,
+        HaState::InMaintenance,
+        HaState::PartnerInMaintenance,
     ];
 
     /// The state's name, as the API, the metrics and the logs give it.
@@ -69,6 +76,8 @@ impl HaState {
             HaState::CommunicationsInterrupted => "communications-interrupted",
             HaState::PartnerDown => "partner-down",
             HaState::Terminated => "terminated",
+            HaState::InMaintenance => "in-maintenance",
+            HaState::PartnerInMaintenance => "partner-in-maintenance",
         }
     }
 
@@ -203,10 +212,12 @@ impl Machine {
         } else {
             match self.state {
                 HaState::Terminated => HaState::Terminated,
+                HaState::InMaintenance => HaState::InMaintenance,
                 // A server on a local store that starts knows no leases: it fetches the
                 // partner's first (unless the partner is only waiting too).
                 HaState::Waiting if self.local_stores && partner_state != HaState::Waiting => HaState::Syncing,
                 HaState::Syncing => HaState::Syncing,
+                _ if partner_state == HaState::InMaintenance && self.can_take_over() => HaState::PartnerInMaintenance,
                 _ => self.normal(),
             }
         };
@@ -228,6 +239,16 @@ impl Machine {
         self.set(HaState::PartnerDown, now)
     }
 
+    /// An operator puts this server in maintenance (`on`), or takes it out: it then answers
+    /// as a healthy pair does, and its partner steps back when it hears so.
+    pub fn maintenance(&mut self, on: bool, now: Instant) -> Option<HaState> {
+        match (on, self.state) {
+            (true, _) if self.has_partner => self.set(HaState::InMaintenance, now),
+            (false, HaState::InMaintenance) => self.set(self.normal(), now),
+            _ => None,
+        }
+    }
+
     /// Which free addresses this server may give new clients at `now`. With a shared store
     /// (whose atomic claims keep leases one) always the whole pool. With local stores, halves
     /// whenever both servers might allocate at once: in load-balancing always, and in any mode
@@ -241,6 +262,7 @@ impl Machine {
         let full_takeover = self.operator_takeover
             || self.partner_down_since.is_some_and(|t| now.saturating_duration_since(t) >= self.full_takeover_after);
         match self.state {
+            HaState::PartnerInMaintenance => Share::Whole,
             HaState::PartnerDown if full_takeover => Share::Whole,
             HaState::PartnerDown | HaState::CommunicationsInterrupted | HaState::Terminated => own_half,
             HaState::LoadBalancing => own_half,
@@ -266,6 +288,13 @@ impl Machine {
                 self.set(HaState::PartnerDown, now)
             }
             HaState::HotStandby | HaState::LoadBalancing => self.set(HaState::CommunicationsInterrupted, now),
+            // The partner was in maintenance and is gone now, as planned: it gave no leases
+            // of its own since, so the whole pool stays this server's.
+            HaState::PartnerInMaintenance => {
+                let changed = self.set(HaState::PartnerDown, now);
+                self.operator_takeover = true;
+                changed
+            }
             _ => None,
         }
     }
@@ -299,8 +328,8 @@ impl Machine {
     /// Whether a client with `hash` is this server's to answer in the current state.
     fn in_own_scope(&self, hash: u8) -> bool {
         match self.state {
-            HaState::Waiting | HaState::Syncing => false,
-            HaState::PartnerDown => true,
+            HaState::Waiting | HaState::Syncing | HaState::InMaintenance => false,
+            HaState::PartnerDown | HaState::PartnerInMaintenance => true,
             _ => match (self.mode, self.role) {
                 (_, Role::Backup) => false,
                 (Mode::LoadBalancing, role) => super::hash::share_of(hash, 2) == u8::from(role == Role::Secondary),
@@ -509,6 +538,32 @@ mod tests {
         let whole = [0..=u32::MAX];
         assert_eq!(half(&whole, Share::Lower), vec![0..=0x7fff_ffff]);
         assert_eq!(half(&whole, Share::Upper), vec![0x8000_0000..=u32::MAX]);
+    }
+
+    #[test]
+    fn maintenance_hands_the_clients_over_and_back() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let local = |role| HaConfig { send_lease_updates: true, ..config(Mode::HotStandby, role, 2) };
+        let mut primary = Machine::new(&local(Role::Primary), t0);
+        let mut standby = Machine::new(&local(Role::Standby), t0);
+        primary.heard_from_partner(t0, HaState::Waiting, Duration::ZERO);
+        standby.heard_from_partner(t0, HaState::Waiting, Duration::ZERO);
+        assert_eq!(primary.maintenance(true, at(1)), Some(HaState::InMaintenance));
+        assert!(!packet(&mut primary, client(1, 0)));
+        assert_eq!(primary.heard_from_partner(at(1), HaState::HotStandby, Duration::ZERO), None, "stays");
+        assert_eq!(
+            standby.heard_from_partner(at(1), HaState::InMaintenance, Duration::ZERO),
+            Some(HaState::PartnerInMaintenance)
+        );
+        assert!(packet(&mut standby, client(1, 0)));
+        assert_eq!(standby.share(at(1)), Share::Whole);
+        // The primary is stopped for its maintenance: the standby keeps the whole pool.
+        assert_eq!(standby.tick(at(5)), Some(HaState::PartnerDown));
+        assert_eq!(standby.share(at(5)), Share::Whole);
+        // Or it comes back out of maintenance: both return to normal.
+        assert_eq!(primary.maintenance(false, at(6)), Some(HaState::HotStandby));
+        assert_eq!(standby.heard_from_partner(at(6), HaState::HotStandby, Duration::ZERO), Some(HaState::HotStandby));
     }
 
     #[test]

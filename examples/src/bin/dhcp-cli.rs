@@ -8,7 +8,7 @@
 //! dhcp-cli group set NAME [--lease-time S] [--gateway A] [--dns A,B] [--domain D] [--ntp A]
 //! dhcp-cli group del NAME
 //! dhcp-cli config test FILE | reload | rollback
-//! dhcp-cli show ha | ha partner-down
+//! dhcp-cli show ha | ha partner-down | ha maintenance start|stop | ha sync
 //! ```
 //!
 //! The API is at `--url` (or `DHCP_API_URL`, default `http://127.0.0.1:8067`) with the token
@@ -77,8 +77,16 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum HaAction {
-    /// Take the partner's clients over now (the partner is known to be down).
+    /// Take the partner's clients, and the whole pool, over now (the partner is known down).
     PartnerDown,
+    /// Stop answering while the partner answers everyone (`start`), or take the part back.
+    Maintenance {
+        /// `start` or `stop`.
+        #[arg(value_parser = ["start", "stop"])]
+        action: String,
+    },
+    /// Fetch the partner's leases now.
+    Sync,
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +277,13 @@ fn run(client: &AdminClient, args: &Args) -> Result<(), Failure> {
         Command::Show { what: Show::Stats } => answer(json, client.stats()?, |s| Output::Table(report::stats(s))),
         Command::Show { what: Show::Metrics } => Output::Text(client.metrics_text()?),
         Command::Show { what: Show::Ha } => answer(json, client.ha_status()?, |h| Output::Table(report::ha(h))),
+        Command::Ha { action: HaAction::Maintenance { action } } => {
+            let on = action == "start";
+            answer(json, client.ha_maintenance(on)?, |h| Output::Line(format!("ok: {} is {}", h.this_server, h.state)))
+        }
+        Command::Ha { action: HaAction::Sync } => answer(json, client.ha_sync()?, |h| {
+            Output::Line(format!("ok: {} fetches its partner's leases", h.this_server))
+        }),
         Command::Ha { action: HaAction::PartnerDown } => {
             answer(json, client.ha_partner_down()?, |h| Output::Line(format!("ok: {} is {}", h.this_server, h.state)))
         }
