@@ -13,6 +13,8 @@
 //! max-in-flight = 64          # requests handled at once (default 1 for plain memory:, else 64)
 //! api-listen = "127.0.0.1:8067"   # optional: the management API and /metrics (off when unset)
 //! api-token = "s3cret"        # its bearer token; or the DHCP_API_TOKEN environment variable
+//! api-tls-cert = "/etc/dhcp/api.pem"   # optional: HTTPS with this certificate chain (PEM)
+//! api-tls-key = "/etc/dhcp/api.key"    # ...and its private key (PEM)
 //!
 //! # ...then the engine's config (dhcp_core::config): lease-time, subnets, reservations...
 //! ```
@@ -80,6 +82,8 @@ pub struct ServerSettings {
     /// The bearer token every API request must carry: `api-token`, else the `DHCP_API_TOKEN`
     /// environment variable. Required when the API is on.
     pub api_token: Option<String>,
+    /// The API's TLS certificate chain and private key (PEM files): it serves HTTPS when set.
+    pub api_tls: Option<(PathBuf, PathBuf)>,
     /// High availability: the `[ha]` table (a top-level table beside `[server]`); none for a
     /// server on its own.
     pub ha: Option<crate::ha::HaConfig>,
@@ -104,6 +108,7 @@ impl Default for ServerSettings {
             lease_dump: None,
             api_listen: None,
             api_token: None,
+            api_tls: None,
             ha: None,
         }
     }
@@ -121,6 +126,8 @@ struct RawSettings {
     max_in_flight: Option<usize>,
     api_listen: Option<String>,
     api_token: Option<String>,
+    api_tls_cert: Option<PathBuf>,
+    api_tls_key: Option<PathBuf>,
 }
 
 /// A whole server config file: process settings and the engine's validated config.
@@ -233,6 +240,12 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
     {
         return Err(bad("api-token", "must be at least 8 characters".into()));
     }
+    let api_tls = match (raw.api_tls_cert, raw.api_tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (Some(_), None) => return Err(bad("api-tls-key", "api-tls-cert needs its private key".into())),
+        (None, Some(_)) => return Err(bad("api-tls-cert", "api-tls-key needs its certificate".into())),
+    };
     Ok(ServerSettings {
         net: NetSettings { listen, server_port, client_port, max_in_flight },
         store,
@@ -240,6 +253,7 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         lease_dump: raw.lease_dump,
         api_listen,
         api_token,
+        api_tls,
         ha: None,
     })
 }

@@ -200,6 +200,7 @@ fn settings_changed(old: &ServerSettings, new: &ServerSettings) -> Vec<&'static 
     check("max-in-flight", old.net.max_in_flight != new.net.max_in_flight);
     check("api-listen", old.api_listen != new.api_listen);
     check("api-token", old.api_token != new.api_token);
+    check("api-tls", old.api_tls != new.api_tls);
     check("ha", old.ha != new.ha);
     changed
 }

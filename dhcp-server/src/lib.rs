@@ -61,6 +61,7 @@ mod lease_dump;
 mod metrics;
 mod seen;
 mod service;
+mod tls;
 
 pub use config::{API_TOKEN_ENV, LogLevel, ServerConfig, ServerSettings, default_in_flight};
 pub use control::{Applied, ConfigControl, ControlError};

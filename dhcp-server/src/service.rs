@@ -27,6 +27,7 @@ use crate::ha::{Ha, HaStore};
 use crate::lease_dump::write_lease_csv;
 use crate::metrics::{MeteredStore, Metrics};
 use crate::seen::LastSeen;
+use crate::tls::{self, TlsListener};
 
 /// The store a [`Service`] runs on: whichever the config's URL names, kept in step with the HA
 /// partner when there is one, timed for `/metrics`.
@@ -50,6 +51,9 @@ pub enum ServiceError {
         /// Why.
         source: io::Error,
     },
+    /// A TLS certificate, key or CA file could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Serving failed (a signal handler, a socket).
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -89,7 +93,10 @@ impl Service {
     pub async fn start(self) -> Result<Running, ServiceError> {
         let ServerConfig { settings, dhcp } = self.config;
         let metrics = Arc::new(Metrics::new());
-        let ha = settings.ha.clone().map(|config| Arc::new(Ha::new(config)));
+        let ha = match settings.ha.clone() {
+            Some(config) => Some(Arc::new(Ha::new(config).map_err(ServiceError::Tls)?)),
+            None => None,
+        };
         let store = HaStore::new(dhcp_store::open(&settings.store).await?, ha.clone());
         let store = MeteredStore::new(store, &metrics);
         let engine = Arc::new(Engine::new(dhcp, store));
@@ -104,8 +111,20 @@ impl Service {
         let api = match settings.api_listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await.map_err(|source| ServiceError::Api { addr, source })?;
-                info!(addr = %listener.local_addr().unwrap_or(addr), "management API listening");
-                Some(listener)
+                let local = listener.local_addr().unwrap_or(addr);
+                match &settings.api_tls {
+                    Some((cert, key)) => {
+                        let config = tls::server_config(cert, key).map_err(ServiceError::Tls)?;
+                        let listener =
+                            TlsListener::new(listener, config).map_err(|source| ServiceError::Api { addr, source })?;
+                        info!(addr = %local, "management API listening (HTTPS)");
+                        Some(ApiListener::Tls(listener, local))
+                    }
+                    None => {
+                        info!(addr = %local, "management API listening");
+                        Some(ApiListener::Plain(listener, local))
+                    }
+                }
             }
             None => None,
         };
@@ -127,7 +146,22 @@ pub struct Running {
     seen: Arc<LastSeen>,
     ha: Option<Arc<Ha>>,
     settings: ServerSettings,
-    api: Option<TcpListener>,
+    api: Option<ApiListener>,
+}
+
+/// The management API's socket, plain or TLS, with its bound address.
+enum ApiListener {
+    Plain(TcpListener, SocketAddr),
+    Tls(TlsListener, SocketAddr),
+}
+
+impl std::fmt::Debug for ApiListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiListener::Plain(_, addr) => write!(f, "http://{addr}"),
+            ApiListener::Tls(_, addr) => write!(f, "https://{addr}"),
+        }
+    }
 }
 
 impl Running {
@@ -163,7 +197,9 @@ impl Running {
 
     /// Where the management API listens (the bound port, when `api-listen` asked for port 0).
     pub fn api_addr(&self) -> Option<SocketAddr> {
-        self.api.as_ref().and_then(|l| l.local_addr().ok())
+        self.api.as_ref().map(|l| match l {
+            ApiListener::Plain(_, addr) | ApiListener::Tls(_, addr) => *addr,
+        })
     }
 
     /// Serves until `shutdown` resolves, then stops and, when `lease-dump` is set, writes the
@@ -185,7 +221,10 @@ impl Running {
         if let (Some(listener), Some(token)) = (api, settings.api_token.clone()) {
             let admin =
                 Admin { server: Arc::clone(&server), control: control.clone(), metrics, seen, ha: ha.clone(), token };
-            tasks.spawn(api::serve(listener, admin));
+            match listener {
+                ApiListener::Plain(listener, _) => tasks.spawn(api::serve(listener, admin)),
+                ApiListener::Tls(listener, _) => tasks.spawn(api::serve(listener, admin)),
+            };
         }
         if let (Some(ha), Some(token)) = (ha, settings.api_token.clone()) {
             tasks.spawn(Arc::clone(&ha).run_updates(token.clone()));

@@ -41,6 +41,9 @@ struct Pair {
     dir: TempDir,
     /// The servers talk over `vpeer` (10.200.0.0/24) instead of the client segment.
     peer_link: bool,
+    /// The API and the peers speak HTTPS: (CA each server checks its partner against, the
+    /// servers' certificate, its key).
+    tls: Option<(String, String, String)>,
 }
 
 impl Pair {
@@ -64,7 +67,7 @@ impl Pair {
             ns.ip(&["addr", "add", &format!("{}/16", ADDRS[i]), "dev", "vsrv"]);
         }
         join(&client, "vcli", "pc");
-        Pair { servers, client, _bridge: bridge, dir: TempDir::new("ha"), peer_link: false }
+        Pair { servers, client, _bridge: bridge, dir: TempDir::new("ha"), peer_link: false, tls: None }
     }
 
     /// A pair whose servers also have a link of their own, which the test can cut.
@@ -80,6 +83,11 @@ impl Pair {
         }
         pair.peer_link = true;
         pair
+    }
+
+    /// The scheme of the servers' APIs.
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// Where server `i`'s API listens and its partner reaches it.
@@ -101,24 +109,31 @@ impl Pair {
              [[subnets]]\nid = 1\nsubnet = \"10.199.0.0/16\"\npools = [\"10.199.1.0-10.199.7.255\"]\n\
              [ha]\nthis-server = \"{}\"\nmode = \"{mode}\"\nheartbeat-delay-ms = 300\n\
              max-response-delay-ms = 1200\nmax-ack-delay-ms = 1000\nmax-unacked-clients = 0\n\
-             [[ha.peers]]\nname = \"a\"\nurl = \"http://{}:8067\"\nrole = \"primary\"\n\
-             [[ha.peers]]\nname = \"b\"\nurl = \"http://{}:8067\"\nrole = \"{partner_role}\"\n",
+             {tls_ca}\
+             [[ha.peers]]\nname = \"a\"\nurl = \"{scheme}://{}:8067\"\nrole = \"primary\"\n\
+             [[ha.peers]]\nname = \"b\"\nurl = \"{scheme}://{}:8067\"\nrole = \"{partner_role}\"\n",
             ["a", "b"][i],
             self.api_addr(0),
-            self.api_addr(1)
+            self.api_addr(1),
+            scheme = self.scheme(),
+            tls_ca = self.tls.as_ref().map(|(ca, _, _)| format!("tls-ca = \"{ca}\"\n")).unwrap_or_default(),
         );
-        let lines = format!("store = \"{store}\"\napi-listen = \"{}:8067\"\napi-token = \"{TOKEN}\"", self.api_addr(i));
+        let mut lines =
+            format!("store = \"{store}\"\napi-listen = \"{}:8067\"\napi-token = \"{TOKEN}\"", self.api_addr(i));
+        if let Some((_, cert, key)) = &self.tls {
+            lines.push_str(&format!("\napi-tls-cert = \"{cert}\"\napi-tls-key = \"{key}\""));
+        }
         Server::start(Place::Netns(&self.servers[i]), &self.dir, ["a", "b"][i], &config, &lines)
     }
 
     /// `dhcp-cli --json ARGS` against server `i`'s API, from inside its namespace.
     fn cli(&self, i: usize, args: &[&str]) -> serde_json::Value {
-        let out = self.servers[i]
-            .command(env!("CARGO_BIN_EXE_dhcp-cli"))
-            .args(["--url", &format!("http://{}:8067", self.api_addr(i)), "--token", TOKEN, "--json"])
-            .args(args)
-            .output()
-            .expect("dhcp-cli");
+        let mut cmd = self.servers[i].command(env!("CARGO_BIN_EXE_dhcp-cli"));
+        cmd.args(["--url", &format!("{}://{}:8067", self.scheme(), self.api_addr(i)), "--token", TOKEN, "--json"]);
+        if let Some((ca, _, _)) = &self.tls {
+            cmd.args(["--ca", ca]);
+        }
+        let out = cmd.args(args).output().expect("dhcp-cli");
         assert!(out.status.success(), "dhcp-cli {args:?} on server {i}: {}", text(&out));
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
     }
@@ -422,4 +437,78 @@ fn a_cut_between_servers_on_local_stores_never_leases_an_address_twice() {
         assert!(Instant::now() < deadline, "not converged: a {} leases, b {}", on_a.len(), on_b.len());
         sleep(Duration::from_millis(200));
     }
+}
+
+/// A CA and one server certificate it signed for both servers' peer addresses, made with
+/// openssl in `dir`; (CA, certificate, key) paths.
+fn peer_certs(dir: &Path, name: &str) -> (String, String, String) {
+    let at = |file: &str| path_str(&dir.join(format!("{name}-{file}")));
+    let (ca_key, ca, key, csr, cert, ext) =
+        (at("ca.key"), at("ca.pem"), at("server.key"), at("server.csr"), at("server.pem"), at("ext.cnf"));
+    std::fs::write(&ext, format!("subjectAltName=IP:{},IP:{}\n", PEER_ADDRS[0], PEER_ADDRS[1])).expect("ext");
+    let subject = format!("/CN={name} CA");
+    run([
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject, "-keyout",
+        &ca_key, "-out", &ca,
+    ]);
+    run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=dhcp peers", "-keyout", &key, "-out", &csr]);
+    run([
+        "openssl",
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-CAcreateserial",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-out",
+        &cert,
+        "-extfile",
+        &ext,
+    ]);
+    (ca, cert, key)
+}
+
+#[test]
+fn peers_over_tls_check_each_others_certificates() {
+    if !lab::available() {
+        return;
+    }
+    let mut pair = Pair::with_peer_link();
+    let (ca, cert, key) = peer_certs(&pair.dir, "peers");
+    pair.tls = Some((ca, cert, key));
+    let primary = pair.start(0, "hot-standby", "memory:");
+    let standby = pair.start(1, "hot-standby", "memory:");
+    pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(10));
+    let out = pair.perfdhcp(30, "02:c1:00:00:00:00");
+    assert!(matches!(out.status.code(), Some(0 | 3)), "perfdhcp: {}", text(&out));
+    let leased = bound(&primary);
+    assert!(leased.len() >= 27, "{} of 30 bound", leased.len());
+    assert_eq!(bound(&standby), leased, "lease updates over TLS");
+
+    // Plain HTTP to the HTTPS API gets nowhere.
+    let plain = pair.servers[0]
+        .command(env!("CARGO_BIN_EXE_dhcp-cli"))
+        .args(["--url", &format!("http://{}:8067", PEER_ADDRS[0]), "--token", TOKEN, "show", "ha"])
+        .output()
+        .expect("dhcp-cli");
+    assert_eq!(plain.status.code(), Some(2), "{}", text(&plain));
+
+    // A standby that trusts another CA refuses the primary's certificate and says why.
+    drop(standby);
+    let (stranger_ca, _, _) = peer_certs(&pair.dir, "stranger");
+    let good = pair.tls.clone();
+    pair.tls = good.clone().map(|(_, cert, key)| (stranger_ca, cert, key));
+    let doubting = pair.start(1, "hot-standby", "memory:");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !doubting.log_text().contains("UnknownIssuer") {
+        assert!(Instant::now() < deadline, "no certificate refusal logged:\n{}", doubting.log_text());
+        sleep(Duration::from_millis(100));
+    }
+    pair.tls = good;
+    assert_eq!(pair.ha_state(0), "hot-standby", "the primary, which trusts the standby, still hears it");
 }

@@ -57,11 +57,25 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// A client of the API at `base` (such as `http://127.0.0.1:8067`) with a bearer token.
+    /// A client of the API at `base` (such as `http://127.0.0.1:8067`) with a bearer token; an
+    /// `https://` API's certificate is checked against the web's roots.
     pub fn new(base: &str, token: &str) -> Self {
+        Self::with_tls(base, token, ureq::tls::TlsConfig::default())
+    }
+
+    /// A client of an `https://` API whose certificate is checked against the CA certificates
+    /// in the PEM file `ca`.
+    pub fn with_ca(base: &str, token: &str, ca: &std::path::Path) -> Result<Self, ClientError> {
+        let tls = crate::tls::client_config(Some(ca))
+            .map_err(|reason| ClientError::Unreachable { url: base.to_owned(), reason })?;
+        Ok(Self::with_tls(base, token, tls))
+    }
+
+    fn with_tls(base: &str, token: &str, tls: ureq::tls::TlsConfig) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
+            .tls_config(tls)
             .build()
             .new_agent();
         AdminClient { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), agent }

@@ -115,7 +115,12 @@ pub(crate) fn router<S: LeaseStore + ReplicaStore + 'static>(admin: Admin<S>) ->
 }
 
 /// Serves the API on `listener` until the task is dropped.
-pub(crate) async fn serve<S: LeaseStore + ReplicaStore + 'static>(listener: tokio::net::TcpListener, admin: Admin<S>) {
+pub(crate) async fn serve<S, L>(listener: L, admin: Admin<S>)
+where
+    S: LeaseStore + ReplicaStore + 'static,
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     if let Err(e) = axum::serve(listener, router(admin)).await {
         warn!(error = %e, "management API stopped");
     }

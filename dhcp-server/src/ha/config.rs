@@ -16,6 +16,8 @@
 //!                                # passed (or `dhcp-cli ha partner-down`): at least the longest
 //!                                # lease the partner may have granted
 //! sync-page-size = 10000         # leases per page when a starting server fetches its partner's
+//! tls-ca = "/etc/dhcp/peers-ca.pem"  # https:// peers: their certificates are checked against
+//!                                # this CA (PEM); without it, against the web's roots
 //!
 //! [[ha.peers]]
 //! name = "dhcp-a"
@@ -122,6 +124,8 @@ pub struct HaConfig {
     pub full_takeover_after: Duration,
     /// Leases per page when fetching the partner's.
     pub sync_page_size: usize,
+    /// The CA certificates (PEM) that `https://` peers' certificates are checked against.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl HaConfig {
@@ -158,6 +162,7 @@ pub(crate) struct RawHa {
     sync_lease_updates: Option<bool>,
     full_takeover_after_ms: Option<u64>,
     sync_page_size: Option<usize>,
+    tls_ca: Option<std::path::PathBuf>,
     peers: Vec<RawPeer>,
 }
 
@@ -200,16 +205,13 @@ pub(crate) fn from_raw(raw: RawHa, shared_store: bool) -> Result<HaConfig, Confi
                 format!("{:?}: names must be unique and non-empty", peer.name),
             ));
         }
-        if peer.url.starts_with("https://") {
-            return Err(bad(
-                &format!("peers[{i}].url"),
-                "https peers are not supported yet: use http:// on a management network".into(),
-            ));
-        }
-        let host = peer.url.strip_prefix("http://").unwrap_or("");
+        let host = peer.url.strip_prefix("http://").or_else(|| peer.url.strip_prefix("https://")).unwrap_or("");
         let host = host.strip_suffix('/').unwrap_or(host);
         if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
-            return Err(bad(&format!("peers[{i}].url"), format!("{:?}: expected http://ADDRESS:PORT", peer.url)));
+            return Err(bad(
+                &format!("peers[{i}].url"),
+                format!("{:?}: expected http://ADDRESS:PORT or https://NAME:PORT", peer.url),
+            ));
         }
         peers.push(Peer { name: peer.name, url: peer.url.trim_end_matches('/').to_owned(), role });
     }
@@ -251,6 +253,7 @@ pub(crate) fn from_raw(raw: RawHa, shared_store: bool) -> Result<HaConfig, Confi
         sync_lease_updates: raw.sync_lease_updates.unwrap_or(true),
         full_takeover_after,
         sync_page_size,
+        tls_ca: raw.tls_ca,
         this_server: raw.this_server,
         mode,
         peers,
@@ -292,7 +295,7 @@ mod tests {
             (PAIR.replace("role = \"standby\"", "role = \"primary\""), "ha.peers"),
             (PAIR.replace("role = \"standby\"", "role = \"secondary\""), "ha.peers"),
             (PAIR.replace("name = \"b\"", "name = \"a\""), "ha.peers[1].name"),
-            (PAIR.replace("http://10.0.0.2:8067/", "https://10.0.0.2:8067"), "ha.peers[1].url"),
+            (PAIR.replace("http://10.0.0.2:8067/", "ftp://10.0.0.2:8067"), "ha.peers[1].url"),
             (PAIR.replace("http://10.0.0.2:8067/", "10.0.0.2:8067"), "ha.peers[1].url"),
             (PAIR.replace("this-server = \"b\"", "this-server = \"c\""), "ha.this-server"),
             (format!("heartbeat-delay-ms = 5000\n{PAIR}"), "ha.max-response-delay-ms"),

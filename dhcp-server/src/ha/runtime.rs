@@ -33,6 +33,8 @@ const MAX_BATCH: usize = 1000;
 #[derive(Debug)]
 pub struct Ha {
     config: HaConfig,
+    /// How peers' `https://` certificates are checked.
+    tls: ureq::tls::TlsConfig,
     machine: Mutex<Machine>,
     /// When this server started.
     epoch: Instant,
@@ -48,11 +50,13 @@ pub struct Ha {
 }
 
 impl Ha {
-    /// A server starting now, in `waiting`.
-    pub fn new(config: HaConfig) -> Ha {
+    /// A server starting now, in `waiting`; the error says why the `tls-ca` file cannot be used.
+    pub fn new(config: HaConfig) -> Result<Ha, String> {
         let epoch = Instant::now();
         let (updates, rx) = mpsc::unbounded_channel();
-        Ha {
+        let tls = crate::tls::client_config(config.tls_ca.as_deref())?;
+        Ok(Ha {
+            tls,
             machine: Mutex::new(Machine::new(&config, epoch)),
             config,
             epoch,
@@ -61,7 +65,17 @@ impl Ha {
             updates_rx: Mutex::new(Some(rx)),
             resync: AtomicBool::new(false),
             pools_differ: AtomicBool::new(false),
-        }
+        })
+    }
+
+    /// An HTTP client for the peers, giving up after `timeout`.
+    fn agent(&self, timeout: Duration) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .tls_config(self.tls.clone())
+            .build()
+            .new_agent()
     }
 
     /// Which free addresses this server may give new clients now.
@@ -281,11 +295,7 @@ impl Ha {
     {
         let Some(partner) = self.config.partner().cloned() else { return };
         let url = format!("{}/api/v1/ha/heartbeat", partner.url);
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(self.config.heartbeat_delay.max(Duration::from_millis(200))))
-            .build()
-            .new_agent();
+        let agent = self.agent(self.config.heartbeat_delay.max(Duration::from_millis(200)));
         let mut interval = tokio::time::interval(self.config.heartbeat_delay);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_reachable = true;
@@ -367,11 +377,7 @@ impl Ha {
         let me = self.config.this_server.clone();
         let targets: Vec<config::Peer> = self.config.peers.iter().filter(|p| p.name != me).cloned().collect();
         let partner = self.config.partner().map(|p| p.name.clone());
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(self.config.max_response_delay))
-            .build()
-            .new_agent();
+        let agent = self.agent(self.config.max_response_delay);
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {

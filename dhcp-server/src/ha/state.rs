@@ -400,6 +400,7 @@ mod tests {
             sync_lease_updates: true,
             full_takeover_after: Duration::from_secs(60),
             sync_page_size: 1000,
+            tls_ca: None,
         }
     }
 

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! The API is at `--url` (or `DHCP_API_URL`, default `http://127.0.0.1:8067`) with the token
-//! `--token` (or `DHCP_API_TOKEN`). Tables for people; `--json` prints the API's answer for
+//! `--token` (or `DHCP_API_TOKEN`); an https:// API's certificate is checked against `--ca`
+//! (or `DHCP_API_CA`). Tables for people; `--json` prints the API's answer for
 //! scripts. Exit status: 0 done, 1 the server refused (the message says why), 2 the server
 //! could not be reached, the token was refused, or the command line is wrong.
 //!
@@ -34,6 +35,9 @@ struct Args {
     /// The API's bearer token.
     #[arg(long, env = "DHCP_API_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// For an https:// API: the CA certificate (PEM) its certificate is checked against.
+    #[arg(long, env = "DHCP_API_CA", global = true)]
+    ca: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -210,7 +214,16 @@ fn main() -> ExitCode {
         eprintln!("dhcp-cli: no API token: pass --token or set DHCP_API_TOKEN");
         return ExitCode::from(2);
     };
-    let client = AdminClient::new(&args.url, &token);
+    let client = match &args.ca {
+        None => AdminClient::new(&args.url, &token),
+        Some(ca) => match AdminClient::with_ca(&args.url, &token, ca) {
+            Ok(client) => client,
+            Err(e) => {
+                eprintln!("dhcp-cli: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     match run(&client, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Client(e)) => {
