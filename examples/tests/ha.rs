@@ -19,7 +19,7 @@ use std::process::Output;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use lab::{Netns, Place, PrivateRedis, Server, TempDir, path_str, run, text, values};
+use lab::{Netns, Place, PrivatePostgres, PrivateRedis, Server, TempDir, free_port, path_str, run, text, values};
 
 /// Numbers veth names apart between the tests of this binary, which run at once.
 fn next() -> usize {
@@ -205,15 +205,29 @@ fn dhclient_hook(dir: &Path, log: &Path) -> String {
 }
 
 #[test]
-fn hot_standby_on_a_shared_store_survives_a_killed_primary() {
+fn hot_standby_on_a_shared_redis_survives_a_killed_primary() {
     if !lab::available() {
         return;
     }
-    let pair = Pair::new();
     let redis = PrivateRedis::start();
-    let store = format!("redis+unix://{}?prefix=ha:", redis.socket().display());
-    let primary = pair.start(0, "hot-standby", &store);
-    let standby = pair.start(1, "hot-standby", &store);
+    hot_standby_survives_a_killed_primary(&format!("redis+unix://{}?prefix=ha:", redis.socket().display()));
+}
+
+#[test]
+fn hot_standby_on_a_shared_postgres_survives_a_killed_primary() {
+    if !lab::available() {
+        return;
+    }
+    let pg = PrivatePostgres::start(free_port());
+    hot_standby_survives_a_killed_primary(&pg.url());
+}
+
+/// dhclient served by the primary, the primary killed, the client's renewal answered by the
+/// standby with the same address, perfdhcp after the kill served by the standby alone.
+fn hot_standby_survives_a_killed_primary(store: &str) {
+    let pair = Pair::new();
+    let primary = pair.start(0, "hot-standby", store);
+    let standby = pair.start(1, "hot-standby", store);
     pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(10));
 
     // dhclient is served by the primary and keeps renewing (lease 12 s, T1 4 s, T2 6 s).
@@ -343,8 +357,10 @@ fn hot_standby_on_local_stores_keeps_leases_in_step() {
         return;
     }
     let pair = Pair::with_peer_link();
+    // The standby keeps a journal (durable), the primary only memory: both kinds of local store.
+    let journal = format!("memory:?journal={}", path_str(&pair.dir.join("standby.journal")));
     let primary = pair.start(0, "hot-standby", "memory:");
-    let standby = pair.start(1, "hot-standby", "memory:");
+    let standby = pair.start(1, "hot-standby", &journal);
     pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(10));
 
     // Every lease the primary grants is in the standby's store before the client has it.
