@@ -100,6 +100,9 @@ impl Service {
         let store = HaStore::new(dhcp_store::open(&settings.store).await?, ha.clone());
         let store = MeteredStore::new(store, &metrics);
         let engine = Arc::new(Engine::new(dhcp, store));
+        if let Some(ha) = &ha {
+            ha.note_pools(&engine.config());
+        }
         // A durable or shared store may hold leases already: start the gauges from them.
         if let Err(e) = engine.count_leases(dhcp_net::now()).await {
             warn!(error = %e, "cannot count the stored leases; assigned-addresses starts at 0");

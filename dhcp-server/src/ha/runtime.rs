@@ -91,15 +91,27 @@ impl Ha {
         }
     }
 
-    /// Whether `addr` lies in `share` of a pool the engine allocated from; `false` when no
-    /// known pool holds it (the engine then allocates, which is split).
+    /// Remembers every pool of `config` (at start; pools of a reloaded config are noted when
+    /// the engine first allocates from them).
+    pub(crate) fn note_pools(&self, config: &dhcp_core::Config) {
+        for subnet in &config.subnets {
+            for pool in &subnet.pools {
+                self.note_pool(PoolRef { key: pool.key, subnet: subnet.id, ranges: &pool.ranges });
+            }
+        }
+    }
+
+    /// Whether this server may give `addr` to a new client under `share`: it lies in `share` of
+    /// its pool, or in no known pool at all (a reservation's address, which only its client
+    /// gets, whichever server answers).
     pub(crate) fn address_in_share(&self, addr: Ipv4Addr, share: Share) -> bool {
         let a = u32::from(addr);
         let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
-        pools
-            .values()
-            .filter(|ranges| ranges.iter().any(|r| r.contains(&a)))
-            .any(|ranges| super::state::half(ranges, share).iter().any(|r| r.contains(&a)))
+        let mut holding = pools.values().filter(|ranges| ranges.iter().any(|r| r.contains(&a))).peekable();
+        if holding.peek().is_none() {
+            return true;
+        }
+        holding.any(|ranges| super::state::half(ranges, share).iter().any(|r| r.contains(&a)))
     }
 
     /// Sends a stored lease to the partner (offers stay local, as in Kea: only what the client
@@ -494,6 +506,23 @@ mod tests {
     fn config(pool: &str) -> dhcp_core::Config {
         let text = format!("[[subnets]]\nid = 1\nsubnet = \"10.0.0.0/24\"\npools = [\"{pool}\"]\n");
         dhcp_core::Config::from_toml_str(&text).expect("valid")
+    }
+
+    #[test]
+    fn addresses_are_placed_in_halves_of_their_pools() {
+        let raw: super::config::RawHa = toml::from_str(
+            "this-server = \"a\"\nmode = \"hot-standby\"\n\
+             [[peers]]\nname = \"a\"\nurl = \"http://10.0.0.1:8067\"\nrole = \"primary\"\n\
+             [[peers]]\nname = \"b\"\nurl = \"http://10.0.0.2:8067\"\nrole = \"standby\"\n",
+        )
+        .expect("a table");
+        let ha = Ha::new(super::config::from_raw(raw, false).expect("valid")).expect("no TLS files");
+        ha.note_pools(&config("10.0.0.10-10.0.0.19"));
+        let at = |last: u8| Ipv4Addr::new(10, 0, 0, last);
+        assert!(ha.address_in_share(at(10), Share::Lower) && ha.address_in_share(at(14), Share::Lower));
+        assert!(!ha.address_in_share(at(15), Share::Lower) && ha.address_in_share(at(15), Share::Upper));
+        assert!(!ha.address_in_share(at(10), Share::Upper));
+        assert!(ha.address_in_share(at(200), Share::Lower), "outside every pool: a reservation's");
     }
 
     #[test]
