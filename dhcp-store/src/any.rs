@@ -63,7 +63,7 @@ pub enum AnyStore {
     /// `postgres://...` — [`PostgresStore`](crate::PostgresStore).
     #[cfg(feature = "postgres")]
     Postgres(crate::PostgresStore),
-    /// `redis://...` — [`RedisStore`](crate::RedisStore).
+    /// `redis://...`, `redis+sentinel://...` — [`RedisStore`](crate::RedisStore).
     #[cfg(feature = "redis")]
     Redis(crate::RedisStore),
 }
@@ -85,6 +85,8 @@ pub fn supported_schemes() -> &'static [&'static str] {
         "rediss:",
         #[cfg(feature = "redis")]
         "redis+unix:",
+        #[cfg(feature = "redis")]
+        "redis+sentinel:",
     ]
 }
 
@@ -92,8 +94,10 @@ pub fn supported_schemes() -> &'static [&'static str] {
 /// same with a lease journal, replayed now), `sqlite://PATH` (a SQLite file, created when
 /// missing; `sqlite:///abs/path` or `sqlite://relative/path`), `postgres://USER@HOST/DB` (a pool
 /// of 16 connections; the schema is created or migrated; libpq's `sslmode` and `sslrootcert`
-/// for TLS), `redis://HOST[:PORT][/DB][?prefix=P&hosts=H]`, `rediss://...[&tls-ca=PATH]` (TLS)
-/// or `redis+unix:///SOCKET[?prefix=P]`.
+/// for TLS; several hosts with `target_session_attrs=read-write` to follow a promoted standby),
+/// `redis://HOST[:PORT][/DB][?prefix=P&hosts=H]`, `rediss://...[&tls-ca=PATH]` (TLS),
+/// `redis+unix:///SOCKET[?prefix=P]` or `redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[?db=N]`
+/// (the master Sentinel names, followed through its failovers).
 ///
 /// Async because network stores connect here; the memory store's future is ready at once, so
 /// `dhcp_core::block_on(open("memory:"))` works without a runtime.
@@ -137,7 +141,7 @@ pub async fn open(url: &str) -> Result<AnyStore, OpenError> {
             Ok(AnyStore::Postgres(store))
         }
         #[cfg(feature = "redis")]
-        "redis" | "rediss" | "redis+unix" => {
+        "redis" | "rediss" | "redis+unix" | "redis+sentinel" => {
             let store = crate::RedisStore::connect(url)
                 .await
                 .map_err(|e| OpenError::Open { url: url.to_owned(), reason: e.to_string() })?;
@@ -159,7 +163,7 @@ pub fn feature_for(url: &str) -> Option<&'static str> {
         "memory" => "memory",
         "sqlite" => "sqlite",
         "postgres" | "postgresql" => "postgres",
-        "redis" | "rediss" | "redis+unix" => "redis",
+        "redis" | "rediss" | "redis+unix" | "redis+sentinel" => "redis",
         _ => return None,
     })
 }
@@ -297,8 +301,18 @@ mod tests {
     fn names_the_feature_of_a_store_compiled_out() {
         assert_eq!(feature_for("memory:?journal=/x"), Some("journal"));
         assert_eq!(feature_for("rediss://h"), Some("redis"));
+        assert_eq!(feature_for("redis+sentinel://h:26379/m"), Some("redis"));
+        assert_eq!(
+            feature_for("postgresql://u@%2Fa:5432,%2Fb:5433/db?target_session_attrs=read-write"),
+            Some("postgres")
+        );
         assert_eq!(feature_for("mongodb://h"), None);
-        assert_eq!(unsupported_reason("memory:"), None);
+        if compiled_in("memory") {
+            assert_eq!(unsupported_reason("memory:"), None);
+        }
+        if compiled_in("redis") {
+            assert_eq!(unsupported_reason("redis+sentinel://h/m"), None);
+        }
         let missing = ["memory", "journal", "sqlite", "postgres", "redis"].into_iter().find(|f| !compiled_in(f));
         if let Some(feature) = missing {
             let url = match feature {

@@ -9,6 +9,34 @@
 //! (PostgreSQL's default `synchronous_commit`) before the store answers.
 //!
 //! The schema's version is kept in `dhcp_schema_version` and migrated on open.
+//!
+//! # Failover: PostgreSQL's own replication
+//! The store follows a promoted standby the way libpq does, through a multi-host connection
+//! string with `target_session_attrs=read-write`:
+//!
+//! - `postgresql://dhcp@db1:5432,db2:5432/leases?target_session_attrs=read-write`;
+//! - over Unix sockets, the hosts are socket directories, percent-encoded in a URL
+//!   (`postgresql://postgres@%2Frun%2Fpg1:5432,%2Frun%2Fpg2:5433/leases?target_session_attrs=read-write`)
+//!   or as they are in the key=value form (`host=/run/pg1,/run/pg2 port=5432,5433 user=postgres
+//!   dbname=leases target_session_attrs=read-write`).
+//!
+//! Each new connection tries the hosts in order and keeps the first that takes writes
+//! (`SHOW transaction_read_only` is `off`), so a standby is never written to before its
+//! promotion, and a promoted one is found without a restart. When the primary goes away, the
+//! calls on its connections fail with [`StoreError::Unavailable`] (the engine drops those
+//! requests and the clients retransmit); the pool throws closed connections away, and the next
+//! call connects again, to whichever host now takes writes. A server that refuses work while
+//! shutting down, starting or read-only (SQLSTATE classes 08 and 57P, and 25006) counts as
+//! unavailable too.
+//!
+//! Unless the connection string says otherwise, each host gets `connect_timeout=5` (seconds), so
+//! a host that is down without refusing (a dead machine) costs five seconds rather than the
+//! kernel's minutes before the next is tried, and TCP connections get `tcp_user_timeout` of ten
+//! seconds, so a query sent to a dead machine fails instead of waiting for the kernel to give
+//! up. What an acknowledged lease survives is the replication's promise: with a synchronous
+//! standby (`synchronous_standby_names` on the primary, `synchronous_commit = on` or stronger)
+//! every commit the store answered is on the standby before the client gets its ACK; with
+//! asynchronous streaming the last commits before a failover can be lost.
 
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
@@ -89,12 +117,21 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 }
 
 fn backend(e: tokio_postgres::Error) -> StoreError {
-    // A closed connection or a refused one is an outage; anything the server said is not.
-    if e.is_closed() || e.as_db_error().is_none() {
-        unavailable(e)
-    } else {
-        StoreError::Backend(format!("postgres: {e}"))
-    }
+    // A closed connection or a refused one is an outage, and so is a server that says it is
+    // going away, not there yet, or read-only (a primary being failed over); anything else the
+    // server said is not.
+    let outage = match e.as_db_error() {
+        None => true,
+        Some(db) => is_outage_code(db.code().code()),
+    };
+    if e.is_closed() || outage { unavailable(e) } else { StoreError::Backend(format!("postgres: {e}")) }
+}
+
+/// SQLSTATEs of a server that cannot take work now, though it may soon (or another host can):
+/// connection exceptions (class 08), operator intervention (57P01 admin shutdown, 57P02 crash
+/// shutdown, 57P03 cannot connect now), and 25006, a write in a read-only transaction.
+fn is_outage_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "25006")
 }
 
 fn secs(t: Timestamp) -> i64 {
@@ -127,6 +164,24 @@ fn lease_from_row(row: &Row) -> Result<Lease, StoreError> {
     })
 }
 
+/// Bounded waits for hosts that are down without refusing, unless the URL chose its own.
+fn with_default_timeouts(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    config
+}
+
+/// How long one host may take to accept a connection before the next is tried.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long data sent on a TCP connection may stay unacknowledged before the connection counts
+/// as lost (Linux's `TCP_USER_TIMEOUT`).
+const TCP_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The `offset`-th address of `ranges`, if the pool has that many.
 fn nth_addr(ranges: &[RangeInclusive<u32>], mut offset: u64) -> Option<u32> {
     for r in ranges {
@@ -141,12 +196,13 @@ fn nth_addr(ranges: &[RangeInclusive<u32>], mut offset: u64) -> Option<u32> {
 
 impl PostgresStore {
     /// Connects to the database a `postgres://` URL names (tokio-postgres's URL and key=value
-    /// forms, with libpq's `sslmode` and `sslrootcert`: see the TLS table in the crate docs)
+    /// forms, with libpq's `sslmode` and `sslrootcert`: see the TLS table in the crate docs;
+    /// several hosts with `target_session_attrs=read-write` for failover: see the module docs)
     /// with a pool of up to `max_connections`, and creates or migrates the schema.
     pub async fn connect(url: &str, max_connections: usize) -> Result<PostgresStore, StoreError> {
         let bad = |why: String| StoreError::Backend(format!("postgres URL: {why}"));
         let tls = TlsParams::parse(url).map_err(bad)?;
-        let config: tokio_postgres::Config = tls.url.parse().map_err(|e| bad(format!("{e}")))?;
+        let config = with_default_timeouts(tls.url.parse().map_err(|e| bad(format!("{e}")))?);
         let manager = if tls.wanted(config.get_hosts()) {
             Manager::new(config, MakeRustlsConnect::new(tls.client_config().map_err(bad)?))
         } else {
@@ -390,6 +446,45 @@ impl LeaseStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_host_urls_reach_tokio_postgres_whole() {
+        use tokio_postgres::config::{Host, TargetSessionAttrs};
+        let parse = |url: &str| -> tokio_postgres::Config {
+            with_default_timeouts(TlsParams::parse(url).expect("valid").url.parse().expect("tokio-postgres parses it"))
+        };
+        let sockets = [Host::Unix("/tmp/a".into()), Host::Unix("/tmp/b".into())];
+        for url in [
+            "postgresql://postgres@%2Ftmp%2Fa:5432,%2Ftmp%2Fb:5433/test?target_session_attrs=read-write",
+            "host=/tmp/a,/tmp/b port=5432,5433 user=postgres dbname=test target_session_attrs=read-write",
+        ] {
+            let config = parse(url);
+            assert_eq!(config.get_hosts(), sockets, "{url}");
+            assert_eq!(config.get_ports(), [5432, 5433], "{url}");
+            assert_eq!(config.get_target_session_attrs(), TargetSessionAttrs::ReadWrite, "{url}");
+            assert_eq!(config.get_dbname(), Some("test"), "{url}");
+        }
+        let config = parse(
+            "postgresql://dhcp@db1:5432,db2/leases?target_session_attrs=read-write&sslmode=verify-full\
+             &sslrootcert=%2Fca.pem&connect_timeout=2",
+        );
+        assert_eq!(config.get_hosts(), [Host::Tcp("db1".into()), Host::Tcp("db2".into())]);
+        assert_eq!(config.get_ports(), [5432, 5432]);
+        assert_eq!(config.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
+        assert_eq!(config.get_connect_timeout(), Some(&std::time::Duration::from_secs(2)), "the URL's own wins");
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert_eq!(parse("postgres://h/db").get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+    }
+
+    #[test]
+    fn a_server_going_away_or_read_only_is_an_outage() {
+        for code in ["08006", "08001", "57P01", "57P02", "57P03", "25006"] {
+            assert!(is_outage_code(code), "{code}");
+        }
+        for code in ["23505", "42P01", "40001", "57014"] {
+            assert!(!is_outage_code(code), "{code}");
+        }
+    }
 
     #[test]
     fn the_claim_statement_uses_the_codecs_codes() {

@@ -1,10 +1,29 @@
 //! The shared key-value store: `redis://HOST[:PORT][/DB][?prefix=P]` (`rediss://` with TLS),
-//! for several servers on one Redis.
+//! for several servers on one Redis, or `redis+sentinel://` for a Redis whose master Sentinel
+//! fails over.
 //!
 //! Every change is one Lua script, which Redis runs without interleaving any other command, so
 //! a claim's check and its write are atomic across any number of servers. The connection
 //! reconnects by itself with backoff after an outage; while Redis is away, calls fail with
 //! `StoreError::Unavailable` and the engine answers nothing it could not store.
+//!
+//! # Failover: Redis Sentinel
+//! `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[?prefix=P&hosts=H&db=N&sentinel-password=S]`
+//! names the sentinels (port 26379 when left out) and the name they monitor the master under
+//! (`sentinel monitor MASTER ...`). The redis crate has no URL of its own for Sentinel; this is
+//! the form other clients use, and `/MASTER/DB` is taken for `db=N` as they take it. The user
+//! and password are the master's (and its replicas'); `sentinel-password` is the sentinels' own,
+//! when they have one.
+//!
+//! The store asks the sentinels for the master (the first sentinel that answers; a master
+//! they see as down is not taken), checks with `ROLE` that it is one, and keeps one multiplexed
+//! connection to it. When a call fails because the connection is lost, refused or timed out,
+//! or because the server it reaches has become a replica (`READONLY`), that call fails with
+//! `StoreError::Unavailable` (the engine drops the request; the client retransmits) and the
+//! next call asks the sentinels again, at most every quarter second, so a promoted replica is
+//! found without a restart once Sentinel has promoted it (its `down-after-milliseconds` plus the
+//! election). Redis replicates asynchronously: a lease written just before the master died may
+//! not have reached the replica that is promoted, and is then lost with it.
 //!
 //! # Keys (all under the prefix, `dhcp:` by default)
 //! - `lease:ADDR` (ADDR as a host-order integer): hash `subnet`, `client` (hex), `hw` (hex),
@@ -35,12 +54,16 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use dhcp_core::config::Group;
 use dhcp_core::options::{OptionSet, OptionValue};
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script, Value};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::{AsyncCommands, AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult};
+use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo, Script, Value};
 
 use crate::codec::{self, hex, unhex};
 
@@ -235,10 +258,283 @@ impl Scripts {
     }
 }
 
+/// How long one connection attempt, and one answer, may take.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long asking the sentinels for the master (and checking it) may take in all.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// After the sentinels named no reachable master, calls fail at once for this long before they
+/// are asked again, so that a burst of requests during a failover does not become a burst of
+/// lookups.
+const LOOKUP_PAUSE: Duration = Duration::from_millis(250);
+
+/// The connection the store's calls go through: to one address, reconnected in place by the
+/// redis crate's connection manager, or to whichever server the sentinels name as the master.
+#[derive(Clone)]
+enum Conn {
+    Direct(ConnectionManager),
+    Sentinel(Arc<SentinelMaster>),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Direct(conn) => conn.req_packed_command(cmd),
+            Conn::Sentinel(master) => Box::pin(async move {
+                let (generation, mut conn) = master.connection().await?;
+                let result = conn.req_packed_command(cmd).await;
+                if let Err(e) = &result {
+                    master.failed(generation, e);
+                }
+                result
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Direct(conn) => conn.req_packed_commands(cmd, offset, count),
+            Conn::Sentinel(master) => Box::pin(async move {
+                let (generation, mut conn) = master.connection().await?;
+                let result = conn.req_packed_commands(cmd, offset, count).await;
+                if let Err(e) = &result {
+                    master.failed(generation, e);
+                }
+                result
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Direct(conn) => conn.get_db(),
+            Conn::Sentinel(master) => master.db,
+        }
+    }
+}
+
+/// The master of a Sentinel-monitored Redis, found again whenever the connection to it fails.
+struct SentinelMaster {
+    /// The name the sentinels monitor it under.
+    name: String,
+    /// The sentinels; one lookup at a time.
+    sentinels: tokio::sync::Mutex<Sentinel>,
+    /// How to log in to the master.
+    node: SentinelNodeConnectionInfo,
+    db: i64,
+    config: AsyncConnectionConfig,
+    current: Mutex<Current>,
+}
+
+/// The connection to the master as last found, numbered so that a failure seen on an old
+/// connection does not throw away a newer one.
+#[derive(Default)]
+struct Current {
+    conn: Option<(u64, MultiplexedConnection)>,
+    generation: u64,
+    /// When the last lookup failed, and why.
+    failed: Option<(Instant, String)>,
+}
+
+impl SentinelMaster {
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection to the master, asking the sentinels for it first when there is none.
+    async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        if let Some(conn) = self.current().conn.clone() {
+            return Ok(conn);
+        }
+        let mut sentinels = self.sentinels.lock().await;
+        // Another call may have found the master while this one waited for the sentinels.
+        {
+            let current = self.current();
+            if let Some(conn) = current.conn.clone() {
+                return Ok(conn);
+            }
+            if let Some((at, why)) = &current.failed
+                && at.elapsed() < LOOKUP_PAUSE
+            {
+                return Err(no_master(&self.name, why));
+            }
+        }
+        let found = tokio::time::timeout(LOOKUP_TIMEOUT, async {
+            let client = sentinels.async_master_for(&self.name, Some(&self.node)).await?;
+            client.get_multiplexed_async_connection_with_config(&self.config).await
+        })
+        .await
+        .unwrap_or_else(|_| Err(RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))));
+        let mut current = self.current();
+        match found {
+            Ok(conn) => {
+                current.generation += 1;
+                current.conn = Some((current.generation, conn.clone()));
+                current.failed = None;
+                Ok((current.generation, conn))
+            }
+            Err(e) => {
+                let why = e.to_string();
+                current.failed = Some((Instant::now(), why.clone()));
+                Err(no_master(&self.name, &why))
+            }
+        }
+    }
+
+    /// Forgets the connection `generation` when `e` says it is lost or no longer to a master.
+    fn failed(&self, generation: u64, e: &RedisError) {
+        if !(is_outage(e) || e.is_unrecoverable_error()) {
+            return;
+        }
+        let mut current = self.current();
+        if current.conn.as_ref().is_some_and(|(g, _)| *g == generation) {
+            current.conn = None;
+        }
+    }
+}
+
+/// The error of a lookup that found no master: an outage, as a refused connection is.
+fn no_master(name: &str, why: &str) -> RedisError {
+    RedisError::from((
+        ErrorKind::MasterNameNotFoundBySentinel,
+        "the sentinels named no reachable master",
+        format!("master {name:?}: {why}"),
+    ))
+}
+
+/// Whether `e` means Redis cannot be reached now, or the server reached is not the master: a
+/// failover in progress, which another try may get past.
+fn is_outage(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            ErrorKind::ReadOnly
+                | ErrorKind::MasterDown
+                | ErrorKind::BusyLoadingError
+                | ErrorKind::MasterNameNotFoundBySentinel
+                | ErrorKind::EmptySentinelList
+        )
+        // A write inside a script on a replica: the script's error carries the reply's code.
+        || e.to_string().contains("READONLY")
+}
+
+/// A `redis+sentinel://` URL taken apart.
+#[derive(Debug, PartialEq, Eq)]
+struct SentinelUrl {
+    sentinels: Vec<(String, u16)>,
+    master: String,
+    db: i64,
+    username: Option<String>,
+    password: Option<String>,
+    sentinel_password: Option<String>,
+}
+
+impl SentinelUrl {
+    /// Parses `redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,...]/MASTER[/DB]` with the
+    /// query already taken off; `db` is the `db=` parameter's value, if there was one.
+    fn parse(url: &str, db: Option<i64>, sentinel_password: Option<String>) -> Result<SentinelUrl, String> {
+        let rest = url.strip_prefix("redis+sentinel://").ok_or("expected redis+sentinel://")?;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        let (username, password) = match userinfo {
+            None => (None, None),
+            Some(info) => {
+                let (user, password) = info.split_once(':').unwrap_or((info, ""));
+                let some = |text: &str| (!text.is_empty()).then(|| percent_decode(text));
+                (some(user), some(password))
+            }
+        };
+        let mut sentinels = Vec::new();
+        for host in hosts.split(',') {
+            let (name, port) = match host.rsplit_once(':') {
+                // An IPv6 address without a port: [::1].
+                Some((name, port)) if !port.ends_with(']') => {
+                    (name, port.parse::<u16>().map_err(|_| format!("bad port in sentinel {host:?}"))?)
+                }
+                _ => (host, 26379),
+            };
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            if name.is_empty() {
+                return Err(format!("empty sentinel host in {hosts:?}"));
+            }
+            sentinels.push((name.to_owned(), port));
+        }
+        let mut parts = path.split('/').filter(|p| !p.is_empty());
+        let master = percent_decode(parts.next().ok_or("no master name: redis+sentinel://HOST:PORT/MASTER")?);
+        let path_db = parts.next().map(|d| d.parse::<i64>().map_err(|_| format!("bad database number {d:?}")));
+        if let Some(extra) = parts.next() {
+            return Err(format!("unexpected {extra:?} after /MASTER/DB"));
+        }
+        let db = match (path_db.transpose()?, db) {
+            (Some(a), Some(b)) if a != b => return Err(format!("database {a} in the path but db={b}")),
+            (a, b) => a.or(b).unwrap_or(0),
+        };
+        Ok(SentinelUrl { sentinels, master, db, username, password, sentinel_password })
+    }
+
+    /// The sentinels, to be asked.
+    fn sentinel_infos(&self) -> Vec<ConnectionInfo> {
+        self.sentinels
+            .iter()
+            .map(|(host, port)| ConnectionInfo {
+                addr: ConnectionAddr::Tcp(host.clone(), *port),
+                redis: RedisConnectionInfo { password: self.sentinel_password.clone(), ..Default::default() },
+            })
+            .collect()
+    }
+
+    /// How the master is logged in to.
+    fn node(&self) -> SentinelNodeConnectionInfo {
+        SentinelNodeConnectionInfo {
+            tls_mode: None,
+            redis_connection_info: Some(RedisConnectionInfo {
+                db: self.db,
+                username: self.username.clone(),
+                password: self.password.clone(),
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+/// `%40` and the like in a URL's user, password or master name.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Leases in Redis, shared by any number of servers.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     hosts: String,
     scripts: Scripts,
@@ -251,7 +547,7 @@ impl std::fmt::Debug for RedisStore {
 }
 
 fn failed(e: redis::RedisError) -> StoreError {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+    if is_outage(&e) {
         StoreError::Unavailable(format!("redis: {e}"))
     } else {
         StoreError::Backend(format!("redis: {e}"))
@@ -305,6 +601,10 @@ impl RedisStore {
     /// `client:` and `group:` hashes live; `tls-ca=PATH` checks a `rediss://` server against
     /// that CA certificate (PEM) instead of the system's roots. A `#insecure` fragment turns
     /// certificate checks off, as in the redis crate.
+    ///
+    /// `redis+sentinel://SENTINEL[:PORT][,SENTINEL[:PORT]...]/MASTER` finds the master through
+    /// Sentinel and follows its failovers (see the module docs), with `prefix=` and `hosts=` as
+    /// above, `db=N` (or `/MASTER/N`) and `sentinel-password=`.
     pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
         let bad = |why: &str| StoreError::Backend(format!("redis URL {url:?}: {why}"));
         let (url_part, fragment) = match url.split_once('#') {
@@ -312,14 +612,42 @@ impl RedisStore {
             None => (url, String::new()),
         };
         let (base, query) = url_part.split_once('?').unwrap_or((url_part, ""));
+        let sentinel = base.starts_with("redis+sentinel://");
         let (mut prefix, mut hosts, mut tls_ca) = ("dhcp:".to_owned(), String::new(), None);
+        let (mut db, mut sentinel_password) = (None, None);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("prefix", p)) if !p.is_empty() => prefix = p.to_owned(),
                 Some(("hosts", h)) => hosts = h.to_owned(),
-                Some(("tls-ca", path)) if !path.is_empty() => tls_ca = Some(path.to_owned()),
+                Some(("tls-ca", path)) if !path.is_empty() && !sentinel => tls_ca = Some(path.to_owned()),
+                Some(("db", n)) if sentinel => db = Some(n.parse::<i64>().map_err(|_| bad(&format!("db={n:?}")))?),
+                Some(("sentinel-password", p)) if sentinel => sentinel_password = Some(percent_decode(p)),
+                _ if sentinel => {
+                    return Err(bad(&format!("unknown parameter {pair:?} (prefix=, hosts=, db=, sentinel-password=)")));
+                }
                 _ => return Err(bad(&format!("unknown parameter {pair:?} (prefix=, hosts=, tls-ca=)"))),
             }
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(CONNECTION_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT);
+        if sentinel {
+            if !fragment.is_empty() {
+                return Err(bad("redis+sentinel:// takes no #fragment"));
+            }
+            let parsed = SentinelUrl::parse(base, db, sentinel_password).map_err(|why| bad(&why))?;
+            let sentinels = Sentinel::build(parsed.sentinel_infos()).map_err(failed)?;
+            let master = Arc::new(SentinelMaster {
+                name: parsed.master.clone(),
+                sentinels: tokio::sync::Mutex::new(sentinels),
+                node: parsed.node(),
+                db: parsed.db,
+                config,
+                current: Mutex::new(Current::default()),
+            });
+            // Find the master now: a URL that leads nowhere is refused at start.
+            master.connection().await.map_err(failed)?;
+            return Ok(RedisStore { conn: Conn::Sentinel(master), prefix, hosts, scripts: Scripts::new() });
         }
         let base = format!("{base}{fragment}");
         let client = match tls_ca {
@@ -337,12 +665,12 @@ impl RedisStore {
         // engine answers nothing) instead of waiting for it; reconnection retries in the
         // background with a capped backoff.
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(std::time::Duration::from_secs(1))
-            .set_response_timeout(std::time::Duration::from_secs(2))
+            .set_connection_timeout(CONNECTION_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT)
             .set_number_of_retries(3)
             .set_max_delay(1000);
         let conn = client.get_connection_manager_with_config(config).await.map_err(failed)?;
-        Ok(RedisStore { conn, prefix, hosts, scripts: Scripts::new() })
+        Ok(RedisStore { conn: Conn::Direct(conn), prefix, hosts, scripts: Scripts::new() })
     }
 
     async fn hash(&self, addr: u32) -> Result<Option<Lease>, StoreError> {
@@ -573,5 +901,72 @@ impl LeaseStore for RedisStore {
         }
         leases.sort_by_key(|l| l.addr);
         Ok(leases)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sentinel(url: &str) -> Result<SentinelUrl, String> {
+        SentinelUrl::parse(url, None, None)
+    }
+
+    #[test]
+    fn sentinel_urls_name_the_sentinels_and_the_master() {
+        let parsed = sentinel("redis+sentinel://127.0.0.1:26379,10.0.0.2:26380,sentinel-3/leases").expect("valid");
+        assert_eq!(
+            parsed.sentinels,
+            [("127.0.0.1".into(), 26379), ("10.0.0.2".into(), 26380), ("sentinel-3".into(), 26379)]
+        );
+        assert_eq!((parsed.master.as_str(), parsed.db, parsed.password.as_deref()), ("leases", 0, None));
+
+        let parsed = sentinel("redis+sentinel://:s%40cret@[::1]:5000,[::2]/mymaster/3").expect("valid");
+        assert_eq!(parsed.sentinels, [("::1".into(), 5000), ("::2".into(), 26379)]);
+        assert_eq!((parsed.master.as_str(), parsed.db), ("mymaster", 3));
+        assert_eq!((parsed.username, parsed.password.as_deref()), (None, Some("s@cret")));
+
+        let parsed = SentinelUrl::parse("redis+sentinel://dhcp:pw@h:1/m", Some(2), Some("sp".into())).expect("valid");
+        assert_eq!(
+            (parsed.username.as_deref(), parsed.db, parsed.sentinel_password.as_deref()),
+            (Some("dhcp"), 2, Some("sp"))
+        );
+        let node = parsed.node().redis_connection_info.expect("login");
+        assert_eq!((node.db, node.password.as_deref()), (2, Some("pw")));
+    }
+
+    #[test]
+    fn sentinel_urls_without_a_master_or_with_bad_parts_are_refused() {
+        assert!(sentinel("redis+sentinel://h:26379").expect_err("no master").contains("master"));
+        assert!(sentinel("redis+sentinel://h:26379/").expect_err("no master").contains("master"));
+        assert!(sentinel("redis+sentinel://h:port/m").expect_err("bad port").contains("port"));
+        assert!(sentinel("redis+sentinel://h,,k/m").expect_err("empty host").contains("empty"));
+        assert!(sentinel("redis+sentinel://h/m/x").is_err());
+        assert!(SentinelUrl::parse("redis+sentinel://h/m/1", Some(2), None).is_err(), "two databases");
+    }
+
+    #[tokio::test]
+    async fn sentinel_urls_take_their_own_parameters_only() {
+        let err = RedisStore::connect("redis+sentinel://127.0.0.1:1/m?tls-ca=/ca.pem").await.expect_err("no TLS");
+        assert!(err.to_string().contains("db=, sentinel-password="), "{err}");
+        // No sentinel answers: an outage, not a broken URL.
+        match RedisStore::connect("redis+sentinel://127.0.0.1:1/m?prefix=x:&db=1").await {
+            Err(StoreError::Unavailable(why)) => assert!(why.contains("master \"m\""), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn failover_errors_are_outages() {
+        let read_only = RedisError::from((ErrorKind::ReadOnly, "READONLY"));
+        assert!(is_outage(&read_only));
+        let in_script = RedisError::from((
+            ErrorKind::ResponseError,
+            "An error was signalled by the server",
+            "Error running script: @user_script:12: -READONLY You can't write against a read only replica.".to_owned(),
+        ));
+        assert!(is_outage(&in_script));
+        assert!(is_outage(&no_master("m", "down")));
+        assert!(!is_outage(&RedisError::from((ErrorKind::TypeError, "not a number"))));
     }
 }

@@ -1,6 +1,8 @@
 //! The PostgreSQL store against a real server (127.0.0.1:5432, database `test`, as the test
 //! command sets up): the shared contract, each test in its own schema, and several stores with
-//! their own connection pools, as several servers would be, allocating from one small pool at once.
+//! their own connection pools, as several servers would be, allocating from one small pool at once;
+//! multi-host strings with `target_session_attrs=read-write` skip a host that is down and never
+//! settle on a read-only one.
 //!
 //! `DHCP_TEST_POSTGRES` overrides where the server is (a libpq key=value string).
 
@@ -95,4 +97,61 @@ async fn servers_sharing_the_database_never_share_an_address() {
     let store = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
     let stored: HashSet<_> = store.list(None).await.expect("store").into_iter().map(|l| (l.addr, l.client)).collect();
     assert_eq!(stored, all.into_iter().collect());
+}
+
+/// The test server's host and port, and the rest of its connection string, for building
+/// multi-host strings around it.
+fn host_port_and_rest() -> (String, u16, String) {
+    let config: tokio_postgres::Config = server().parse().expect("DHCP_TEST_POSTGRES parses");
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let all = server();
+    let rest: Vec<&str> = all
+        .split_whitespace()
+        .filter(|p| !p.starts_with("host=") && !p.starts_with("port=") && !p.starts_with("hostaddr="))
+        .collect();
+    (host, port, rest.join(" "))
+}
+
+#[tokio::test]
+async fn a_multi_host_string_skips_a_host_that_is_down() {
+    // The first host is a socket directory with no server (a stopped primary); the store goes
+    // on to the next, which takes writes, as a promoted standby would.
+    let schema = fresh_schema().await;
+    let (host, port, rest) = host_port_and_rest();
+    let url = format!(
+        "host=/nonexistent-dhcp-test-dir,{host} port=5432,{port} {rest} target_session_attrs=read-write \
+         options='-c search_path={schema}'"
+    );
+    let store = PostgresStore::connect(&url, 2).await.expect("the second host answers");
+    store.claim(&bound(1, addr(1), 3600), T0).await.expect("store").expect("granted");
+    assert_eq!(store.list(None).await.expect("store").len(), 1);
+}
+
+#[tokio::test]
+async fn a_read_only_server_is_never_written_to() {
+    // Sessions that are read-only, as on a standby before its promotion: with
+    // target_session_attrs=read-write no host qualifies, and the store refuses to open rather
+    // than write where writes fail; the failure is an outage (another host may take writes).
+    let schema = fresh_schema().await;
+    let (host, port, rest) = host_port_and_rest();
+    let url = format!(
+        "host={host},{host} port={port},{port} {rest} target_session_attrs=read-write \
+         options='-c default_transaction_read_only=on -c search_path={schema}'"
+    );
+    match PostgresStore::connect(&url, 2).await {
+        Err(dhcp_core::StoreError::Unavailable(why)) => assert!(why.contains("writes"), "{why}"),
+        other => panic!("a read-only server was accepted: {other:?}"),
+    }
+    // Without target_session_attrs the store connects, and the first write is refused as an
+    // outage (SQLSTATE 25006), not as a broken store.
+    let url =
+        format!("host={host} port={port} {rest} options='-c default_transaction_read_only=on -c search_path={schema}'");
+    match PostgresStore::connect(&url, 2).await {
+        Err(dhcp_core::StoreError::Unavailable(why)) => assert!(why.contains("read-only"), "{why}"),
+        other => panic!("a write on a read-only server: {other:?}"),
+    }
 }

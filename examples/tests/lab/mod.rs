@@ -33,7 +33,7 @@ pub use capture::{Capture, udp_payloads};
 pub use netns::{DHCLIENT_HOOK, Lab, Netns, SERVER_ADDR, dhclient, mac_of, values};
 pub use process::{Proc, run, text};
 pub use server::{LeaseRow, Place, Server};
-pub use services::{Certs, PrivatePostgres, PrivateRedis};
+pub use services::{Certs, PostgresPair, PrivatePostgres, PrivateRedis, RedisSentinels, SENTINEL_MASTER};
 
 /// A number unique within the test binary, for names of namespaces, links and directories.
 fn next_id() -> u32 {
