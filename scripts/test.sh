@@ -31,9 +31,10 @@ need_packages() {
 # dhclient (isc-dhcp-client), udhcpc (busybox, udhcpc), dhcpcd (dhcpcd-base), nmap, and
 # perfdhcp (kea-admin); procps; psql (postgresql-client) for the crash test's schema;
 # redis-server and redis-cli for the private Redis instances of the outage and schema tests;
-# tcpdump to see what the server sent on the wire; openssl for the TLS tests' certificates.
+# tcpdump to see what the server sent on the wire; openssl for the TLS tests' certificates;
+# postgresql (initdb, pg_ctl, pg_basebackup) for private clusters and the store failover test.
 need_packages iproute2 procps isc-dhcp-client busybox udhcpc dhcpcd-base nmap kea-admin postgresql-client \
-    redis-server redis-tools tcpdump openssl
+    redis-server redis-tools tcpdump openssl postgresql
 
 # The store tests talk to a real PostgreSQL at 127.0.0.1:5432 (trust auth, database `test`).
 ensure_postgres() {
