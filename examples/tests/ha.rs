@@ -285,15 +285,31 @@ fn hot_standby_survives_a_killed_primary(store: &str) {
 }
 
 #[test]
-fn load_balancing_splits_clients_and_covers_a_dead_partner() {
+fn load_balancing_on_a_shared_redis_splits_clients_and_covers_a_dead_partner() {
     if !lab::available() {
         return;
     }
-    let pair = Pair::new();
     let redis = PrivateRedis::start();
-    let store = format!("redis+unix://{}?prefix=ha:", redis.socket().display());
-    let a = pair.start(0, "load-balancing", &store);
-    let b = pair.start(1, "load-balancing", &store);
+    load_balancing_splits_clients_and_covers_a_dead_partner(&format!(
+        "redis+unix://{}?prefix=ha:",
+        redis.socket().display()
+    ));
+}
+
+#[test]
+fn load_balancing_on_local_stores_splits_clients_and_covers_a_dead_partner() {
+    if !lab::available() {
+        return;
+    }
+    load_balancing_splits_clients_and_covers_a_dead_partner("memory:");
+}
+
+/// Under perfdhcp each server answers about half; one killed, the other answers all; back,
+/// the split returns. On local stores the returning server syncs first and the stores agree.
+fn load_balancing_splits_clients_and_covers_a_dead_partner(store: &str) {
+    let pair = Pair::new();
+    let a = pair.start(0, "load-balancing", store);
+    let b = pair.start(1, "load-balancing", store);
     pair.wait_for_states(["load-balancing", "load-balancing"], Duration::from_secs(10));
 
     let out = pair.perfdhcp(400, "02:bb:00:00:00:00");
@@ -317,7 +333,7 @@ fn load_balancing_splits_clients_and_covers_a_dead_partner() {
 
     // b comes back: both return to load-balancing and split again.
     drop(b);
-    let _b = pair.start(1, "load-balancing", &store);
+    let b = pair.start(1, "load-balancing", store);
     pair.wait_for_states(["load-balancing", "load-balancing"], Duration::from_secs(10));
     let (a0, b0) = (pair.acks(0), pair.acks(1));
     let out = pair.perfdhcp(400, "02:dd:00:00:00:00");
@@ -327,6 +343,7 @@ fn load_balancing_splits_clients_and_covers_a_dead_partner() {
     assert!((0.4..=0.6).contains(&share), "after the return a answered {a1}, b {b1}");
     println!("b back: a answered {a1}, b {b1} of 400 clients");
     shared_leases(&a);
+    assert_eq!(bound(&a), bound(&b), "both hold every lease");
 }
 
 impl Pair {
@@ -411,9 +428,27 @@ fn a_cut_between_servers_on_local_stores_never_leases_an_address_twice() {
     if !lab::available() {
         return;
     }
+    a_cut_between_servers_never_leases_an_address_twice("memory:");
+}
+
+#[test]
+fn a_cut_between_servers_on_a_shared_redis_never_leases_an_address_twice() {
+    if !lab::available() {
+        return;
+    }
+    let redis = PrivateRedis::start();
+    a_cut_between_servers_never_leases_an_address_twice(&format!(
+        "redis+unix://{}?prefix=ha:",
+        redis.socket().display()
+    ));
+}
+
+/// The servers' own link is cut while perfdhcp runs from the client segment, which both still
+/// reach: both take over, no address goes to two clients; the link returns and they agree.
+fn a_cut_between_servers_never_leases_an_address_twice(store: &str) {
     let pair = Pair::with_peer_link();
-    let a = pair.start(0, "hot-standby", "memory:");
-    let b = pair.start(1, "hot-standby", "memory:");
+    let a = pair.start(0, "hot-standby", store);
+    let b = pair.start(1, "hot-standby", store);
     pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(10));
     let out = pair.perfdhcp(60, "02:b1:00:00:00:00");
     assert!(matches!(out.status.code(), Some(0 | 3)), "perfdhcp: {}", text(&out));
