@@ -231,6 +231,7 @@ impl Running {
         }
         if let (Some(ha), Some(token)) = (ha, settings.api_token.clone()) {
             tasks.spawn(Arc::clone(&ha).run_updates(token.clone()));
+            tasks.spawn(Arc::clone(&ha).run_watchdog());
             tasks.spawn(ha.run_heartbeats(token, Arc::clone(&server)));
         }
         if let Some(path) = settings.lease_dump.clone() {

@@ -26,6 +26,9 @@ use crate::api::model::{HaPartnerStatus, HaStatus, Heartbeat, LeaseChange, Lease
 /// A lease change waiting to be sent, and who waits for the partner's acknowledgement.
 type Pending = (LeaseChange, Option<oneshot::Sender<Result<(), String>>>);
 
+/// How often the partner's silence is checked against `max-response-delay`.
+const WATCHDOG_PERIOD: Duration = Duration::from_millis(50);
+
 /// At most this many changes go in one request to the partner.
 const MAX_BATCH: usize = 1000;
 
@@ -350,6 +353,15 @@ impl Ha {
                     }
                 }
             }
+        }
+    }
+
+    /// Checks every 50 ms whether the partner has been silent for `max-response-delay`, until
+    /// dropped: the takeover comes at that deadline, not at the next heartbeat after it.
+    pub async fn run_watchdog(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(WATCHDOG_PERIOD).await;
+            self.tick();
         }
     }
 
