@@ -10,11 +10,22 @@ pub fn record(lease: &Lease) -> LeaseRecord {
         address: lease.addr,
         subnet: lease.subnet,
         hw_address: lease.hwaddr.to_string(),
-        client_id: lease.client.as_bytes().iter().map(|b| format!("{b:02x}")).collect(),
+        client_id: hex(lease.client.as_bytes()),
         state: lease.state.name().to_owned(),
         deadline: lease.state.deadline().map(|t| t.as_secs()),
         hostname: lease.hostname.clone(),
     }
+}
+
+/// Lower-case hex, two digits a byte (on the path of every lease update: no allocation a byte).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// The lease a record describes; the error says which field is wrong.
