@@ -85,7 +85,8 @@ cleanup() {
     done
     rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 trap 'echo "$0: failed at line $LINENO" >&2' ERR
 
 # ---- the lab -----------------------------------------------------------------------------------
@@ -219,7 +220,8 @@ for round in $(seq 1 "$ROUNDS"); do
         n=$missing
         [ "$n" -ge 2 ] || n=2 # perfdhcp miscounts -n 1
         ip netns exec "$NS_C" perfdhcp -4 -g single -l vcli -R $((LEASES * 16)) -n "$n" -r "$FILL_RATE" \
-            -W 1000000 -b "mac=02:$(printf %02x "$pass"):00:00:00:00" >"$dir/fill-$pass.txt" 2>&1 || true
+            -W 1000000 -b "mac=02:$(printf %02x "$pass"):00:00:00:00" >"$dir/fill-$pass.txt" 2>&1 &
+        wait $! || true # in the background, so that a signal ends the script at once
         have=$(bound_leases 0 | wc -l)
         echo "fill pass $pass: $n exchanges at $FILL_RATE/s, A holds $have bound leases" >>"$dir/round.log"
     done

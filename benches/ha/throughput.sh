@@ -110,7 +110,8 @@ cleanup() {
     done
     rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 trap 'echo "$0: failed at line $LINENO" >&2' ERR
 
 # ---- the lab -----------------------------------------------------------------------------------
@@ -352,11 +353,13 @@ cpu_ticks() { # utime + stime of a pid, in clock ticks
 }
 
 # perfdhcp at rate $1, its output in $2 (and its own CPU time, "user sys" in seconds, in
-# $2.cpu); prints "completed_rate drop_percent acks_received"
+# $2.cpu), in the background so that a signal ends the script at once; then
+# "completed_rate drop_percent acks_received" in $2.sum.
 perf() {
     local TIMEFORMAT="%U %S"
     { time ip netns exec "$NS_C" perfdhcp -4 -g single -l vcli -R 50000 -p "$PERIOD" -W 500000 -r "$1" \
-        >"$2" 2>&1; } 2>"$2.cpu" || true
+        >"$2" 2>&1; } 2>"$2.cpu" &
+    wait $! || true
     awk '
         /^Rate:/ { rate = $2 }
         /^sent packets:/ { sent += $3 }
@@ -365,7 +368,7 @@ perf() {
         END {
             if (sent == 0) { print "0 100 0"; exit }
             printf "%.0f %.3f %d\n", rate, 100 * drops / sent, received[2]
-        }' "$2"
+        }' "$2" >"$2.sum"
 }
 
 # The whole machine's busy and total CPU time so far (all cores), in clock ticks: "busy total".
@@ -403,7 +406,8 @@ run_rate() { # $1 variant, $2 rate
     rb_a0=$(rcvbuf_errors "${NS[0]}")
     rb_c0=$(rcvbuf_errors "$NS_C")
     read -r busy0 total0 < <(machine_ticks)
-    read -r completed drops acks < <(perf "$rate" "$prefix-perfdhcp.txt")
+    perf "$rate" "$prefix-perfdhcp.txt"
+    read -r completed drops acks <"$prefix-perfdhcp.txt.sum"
     read -r busy1 total1 < <(machine_ticks)
     local rb_a=$(($(rcvbuf_errors "${NS[0]}") - rb_a0)) rb_c=$(($(rcvbuf_errors "$NS_C") - rb_c0))
     for entry in "${SERVER[@]}"; do
