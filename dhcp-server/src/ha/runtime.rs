@@ -230,9 +230,11 @@ impl Ha {
         drop(machine);
         if self.config.send_lease_updates
             && matches!(was, HaState::CommunicationsInterrupted | HaState::PartnerDown)
+            && !matches!(state, HaState::Waiting | HaState::Syncing)
             && changed.is_some()
         {
-            // Both may have granted leases while apart: take the partner's.
+            // Both may have granted leases while apart: take the partner's. A partner that
+            // restarted (waiting, syncing) granted none and fetches ours instead.
             self.resync.store(true, Ordering::Relaxed);
         }
         if let Some(next) = changed {
