@@ -65,7 +65,7 @@ use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{AsyncCommands, AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult};
 use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo, Script, Value};
 
-use crate::codec::{self, hex, unhex};
+use crate::codec::{self, hex, percent_decode, unhex};
 
 /// The state codes the scripts compare and write, as Lua string constants (hash fields come
 /// back from Redis as strings), taken from the codec so that Lua and Rust cannot disagree.
@@ -508,27 +508,6 @@ impl SentinelUrl {
             }),
         }
     }
-}
-
-/// `%40` and the like in a URL's user, password or master name.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Leases in Redis, shared by any number of servers.
