@@ -2,7 +2,12 @@
 //! a client host on one bridge, both servers on one private Redis (through its Unix socket).
 //! - hot-standby: dhclient is served by the primary; the primary is killed; the client's
 //!   renewal is answered by the standby with the same address; perfdhcp started after the kill
-//!   completes; no address is held twice.
+//!   completes; no address is held twice, in the store and on the wire (a capture on the client
+//!   host: no address ACKed to two clients, nothing from the standby before the kill). Also on
+//!   PostgreSQL, and on each server's own journal kept in step by lease updates.
+//! - the unacked-clients guard: with `max-unacked-clients = 1` the standby of a killed primary
+//!   stays in communications-interrupted while one real dhclient retries, and takes over when
+//!   a second one does.
 //! - load-balancing: under perfdhcp each server answers about half of the clients; with one
 //!   killed the other answers all; when it comes back the split returns.
 //!
@@ -14,12 +19,15 @@
 mod lab;
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Output;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use lab::{Netns, Place, PrivatePostgres, PrivateRedis, Server, TempDir, free_port, path_str, run, text, values};
+use lab::{
+    Capture, Netns, Place, PrivatePostgres, PrivateRedis, Proc, Server, TempDir, free_port, path_str, run, text, values,
+};
 
 /// Numbers veth names apart between the tests of this binary, which run at once.
 fn next() -> usize {
@@ -37,13 +45,31 @@ const PEER_ADDRS: [&str; 2] = ["10.200.0.1", "10.200.0.2"];
 struct Pair {
     servers: [Netns; 2],
     client: Netns,
-    _bridge: Netns,
+    bridge: Netns,
     dir: TempDir,
     /// The servers talk over `vpeer` (10.200.0.0/24) instead of the client segment.
     peer_link: bool,
     /// The API and the peers speak HTTPS: (CA each server checks its partner against, the
     /// servers' certificate, its key).
     tls: Option<(String, String, String)>,
+    /// The `[ha]` lines for failure detection (and anything else a test sets there), in both
+    /// servers' configs: [`HA_TIMING`] unless a test needs other settings.
+    ha_timing: String,
+}
+
+/// Fast failure detection with an immediate takeover: the settings most tests run with.
+const HA_TIMING: &str =
+    "heartbeat-delay-ms = 300\nmax-response-delay-ms = 1200\nmax-ack-delay-ms = 1000\nmax-unacked-clients = 0\n";
+
+/// Joins `ns` to the bridge in `bridge` through a veth pair: `dev` in `ns`, `port` on `br0`.
+fn join_bridge(bridge: &Netns, ns: &Netns, dev: &str, port: &str) {
+    let tmp = format!("h{}x{}", std::process::id() % 100_000, next());
+    run(["ip", "link", "add", &tmp, "type", "veth", "peer", "name", &format!("{tmp}p")]);
+    run(["ip", "link", "set", &tmp, "netns", &ns.name, "name", dev]);
+    run(["ip", "link", "set", &format!("{tmp}p"), "netns", &bridge.name, "name", port]);
+    bridge.ip(&["link", "set", port, "master", "br0"]);
+    bridge.ip(&["link", "set", port, "up"]);
+    ns.ip(&["link", "set", dev, "up"]);
 }
 
 impl Pair {
@@ -53,21 +79,29 @@ impl Pair {
         bridge.ip(&["link", "set", "br0", "up"]);
         let servers = [Netns::new("haa"), Netns::new("hab")];
         let client = Netns::new("hac");
-        let join = |ns: &Netns, dev: &str, port: &str| {
-            let tmp = format!("h{}x{}", std::process::id() % 100_000, next());
-            run(["ip", "link", "add", &tmp, "type", "veth", "peer", "name", &format!("{tmp}p")]);
-            run(["ip", "link", "set", &tmp, "netns", &ns.name, "name", dev]);
-            run(["ip", "link", "set", &format!("{tmp}p"), "netns", &bridge.name, "name", port]);
-            bridge.ip(&["link", "set", port, "master", "br0"]);
-            bridge.ip(&["link", "set", port, "up"]);
-            ns.ip(&["link", "set", dev, "up"]);
-        };
         for (i, ns) in servers.iter().enumerate() {
-            join(ns, "vsrv", &format!("ps{i}"));
+            join_bridge(&bridge, ns, "vsrv", &format!("ps{i}"));
             ns.ip(&["addr", "add", &format!("{}/16", ADDRS[i]), "dev", "vsrv"]);
         }
-        join(&client, "vcli", "pc");
-        Pair { servers, client, _bridge: bridge, dir: TempDir::new("ha"), peer_link: false, tls: None }
+        join_bridge(&bridge, &client, "vcli", "pc");
+        Pair {
+            servers,
+            client,
+            bridge,
+            dir: TempDir::new("ha"),
+            peer_link: false,
+            tls: None,
+            ha_timing: HA_TIMING.to_owned(),
+        }
+    }
+
+    /// Another client host on the segment (its interface `vcli`, its own MAC), for a second
+    /// real client: dhclient runs one per interface. Dropped before the pair, it takes its
+    /// veth (and the bridge port) with it.
+    fn add_client(&self, tag: &str, port: &str) -> Netns {
+        let ns = Netns::new(tag);
+        join_bridge(&self.bridge, &ns, "vcli", port);
+        ns
     }
 
     /// A pair whose servers also have a link of their own, which the test can cut.
@@ -107,12 +141,12 @@ impl Pair {
         let config = format!(
             "lease-time = 12\nrenew-time = 4\nrebind-time = 6\n\
              [[subnets]]\nid = 1\nsubnet = \"10.199.0.0/16\"\npools = [\"10.199.1.0-10.199.7.255\"]\n\
-             [ha]\nthis-server = \"{}\"\nmode = \"{mode}\"\nheartbeat-delay-ms = 300\n\
-             max-response-delay-ms = 1200\nmax-ack-delay-ms = 1000\nmax-unacked-clients = 0\n\
+             [ha]\nthis-server = \"{}\"\nmode = \"{mode}\"\n{}\
              {tls_ca}\
              [[ha.peers]]\nname = \"a\"\nurl = \"{scheme}://{}:8067\"\nrole = \"primary\"\n\
              [[ha.peers]]\nname = \"b\"\nurl = \"{scheme}://{}:8067\"\nrole = \"{partner_role}\"\n",
             ["a", "b"][i],
+            self.ha_timing,
             self.api_addr(0),
             self.api_addr(1),
             scheme = self.scheme(),
@@ -189,9 +223,9 @@ fn shared_leases(server: &Server) -> HashMap<String, (String, String)> {
 }
 
 /// dhclient's hook: logs the reason, the address and the server that gave it to `log`, and
-/// applies the address.
-fn dhclient_hook(dir: &Path, log: &Path) -> String {
-    let hook = dir.join("hook.sh");
+/// applies the address. The script is `log` with the extension `.sh` (one per client).
+fn dhclient_hook(log: &Path) -> String {
+    let hook = log.with_extension("sh");
     let body = format!(
         "#!/bin/sh\nLOG='{}'\n{{ echo \"reason=$reason\"; echo \"ip=$new_ip_address\"; \
          echo \"server=$new_dhcp_server_identifier\"; }} >> \"$LOG\"\n\
@@ -210,7 +244,8 @@ fn hot_standby_on_a_shared_redis_survives_a_killed_primary() {
         return;
     }
     let redis = PrivateRedis::start();
-    hot_standby_survives_a_killed_primary(&format!("redis+unix://{}?prefix=ha:", redis.socket().display()));
+    let url = format!("redis+unix://{}?prefix=ha:", redis.socket().display());
+    hot_standby_survives_a_killed_primary(|_, _| url.clone(), false);
 }
 
 #[test]
@@ -219,20 +254,44 @@ fn hot_standby_on_a_shared_postgres_survives_a_killed_primary() {
         return;
     }
     let pg = PrivatePostgres::start(free_port());
-    hot_standby_survives_a_killed_primary(&pg.url());
+    hot_standby_survives_a_killed_primary(|_, _| pg.url(), false);
+}
+
+#[test]
+fn hot_standby_on_local_journals_survives_a_killed_primary() {
+    if !lab::available() {
+        return;
+    }
+    // Each server its own journal, kept in step by (synchronous) lease updates.
+    hot_standby_survives_a_killed_primary(
+        |dir, i| format!("memory:?journal={}", path_str(&dir.join(format!("{}.journal", ["a", "b"][i])))),
+        true,
+    );
 }
 
 /// dhclient served by the primary, the primary killed, the client's renewal answered by the
 /// standby with the same address, perfdhcp after the kill served by the standby alone.
-fn hot_standby_survives_a_killed_primary(store: &str) {
-    let pair = Pair::new();
-    let primary = pair.start(0, "hot-standby", store);
-    let standby = pair.start(1, "hot-standby", store);
+/// `store(dir, i)` is server `i`'s store URL (the same for both on a shared store); `local`:
+/// the stores are the servers' own, kept in step by lease updates. What went on the wire to
+/// the client host is checked too: no address ACKed to two clients, dhclient's address ACKed
+/// by the primary and then by the standby, nothing from the standby before the kill.
+fn hot_standby_survives_a_killed_primary(store: impl Fn(&Path, usize) -> String, local: bool) {
+    let mut pair = Pair::new();
+    if local {
+        // The default on local stores; said here because the test is about it.
+        pair.ha_timing.push_str("send-lease-updates = true\nsync-lease-updates = true\n");
+    }
+    let primary = pair.start(0, "hot-standby", &store(&pair.dir, 0));
+    let standby = pair.start(1, "hot-standby", &store(&pair.dir, 1));
     pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(10));
+
+    // Everything DHCP the client host sees, from before dhclient's first DISCOVER.
+    let pcap = pair.dir.join("client.pcap");
+    let capture = Capture::start(&pair.client, "vcli", "udp port 67 or udp port 68", None, &pcap, &pair.dir);
 
     // dhclient is served by the primary and keeps renewing (lease 12 s, T1 4 s, T2 6 s).
     let log = pair.dir.join("dhclient.log");
-    let hook = dhclient_hook(&pair.dir, &log);
+    let hook = dhclient_hook(&log);
     let files = |ext: &str| path_str(&pair.dir.join(format!("dhclient.{ext}")));
     let out = pair
         .client
@@ -249,6 +308,7 @@ fn hot_standby_survives_a_killed_primary(store: &str) {
 
     // The primary dies. The standby takes over after max-response-delay (1.2 s); dhclient's
     // renewals to the primary go unanswered until T2, when it broadcasts a REBIND.
+    let killed_wall = SystemTime::now();
     primary.crash();
     let killed = Instant::now();
     let deadline = killed + Duration::from_secs(30);
@@ -279,9 +339,272 @@ fn hot_standby_survives_a_killed_primary(store: &str) {
     let out = pair.perfdhcp(100, "02:aa:00:00:00:00");
     assert!(matches!(out.status.code(), Some(0 | 3)), "perfdhcp: {}", text(&out));
     let leases = shared_leases(&standby);
-    let perf_bound = leases.values().filter(|(hw, state)| hw.starts_with("02:aa:") && state == "bound").count();
-    assert!(perf_bound >= 95, "{perf_bound} of 100 perfdhcp clients bound: {}", text(&out));
-    assert!(pair.acks(1) >= before + perf_bound as u64, "the standby answered them");
+    let perf_bound: Vec<&String> =
+        leases.iter().filter(|(_, (hw, state))| hw.starts_with("02:aa:") && state == "bound").map(|(a, _)| a).collect();
+    assert!(perf_bound.len() >= 95, "{} of 100 perfdhcp clients bound: {}", perf_bound.len(), text(&out));
+    assert!(pair.acks(1) >= before + perf_bound.len() as u64, "the standby answered them");
+    if local {
+        // The primary may still be serving clients we cannot see (a cut, not a crash, looks
+        // the same from here): the standby gives new clients only its own half.
+        assert!(perf_bound.iter().all(|a| in_upper_half(a)), "the standby's half only: {perf_bound:?}");
+        for i in 0..2 {
+            let url = store(&pair.dir, i);
+            let journal = url.strip_prefix("memory:?journal=").expect("a journal store");
+            let size = std::fs::metadata(journal).map(|m| m.len()).unwrap_or(0);
+            assert!(size > 0, "server {i}'s journal {journal} holds its leases ({size} bytes)");
+        }
+    }
+
+    capture.stop();
+    let replies = dhcp_replies(&Capture::timed_udp_payloads(&pcap));
+    let mac = mac_of(&pair.client, "vcli");
+    let primary_acks = check_killed_primary_wire(&replies, killed_wall, &mac, &first);
+    // Every lease the primary granted before it died (dhclient's, as the wire shows) is in the
+    // standby's store, to the same client: on local stores it got there by a lease update
+    // before the client had its ACK, so the standby cannot give the address to anyone else.
+    for (addr, hw) in &primary_acks {
+        let held = leases.get(addr).map(|(holder, _)| holder.as_str());
+        assert_eq!(held, Some(hw.as_str()), "{addr}, ACKed by the primary to {hw}, in the standby's store");
+    }
+}
+
+/// The MAC of `dev` in `ns`, as the lease dump writes it (`02:..`, lower case).
+fn mac_of(ns: &Netns, dev: &str) -> String {
+    let line = ns.ip(&["-o", "link", "show", dev]);
+    line.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).expect("a MAC").to_lowercase()
+}
+
+/// A DHCP reply (op 2) on the wire.
+#[derive(Debug)]
+struct Reply {
+    /// When tcpdump saw it.
+    at: SystemTime,
+    /// Option 53: 2 OFFER, 5 ACK, 6 NAK.
+    kind: u8,
+    yiaddr: Ipv4Addr,
+    /// The client's MAC, as the lease dump writes it.
+    chaddr: String,
+    /// Option 54, the server identifier: which server sent it.
+    server: Option<Ipv4Addr>,
+}
+
+const DHCPACK: u8 = 5;
+
+/// The DHCP replies among captured UDP payloads, parsed just enough for the wire checks: the
+/// fixed header's yiaddr (16..20) and chaddr (28..34), then options 53 and 54 after the magic
+/// cookie (236..240). Requests (op 1) and anything malformed are left out.
+fn dhcp_replies(payloads: &[(SystemTime, Vec<u8>)]) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    for (at, p) in payloads {
+        if p.len() < 240 || p[0] != 2 || p[236..240] != [99, 130, 83, 99] {
+            continue;
+        }
+        let (mut kind, mut server) = (None, None);
+        let mut i = 240;
+        while i < p.len() {
+            match p[i] {
+                0 => i += 1,
+                255 => break,
+                code => {
+                    let Some(&len) = p.get(i + 1) else { break };
+                    let Some(value) = p.get(i + 2..i + 2 + usize::from(len)) else { break };
+                    match (code, value) {
+                        (53, [t]) => kind = Some(*t),
+                        (54, [a, b, c, d]) => server = Some(Ipv4Addr::new(*a, *b, *c, *d)),
+                        _ => {}
+                    }
+                    i += 2 + usize::from(len);
+                }
+            }
+        }
+        let Some(kind) = kind else { continue };
+        let chaddr = p[28..34].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let yiaddr = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+        replies.push(Reply { at: *at, kind, yiaddr, chaddr, server });
+    }
+    replies
+}
+
+/// The wire checks of the killed-primary test on `replies` (in capture order): no address
+/// ACKed to two clients; nothing from the standby before `killed`; dhclient's address (`addr`,
+/// MAC `mac`) ACKed first by the primary, later by the standby. Prints how long after the kill
+/// the standby's first reply went out. Returns the primary's ACKs: address -> MAC.
+fn check_killed_primary_wire(replies: &[Reply], killed: SystemTime, mac: &str, addr: &str) -> HashMap<String, String> {
+    let [primary, standby]: [Ipv4Addr; 2] = ADDRS.map(|a| a.parse().expect("an address"));
+    let acks: Vec<&Reply> = replies.iter().filter(|r| r.kind == DHCPACK).collect();
+    assert!(!acks.is_empty(), "no ACK on the wire: {replies:?}");
+
+    let mut holder: HashMap<Ipv4Addr, &str> = HashMap::new();
+    for ack in &acks {
+        let previous = holder.insert(ack.yiaddr, &ack.chaddr);
+        assert!(
+            previous.is_none_or(|p| p == ack.chaddr),
+            "{} ACKed to {previous:?} and to {} (by {:?})",
+            ack.yiaddr,
+            ack.chaddr,
+            ack.server
+        );
+    }
+
+    let early: Vec<&Reply> = replies.iter().filter(|r| r.server == Some(standby) && r.at < killed).collect();
+    assert!(early.is_empty(), "the standby sent {} replies before the kill: {early:?}", early.len());
+
+    let addr: Ipv4Addr = addr.parse().expect("dhclient's address");
+    let mine: Vec<&&Reply> = acks.iter().filter(|r| r.yiaddr == addr && r.chaddr == mac).collect();
+    let servers: Vec<Option<Ipv4Addr>> = mine.iter().map(|r| r.server).collect();
+    assert_eq!(servers.first(), Some(&Some(primary)), "dhclient's first ACK from the primary: {servers:?}");
+    let by_standby = mine.iter().position(|r| r.server == Some(standby));
+    let by_standby = by_standby.unwrap_or_else(|| panic!("dhclient's address ACKed by the standby: {servers:?}"));
+    assert!(
+        mine[..by_standby].iter().all(|r| r.server == Some(primary) && r.at < killed),
+        "the primary's ACKs before the kill, then the standby's: {mine:?}"
+    );
+
+    let first_reply = replies.iter().find(|r| r.server == Some(standby)).expect("a reply from the standby");
+    let gap = first_reply.at.duration_since(killed).unwrap_or_default();
+    println!(
+        "wire: {} ACKs ({} to dhclient: {} by the primary, then the standby); kill to the standby's first reply \
+         (type {}, to {}) {gap:?}",
+        acks.len(),
+        mine.len(),
+        by_standby,
+        first_reply.kind,
+        first_reply.chaddr
+    );
+
+    acks.iter().filter(|r| r.server == Some(primary)).map(|r| (r.yiaddr.to_string(), r.chaddr.clone())).collect()
+}
+
+/// dhclient on `vcli` in `ns`, kept in the foreground (`-d`) so that the test owns its process
+/// (killed on drop, and with its namespace), retrying fast (1 s, then at most about 2 s apart)
+/// so that its `secs` field grows within the test's time. Its hook log is `dir/NAME.log`, its
+/// own output `dir/NAME.out`; `timeout` ends it after 40 s whatever happens.
+fn spawn_dhclient(ns: &Netns, dir: &Path, name: &str) -> Proc {
+    let hook = dhclient_hook(&dir.join(format!("{name}.log")));
+    let conf = dir.join(format!("{name}.conf"));
+    std::fs::write(&conf, "initial-interval 1;\nbackoff-cutoff 2;\nrequest subnet-mask, broadcast-address;\n")
+        .expect("dhclient.conf");
+    let file = |ext: &str| path_str(&dir.join(format!("{name}.{ext}")));
+    let args = [
+        "timeout",
+        "40",
+        "dhclient",
+        "-d",
+        "-4",
+        "-v",
+        "-sf",
+        &hook,
+        "-cf",
+        &file("conf"),
+        "-lf",
+        &file("leases"),
+        "-pf",
+        &file("pid"),
+        "vcli",
+    ];
+    ns.spawn(&args, &dir.join(format!("{name}.out")))
+}
+
+/// The standby's guard against a cut between the servers while the primary still serves its
+/// clients: with the primary silent it goes to communications-interrupted and takes over only
+/// once more than `max-unacked-clients` (here 1) distinct clients retry with `secs` at least
+/// `max-ack-delay` (here 2 s). Real dhclients grow `secs` as they retry (perfdhcp and
+/// dhcp-probe keep it at 0, so they could not tip it).
+#[test]
+fn hot_standby_takes_over_only_once_more_than_max_unacked_clients_go_unanswered() {
+    if !lab::available() {
+        return;
+    }
+    let redis = PrivateRedis::start();
+    let store = format!("redis+unix://{}?prefix=ha:", redis.socket().display());
+    let mut pair = Pair::new();
+    pair.ha_timing = "heartbeat-delay-ms = 300\nmax-response-delay-ms = 1000\nmax-ack-delay-ms = 2000\n\
+                      max-unacked-clients = 1\n"
+        .to_owned();
+    let primary = pair.start(0, "hot-standby", &store);
+    let standby = pair.start(1, "hot-standby", &store);
+    pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(10));
+    let second_host = pair.add_client("had", "pc2");
+
+    // The primary dies; with no client asking, silence alone does not make it partner-down.
+    primary.crash();
+    sleep(Duration::from_secs(3));
+    let status = pair.cli(1, &["show", "ha"]);
+    assert_eq!(status["state"], "communications-interrupted", "3 s after the kill, no client yet: {status}");
+    assert_eq!(status["unacked-clients"], 0, "{status}");
+    assert_eq!(pair.acks(1), 0, "the standby answers nobody before it takes over");
+
+    // One client goes unanswered: counted once its secs reaches 2, but one is not more than 1.
+    let hook_log = |name: &str| std::fs::read_to_string(pair.dir.join(format!("{name}.log"))).unwrap_or_default();
+    let one = spawn_dhclient(&pair.client, &pair.dir, "one");
+    let started = Instant::now();
+    loop {
+        let status = pair.cli(1, &["show", "ha"]);
+        assert_eq!(status["state"], "communications-interrupted", "one unacked client is not more than 1: {status}");
+        if status["unacked-clients"] == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "dhclient one was not counted as unacked: {status}\n{}",
+            one.log_text()
+        );
+        sleep(Duration::from_millis(100));
+    }
+    let counted = started.elapsed();
+    // dhclient keeps retrying (every 1 to 2 s) with a growing secs: still one client.
+    while started.elapsed() < counted + Duration::from_secs(3) {
+        let status = pair.cli(1, &["show", "ha"]);
+        assert_eq!(status["state"], "communications-interrupted", "{status}\n{}", one.log_text());
+        assert_eq!(status["unacked-clients"], 1, "dhclient one counted once: {status}");
+        sleep(Duration::from_millis(200));
+    }
+    assert_eq!(pair.acks(1), 0, "the standby answered nobody with one unacked client");
+    // (PREINIT logs an empty address.)
+    let leased = values(&hook_log("one"), "ip").into_iter().any(|ip| !ip.is_empty());
+    assert!(!leased, "dhclient one got no lease: {}", hook_log("one"));
+    assert!(one.running(), "dhclient one still retrying:\n{}", one.log_text());
+
+    // A second client, on its own interface (its own MAC), goes unanswered too: 2 > 1, the
+    // standby takes over, answering the packet that tipped the count, and then both.
+    let two = spawn_dhclient(&second_host, &pair.dir, "two");
+    let second_started = Instant::now();
+    pair.wait_for_states_one(1, "partner-down", Duration::from_secs(10));
+    let took_over = second_started.elapsed();
+    assert!(
+        standby.log_text().contains("HA: partner's clients go unanswered; taking them over"),
+        "partner-down by the unacked count:\n{}",
+        standby.log_text()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let bound = |name: &str| {
+        let log = hook_log(name);
+        let served_by = values(&log, "server").last().cloned();
+        let ip = values(&log, "ip").last().cloned().filter(|ip| !ip.is_empty());
+        ip.filter(|_| served_by.as_deref() == Some(ADDRS[1]))
+    };
+    while bound("one").is_none() || bound("two").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "both dhclients bound by the standby:\none: {}\ntwo: {}\n{}\n{}",
+            hook_log("one"),
+            hook_log("two"),
+            one.log_text(),
+            two.log_text()
+        );
+        sleep(Duration::from_millis(100));
+    }
+    let (ip_one, ip_two) = (bound("one"), bound("two"));
+    assert_ne!(ip_one, ip_two, "two clients, two addresses");
+    println!(
+        "unacked guard: dhclient one counted {counted:?} after it started; dhclient two started: partner-down \
+         {took_over:?} later, both bound by the standby {:?} later ({} and {})",
+        second_started.elapsed(),
+        ip_one.unwrap_or_default(),
+        ip_two.unwrap_or_default()
+    );
+    one.stop("TERM", Duration::from_secs(5));
+    two.stop("TERM", Duration::from_secs(5));
 }
 
 #[test]

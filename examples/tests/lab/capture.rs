@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::{Netns, Proc, next_id, path_str};
 
@@ -44,22 +44,34 @@ impl Drop for Capture {
 
 /// The UDP payloads of an Ethernet pcap file.
 pub fn udp_payloads(file: &Path) -> Vec<Vec<u8>> {
-    let bytes = fs::read(file).expect("read capture");
-    let le32 = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let len = le32(at + 8) as usize;
-        let Some(frame) = bytes.get(at + 16..at + 16 + len) else { break };
-        at += 16 + len;
-        if frame.len() < 42 || frame[12..14] != [8, 0] || frame[23] != 17 {
-            continue;
+    Capture::timed_udp_payloads(file).into_iter().map(|(_, payload)| payload).collect()
+}
+
+impl Capture {
+    /// The UDP payloads of an Ethernet pcap file, each with the time tcpdump saw it (the
+    /// record header's seconds and microseconds, by the host's wall clock, which namespaces
+    /// share): to tell what was on the wire before and after an event the test timed.
+    pub fn timed_udp_payloads(file: &Path) -> Vec<(SystemTime, Vec<u8>)> {
+        let bytes = fs::read(file).expect("read capture");
+        let le32 = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let mut out = Vec::new();
+        let mut at = 24;
+        while at + 16 <= bytes.len() {
+            let time = SystemTime::UNIX_EPOCH
+                + Duration::from_secs(u64::from(le32(at)))
+                + Duration::from_micros(u64::from(le32(at + 4)));
+            let len = le32(at + 8) as usize;
+            let Some(frame) = bytes.get(at + 16..at + 16 + len) else { break };
+            at += 16 + len;
+            if frame.len() < 42 || frame[12..14] != [8, 0] || frame[23] != 17 {
+                continue;
+            }
+            let udp = &frame[14 + usize::from(frame[14] & 0x0f) * 4..];
+            let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+            if let Some(payload) = udp.get(8..udp_len) {
+                out.push((time, payload.to_vec()));
+            }
         }
-        let udp = &frame[14 + usize::from(frame[14] & 0x0f) * 4..];
-        let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-        if let Some(payload) = udp.get(8..udp_len) {
-            out.push(payload.to_vec());
-        }
+        out
     }
-    out
 }
