@@ -59,5 +59,5 @@ pub use clock::now;
 pub use park::park_on;
 pub use probe::{ProbeError, ProbeLease, ProbeMode, ProbeOptions, probe};
 pub use server::{Observer, ServeError, Server, Verdict};
-pub use settings::{BadListen, Listen, NetSettings};
+pub use settings::{BadListen, DEFAULT_RECEIVE_BUFFER, Listen, NetSettings};
 pub use socket::{DhcpSocket, Received};

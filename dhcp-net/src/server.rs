@@ -95,7 +95,24 @@ impl<S: LeaseStore> Server<S> {
             .collect::<Result<Vec<_>, _>>()?;
         let ifnames = iface::interfaces().unwrap_or_default().into_iter().map(|i| (i.index, i.name)).collect();
         for socket in &sockets {
-            info!(local = ?socket.local_addr().ok(), device = socket.device().unwrap_or("*"), "listening");
+            // A smaller buffer than asked for is no reason not to serve: said, and carried on.
+            let buffer = if settings.receive_buffer > 0 {
+                match socket.set_receive_buffer(settings.receive_buffer) {
+                    Ok(granted) => Some(granted),
+                    Err(e) => {
+                        warn!(error = %e, asked = settings.receive_buffer, "cannot size the receive buffer");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            info!(
+                local = ?socket.local_addr().ok(),
+                device = socket.device().unwrap_or("*"),
+                receive_buffer = ?buffer,
+                "listening"
+            );
         }
         Ok(Server { engine, sockets, settings, ifnames, observer: None })
     }
@@ -125,13 +142,32 @@ impl<S: LeaseStore> Server<S> {
     /// Hands one datagram to the engine and sends the reply, if any.
     pub(crate) async fn process(&self, socket: usize, datagram: &[u8], received: Received, out: &mut Vec<u8>) {
         let now = clock::now();
-        let meta = received.meta;
-        if let Some(observer) = &self.observer
-            && observer.received(datagram, &meta, now) == Verdict::Ignore
-        {
-            debug!(src = %meta.src, "left to another server");
-            return;
+        if self.admits(datagram, &received.meta, now) {
+            self.answer(socket, datagram, received.meta, now, out).await;
         }
+    }
+
+    /// Whether the engine is to see `datagram`: the observer, when there is one, is told of it
+    /// and may leave it to another server. Cheap and synchronous, so that a driver asks before
+    /// it spends a task on the datagram.
+    pub(crate) fn admits(&self, datagram: &[u8], meta: &RecvMeta, now: Timestamp) -> bool {
+        let Some(observer) = &self.observer else { return true };
+        let admitted = observer.received(datagram, meta, now) == Verdict::Handle;
+        if !admitted {
+            debug!(src = %meta.src, "left to another server");
+        }
+        admitted
+    }
+
+    /// Hands one admitted datagram to the engine and sends the reply, if any.
+    pub(crate) async fn answer(
+        &self,
+        socket: usize,
+        datagram: &[u8],
+        meta: RecvMeta,
+        now: Timestamp,
+        out: &mut Vec<u8>,
+    ) {
         match self.engine.handle(datagram, &meta, now, out).await {
             Outcome::Reply(reply) => {
                 log_reply(&reply, datagram);

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use dhcp_core::RecvMeta;
 use nix::sys::socket::{
-    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, sendmsg, setsockopt, sockopt,
+    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, getsockopt, recvmsg, sendmsg, setsockopt, sockopt,
 };
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -57,6 +57,16 @@ impl DhcpSocket {
         let socket = UdpSocket::from(socket);
         setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)?;
         Ok(DhcpSocket { socket, device })
+    }
+
+    /// Asks for `bytes` of receive buffer: SO_RCVBUFFORCE first (allowed with CAP_NET_ADMIN,
+    /// past `net.core.rmem_max`), else SO_RCVBUF (capped there by the kernel). Returns what
+    /// the kernel granted (it counts its own overhead: about twice what was asked).
+    pub fn set_receive_buffer(&self, bytes: usize) -> io::Result<usize> {
+        if setsockopt(&self.socket, sockopt::RcvBufForce, &bytes).is_err() {
+            setsockopt(&self.socket, sockopt::RcvBuf, &bytes)?;
+        }
+        Ok(getsockopt(&self.socket, sockopt::RcvBuf)?)
     }
 
     /// A second handle to the same socket (a duplicated descriptor), for a runtime to watch

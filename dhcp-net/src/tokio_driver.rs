@@ -53,15 +53,21 @@ impl<S: LeaseStore + 'static> Server<S> {
                         self.process(index, datagram, received, &mut out).await;
                     }
                     Ok(received) => {
+                        // What the engine will not see (another server's client) costs no task.
+                        let datagram = buf.get(..received.len).unwrap_or(&[]);
+                        let now = clock::now();
+                        if !self.admits(datagram, &received.meta, now) {
+                            continue;
+                        }
                         // Wait for a free slot first: when the store is slow, datagrams queue
                         // in the socket (and are dropped there) rather than in memory.
                         let Some(slots) = &in_flight else { continue };
                         let Ok(permit) = Arc::clone(slots).acquire_owned().await else { return };
-                        let datagram = buf.get(..received.len).unwrap_or(&[]).to_vec();
+                        let datagram = datagram.to_vec();
                         let server = Arc::clone(&self);
                         tokio::spawn(async move {
                             let mut out = Vec::with_capacity(RECV_BUFFER);
-                            server.process(index, &datagram, received, &mut out).await;
+                            server.answer(index, &datagram, received.meta, now, &mut out).await;
                             drop(permit);
                         });
                     }

@@ -11,6 +11,7 @@
 //! log-level = "info"          # error, warn, info, debug or trace
 //! lease-dump = "/run/dhcp/leases.csv"   # optional: written on SIGUSR1 and at shutdown
 //! max-in-flight = 64          # requests handled at once (default 1 for plain memory:, else 64)
+//! receive-buffer = 4194304    # bytes of datagrams queued per socket (0: the system's default)
 //! api-listen = "127.0.0.1:8067"   # optional: the management API and /metrics (off when unset)
 //! api-token = "s3cret"        # its bearer token; or the DHCP_API_TOKEN environment variable
 //! api-tls-cert = "/etc/dhcp/api.pem"   # optional: HTTPS with this certificate chain (PEM)
@@ -92,6 +93,9 @@ pub struct ServerSettings {
 /// The environment variable that holds the API token when the config does not.
 pub const API_TOKEN_ENV: &str = "DHCP_API_TOKEN";
 
+/// The largest `receive-buffer` taken: more is a typo, not a plan.
+const MAX_RECEIVE_BUFFER: usize = 256 << 20;
+
 /// The `max-in-flight` default for a store URL: 1 for the plain in-memory store (which never
 /// waits), 64 otherwise (a network store's round trips, or the journal's group commits,
 /// overlap).
@@ -124,6 +128,7 @@ struct RawSettings {
     log_level: Option<String>,
     lease_dump: Option<PathBuf>,
     max_in_flight: Option<usize>,
+    receive_buffer: Option<usize>,
     api_listen: Option<String>,
     api_token: Option<String>,
     api_tls_cert: Option<PathBuf>,
@@ -175,9 +180,10 @@ impl ServerConfig {
                 });
             }
             // Answers wait for the partner's acknowledgement: requests in flight together share
-            // one round trip (the updates go in batches).
+            // one round trip (the updates go in batches, which wait a moment under load). A
+            // waiting request holds a few kilobytes.
             if ha.send_lease_updates && ha.sync_lease_updates && !explicit_in_flight {
-                settings.net.max_in_flight = settings.net.max_in_flight.max(64);
+                settings.net.max_in_flight = settings.net.max_in_flight.max(256);
             }
             settings.ha = Some(ha);
         }
@@ -224,6 +230,13 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         Some(0) => return Err(bad("max-in-flight", "must be at least 1".into())),
         Some(n) => n,
     };
+    let receive_buffer = match raw.receive_buffer {
+        None => dhcp_net::DEFAULT_RECEIVE_BUFFER,
+        Some(n) if n > MAX_RECEIVE_BUFFER => {
+            return Err(bad("receive-buffer", format!("{n} bytes: at most {MAX_RECEIVE_BUFFER} (256 MiB)")));
+        }
+        Some(n) => n,
+    };
     let api_listen = raw
         .api_listen
         .map(|text| {
@@ -247,7 +260,7 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         (None, Some(_)) => return Err(bad("api-tls-cert", "api-tls-key needs its certificate".into())),
     };
     Ok(ServerSettings {
-        net: NetSettings { listen, server_port, client_port, max_in_flight },
+        net: NetSettings { listen, server_port, client_port, max_in_flight, receive_buffer },
         store,
         log_level,
         lease_dump: raw.lease_dump,
@@ -299,6 +312,7 @@ mod tests {
             ("store = \"mongodb://x\"", "server.store"),
             ("log-level = \"loud\"", "server.log-level"),
             ("max-in-flight = 0", "server.max-in-flight"),
+            ("receive-buffer = 1000000000", "server.receive-buffer"),
             ("api-listen = \"localhost\"\napi-token = \"0123456789\"", "server.api-listen"),
             ("api-listen = \"127.0.0.1:8067\"\napi-token = \"short\"", "server.api-token"),
             ("colour = \"red\"", "server"),

@@ -198,6 +198,7 @@ fn settings_changed(old: &ServerSettings, new: &ServerSettings) -> Vec<&'static 
     check("log-level", old.log_level != new.log_level);
     check("lease-dump", old.lease_dump != new.lease_dump);
     check("max-in-flight", old.net.max_in_flight != new.net.max_in_flight);
+    check("receive-buffer", old.net.receive_buffer != new.net.receive_buffer);
     check("api-listen", old.api_listen != new.api_listen);
     check("api-token", old.api_token != new.api_token);
     check("api-tls", old.api_tls != new.api_tls);

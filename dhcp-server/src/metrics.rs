@@ -110,6 +110,12 @@ impl Metrics {
             self.recorder
                 .register_counter(&Key::from_name("dhcp4_ha_not_in_scope_total"), &meta)
                 .absolute(ha.not_in_scope);
+            self.recorder
+                .register_counter(&Key::from_name("dhcp4_ha_lease_updates_sent_total"), &meta)
+                .absolute(ha.lease_updates_sent);
+            self.recorder
+                .register_counter(&Key::from_name("dhcp4_ha_lease_update_batches_total"), &meta)
+                .absolute(ha.lease_update_batches);
         }
         self.handle.render()
     }

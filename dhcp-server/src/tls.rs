@@ -57,6 +57,34 @@ pub(crate) fn client_config(ca: Option<&Path>) -> Result<ureq::tls::TlsConfig, S
     Ok(builder.root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build())
 }
 
+/// The TLS settings peers are called with: certificates checked against the PEM CA
+/// certificates in `ca`, or against the web's roots when there is none; HTTP/1.1 only.
+pub(crate) fn peer_client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(ca) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+                .and_then(|certs| certs.collect::<Result<_, _>>())
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+            if certs.is_empty() {
+                return Err(format!("{}: no certificate in it", ca.display()));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A listener handing out TLS connections whose handshakes are done: each handshake runs on its
 /// own task, so a client that never finishes one holds up nobody else.
 pub(crate) struct TlsListener {

@@ -203,20 +203,24 @@ fn compiled_in(feature: &str) -> bool {
     COMPILED_IN.contains(&feature)
 }
 
-/// Forwards a call to whichever store the enum holds.
+/// Awaits a call on whichever store the enum holds. The calls of the stores that go to a
+/// database (SQLite on its thread, PostgreSQL, Redis) are boxed: their futures are kilobytes,
+/// and unboxed they would make every caller's future as large, the in-memory path included
+/// (a future is the size of the largest it may hold); next to a database round trip, one
+/// allocation is nothing.
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             #[cfg(feature = "memory")]
-            AnyStore::Memory($store) => $call,
+            AnyStore::Memory($store) => $call.await,
             #[cfg(feature = "journal")]
-            AnyStore::Journal($store) => $call,
+            AnyStore::Journal($store) => $call.await,
             #[cfg(feature = "sqlite")]
-            AnyStore::Sqlite($store) => $call,
+            AnyStore::Sqlite($store) => Box::pin($call).await,
             #[cfg(feature = "postgres")]
-            AnyStore::Postgres($store) => $call,
+            AnyStore::Postgres($store) => Box::pin($call).await,
             #[cfg(feature = "redis")]
-            AnyStore::Redis($store) => $call,
+            AnyStore::Redis($store) => Box::pin($call).await,
             // A build without any store: the enum has no values, so this is never reached.
             #[cfg(not(any(
                 feature = "memory",
@@ -237,23 +241,23 @@ impl LeaseStore for AnyStore {
         client_id: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Option<StoreHost>, StoreError> {
-        dispatch!(self, s => s.host(hw, client_id, now).await)
+        dispatch!(self, s => s.host(hw, client_id, now))
     }
 
     async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
-        dispatch!(self, s => s.lease_by_client(subnet, client).await)
+        dispatch!(self, s => s.lease_by_client(subnet, client))
     }
 
     async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
-        dispatch!(self, s => s.lease_by_addr(addr).await)
+        dispatch!(self, s => s.lease_by_addr(addr))
     }
 
     async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        dispatch!(self, s => s.claim(lease, now).await)
+        dispatch!(self, s => s.claim(lease, now))
     }
 
     async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        dispatch!(self, s => s.allocate(pool, lease, now).await)
+        dispatch!(self, s => s.allocate(pool, lease, now))
     }
 
     async fn update_state(
@@ -262,19 +266,19 @@ impl LeaseStore for AnyStore {
         client: &ClientId,
         state: LeaseState,
     ) -> Result<Option<Lease>, StoreError> {
-        dispatch!(self, s => s.update_state(addr, client, state).await)
+        dispatch!(self, s => s.update_state(addr, client, state))
     }
 
     async fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
-        dispatch!(self, s => s.reclaim_expired(now, limit).await)
+        dispatch!(self, s => s.reclaim_expired(now, limit))
     }
 
     async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.delete(addr).await)
+        dispatch!(self, s => s.delete(addr))
     }
 
     async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {
-        dispatch!(self, s => s.list(subnet).await)
+        dispatch!(self, s => s.list(subnet))
     }
 }
 

@@ -48,7 +48,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -65,7 +65,7 @@ use self::model::{
     LeaseInfo, LeaseList, LeasePage, LeaseUpdates, ReservationList, StatsMap, UpdatesApplied, normal_id,
 };
 use crate::control::{ConfigControl, ControlError};
-use crate::ha::{Ha, ReplicaStore};
+use crate::ha::{Ha, LEASE_UPDATES_TYPE, ReplicaStore, change_from_model, decode_updates};
 use crate::metrics::Metrics;
 use crate::seen::LastSeen;
 
@@ -371,16 +371,30 @@ async fn ha_partner_down<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> A
 
 async fn ha_lease_updates<S: LeaseStore + ReplicaStore>(
     State(admin): State<Arc<Admin<S>>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<UpdatesApplied> {
     let ha = ha(&admin)?;
-    let updates: LeaseUpdates =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad("body", format!("not lease updates: {e}")))?;
-    if updates.from == ha.config().this_server || !ha.config().peers.iter().any(|p| p.name == updates.from) {
-        return Err(ApiError::bad("from", format!("{:?} is not a peer of this server", updates.from)));
+    // The peers send the binary form; JSON is for an operator (and a test) by hand.
+    let binary = headers.get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes() == LEASE_UPDATES_TYPE.as_bytes());
+    let (from, changes) = if binary {
+        decode_updates(&body).map_err(|e| ApiError::bad("body", format!("not lease updates: {e}")))?
+    } else {
+        let updates: LeaseUpdates =
+            serde_json::from_slice(&body).map_err(|e| ApiError::bad("body", format!("not lease updates: {e}")))?;
+        let changes = updates
+            .changes
+            .iter()
+            .enumerate()
+            .map(|(i, change)| change_from_model(change).map_err(|e| ApiError::bad(format!("changes[{i}]"), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        (updates.from, changes)
+    };
+    if from == ha.config().this_server || !ha.config().peers.iter().any(|p| p.name == from) {
+        return Err(ApiError::bad("from", format!("{from:?} is not a peer of this server")));
     }
     let store = admin.server.engine().store();
-    let applied = store.apply_changes(&updates.changes, dhcp_net::now()).await.map_err(store_error)?;
+    let applied = store.apply_changes(&changes, dhcp_net::now()).await.map_err(store_error)?;
     Ok(axum::Json(applied))
 }
 

@@ -278,6 +278,12 @@ pub struct HaStatus {
     pub unacked_clients: usize,
     /// Client packets left to the partner since start.
     pub not_in_scope: u64,
+    /// Lease changes sent to the peers since start.
+    #[serde(default)]
+    pub lease_updates_sent: u64,
+    /// Requests they went in (changes that come while one is on its way go in the next).
+    #[serde(default)]
+    pub lease_update_batches: u64,
     /// The partner's last heartbeat named other subnets or pools than this server's.
     pub pools_differ: bool,
     /// Milliseconds since this server started.

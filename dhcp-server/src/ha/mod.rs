@@ -9,6 +9,7 @@
 
 pub mod config;
 mod hash;
+mod peer;
 mod replica;
 mod runtime;
 pub mod state;
@@ -22,4 +23,6 @@ pub(crate) use self::runtime::assigned_leases;
 pub use self::runtime::pools_fingerprint;
 pub use self::state::{HaState, Machine, Seen, Share};
 pub use self::store::HaStore;
-pub use self::wire::{from_record, record};
+pub use self::wire::{
+    Change, LEASE_UPDATES_TYPE, change_from_model, decode_updates, encode_updates, from_record, record,
+};

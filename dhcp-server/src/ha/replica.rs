@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 
 use dhcp_core::{StoreError, Timestamp};
 
-use crate::api::model::{LeaseChange, LeasePage, UpdatesApplied};
+use super::wire::Change;
+use crate::api::model::{LeasePage, UpdatesApplied};
 use crate::metrics::MeteredStore;
 
 /// What the API needs of a store to serve the partner: store its changes, page through leases.
@@ -13,7 +14,7 @@ pub trait ReplicaStore: Send + Sync {
     /// Stores lease changes from the partner without sending them back.
     fn apply_changes(
         &self,
-        changes: &[LeaseChange],
+        changes: &[Change],
         now: Timestamp,
     ) -> impl Future<Output = Result<UpdatesApplied, StoreError>> + Send;
 
@@ -26,7 +27,7 @@ pub trait ReplicaStore: Send + Sync {
 }
 
 impl<S: ReplicaStore> ReplicaStore for MeteredStore<S> {
-    async fn apply_changes(&self, changes: &[LeaseChange], now: Timestamp) -> Result<UpdatesApplied, StoreError> {
+    async fn apply_changes(&self, changes: &[Change], now: Timestamp) -> Result<UpdatesApplied, StoreError> {
         self.inner().apply_changes(changes, now).await
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,13 +18,15 @@ use dhcp_net::Verdict;
 use tracing::{info, warn};
 
 use super::config::{self, HaConfig};
+use super::peer::PeerClient;
 use super::replica::ReplicaStore;
 use super::state::{HaState, Machine, Seen, Share};
+use super::wire::Change;
 use super::{hash, wire};
-use crate::api::model::{HaPartnerStatus, HaStatus, Heartbeat, LeaseChange, LeasePage, LeaseUpdates, UpdatesApplied};
+use crate::api::model::{HaPartnerStatus, HaStatus, Heartbeat, LeasePage, UpdatesApplied};
 
 /// A lease change waiting to be sent, and who waits for the partner's acknowledgement.
-type Pending = (LeaseChange, Option<oneshot::Sender<Result<(), String>>>);
+type Pending = (Change, Option<oneshot::Sender<Result<(), String>>>);
 
 /// How often the partner's silence is checked against `max-response-delay`.
 const WATCHDOG_PERIOD: Duration = Duration::from_millis(50);
@@ -32,12 +34,18 @@ const WATCHDOG_PERIOD: Duration = Duration::from_millis(50);
 /// At most this many changes go in one request to the partner.
 const MAX_BATCH: usize = 1000;
 
+/// Under load (the last request carried more than one change), how long the next batch waits
+/// for more changes before it goes: each request costs both servers far more than a change in
+/// it, and a client waits this much longer for its ACK at most. Without load a change goes at
+/// once.
+const BATCH_WINDOW: Duration = Duration::from_millis(1);
+
 /// The high-availability side of one server: its state machine and its partner.
 #[derive(Debug)]
 pub struct Ha {
     config: HaConfig,
     /// How peers' `https://` certificates are checked.
-    tls: ureq::tls::TlsConfig,
+    tls: Arc<rustls::ClientConfig>,
     machine: Mutex<Machine>,
     /// When this server started.
     epoch: Instant,
@@ -50,6 +58,9 @@ pub struct Ha {
     resync: AtomicBool,
     /// The partner's last heartbeat had other subnets or pools than ours.
     pools_differ: AtomicBool,
+    /// Lease changes sent to the partner, and in how many requests.
+    updates_sent: AtomicU64,
+    update_batches: AtomicU64,
 }
 
 impl Ha {
@@ -57,7 +68,7 @@ impl Ha {
     pub fn new(config: HaConfig) -> Result<Ha, String> {
         let epoch = Instant::now();
         let (updates, rx) = mpsc::unbounded_channel();
-        let tls = crate::tls::client_config(config.tls_ca.as_deref())?;
+        let tls = crate::tls::peer_client_config(config.tls_ca.as_deref())?;
         Ok(Ha {
             tls,
             machine: Mutex::new(Machine::new(&config, epoch)),
@@ -68,17 +79,14 @@ impl Ha {
             updates_rx: Mutex::new(Some(rx)),
             resync: AtomicBool::new(false),
             pools_differ: AtomicBool::new(false),
+            updates_sent: AtomicU64::new(0),
+            update_batches: AtomicU64::new(0),
         })
     }
 
-    /// An HTTP client for the peers, giving up after `timeout`.
-    fn agent(&self, timeout: Duration) -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .tls_config(self.tls.clone())
-            .build()
-            .new_agent()
+    /// A client of `peer`'s API, giving up on a call after `timeout`.
+    fn client(&self, peer: &config::Peer, token: &str, timeout: Duration) -> Result<PeerClient, String> {
+        PeerClient::new(&peer.url, token, &self.tls, timeout)
     }
 
     /// Which free addresses this server may give new clients now.
@@ -123,13 +131,13 @@ impl Ha {
         if matches!(lease.state, LeaseState::Offered { .. }) {
             return Ok(());
         }
-        self.replicate_change(LeaseChange::Put { lease: wire::record(lease) }).await
+        self.replicate_change(Change::Put(lease.clone())).await
     }
 
     /// Sends one change to the partner while it is up; waits for its acknowledgement when
     /// `sync-lease-updates` is set. A partner that is down gets none: it fetches our leases
     /// when it comes back.
-    pub(crate) async fn replicate_change(&self, change: LeaseChange) -> Result<(), StoreError> {
+    pub(crate) async fn replicate_change(&self, change: Change) -> Result<(), StoreError> {
         let state = self.state();
         if !matches!(
             state,
@@ -298,6 +306,8 @@ impl Ha {
             }),
             unacked_clients: machine.unacked_clients(),
             not_in_scope: machine.not_in_scope(),
+            lease_updates_sent: self.updates_sent.load(Ordering::Relaxed),
+            lease_update_batches: self.update_batches.load(Ordering::Relaxed),
             pools_differ: self.pools_differ.load(Ordering::Relaxed),
             uptime_ms: u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX),
         }
@@ -311,8 +321,14 @@ impl Ha {
         S: LeaseStore + ReplicaStore + 'static,
     {
         let Some(partner) = self.config.partner().cloned() else { return };
-        let url = format!("{}/api/v1/ha/heartbeat", partner.url);
-        let agent = self.agent(self.config.heartbeat_delay.max(Duration::from_millis(200)));
+        let timeout = self.config.heartbeat_delay.max(Duration::from_millis(200));
+        let mut client = match self.client(&partner, &token, timeout) {
+            Ok(client) => client,
+            Err(reason) => {
+                warn!(partner = partner.name, %reason, "HA: cannot call the partner; no heartbeats");
+                return;
+            }
+        };
         let mut interval = tokio::time::interval(self.config.heartbeat_delay);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_reachable = true;
@@ -320,29 +336,25 @@ impl Ha {
             interval.tick().await;
             let pools = pools_fingerprint(&server.engine().config());
             let body = self.heartbeat(assigned_leases(server.engine()), pools);
-            let (call_agent, url, call_token) = (agent.clone(), url.clone(), token.clone());
-            let answer =
-                tokio::task::spawn_blocking(move || send_heartbeat(&call_agent, &url, &call_token, &body)).await;
-            match answer {
-                Ok(Ok(reply)) => {
+            match client.post_json::<_, Heartbeat>("/api/v1/ha/heartbeat", &body).await {
+                Ok(reply) => {
                     if !was_reachable {
                         info!(partner = partner.name, "HA: partner reachable again");
                     }
                     was_reachable = true;
                     self.heard(&reply, pools);
                 }
-                Ok(Err(reason)) => {
+                Err(reason) => {
                     if was_reachable {
                         warn!(partner = partner.name, %reason, "HA: heartbeat not answered");
                     }
                     was_reachable = false;
                 }
-                Err(e) => warn!(error = %e, "HA: heartbeat task failed"),
             }
             self.tick();
             let resync = self.resync.swap(false, Ordering::Relaxed);
             if self.state() == HaState::Syncing || resync {
-                match self.fetch_partner_leases(&agent, &partner.url, &token, server.engine().store()).await {
+                match self.fetch_partner_leases(&mut client, server.engine().store()).await {
                     Ok(count) => {
                         info!(count, "HA: the partner's leases are stored here");
                         if self.machine().synced(Instant::now()).is_some() {
@@ -368,26 +380,22 @@ impl Ha {
     }
 
     /// Fetches every lease of the partner, page by page, into `store`; returns how many.
-    async fn fetch_partner_leases<R: ReplicaStore>(
-        &self,
-        agent: &ureq::Agent,
-        base: &str,
-        token: &str,
-        store: &R,
-    ) -> Result<usize, String> {
+    async fn fetch_partner_leases<R: ReplicaStore>(&self, client: &mut PeerClient, store: &R) -> Result<usize, String> {
         let mut after: Option<Ipv4Addr> = None;
         let mut count = 0;
         loop {
-            let mut url = format!("{base}/api/v1/ha/leases?limit={}", self.config.sync_page_size);
+            let mut path = format!("/api/v1/ha/leases?limit={}", self.config.sync_page_size);
             if let Some(a) = after {
-                url.push_str(&format!("&after={a}"));
+                path.push_str(&format!("&after={a}"));
             }
-            let (agent, token) = (agent.clone(), token.to_owned());
-            let page: LeasePage = tokio::task::spawn_blocking(move || get_json(&agent, &url, &token))
-                .await
-                .map_err(|e| e.to_string())??;
+            let page: LeasePage = client.get_json(&path).await?;
             count += page.leases.len();
-            let changes: Vec<LeaseChange> = page.leases.into_iter().map(|lease| LeaseChange::Put { lease }).collect();
+            let changes = page
+                .leases
+                .iter()
+                .map(|record| wire::from_record(record).map(Change::Put))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("a lease from the partner: {e}"))?;
             store.apply_changes(&changes, dhcp_net::now()).await.map_err(|e| e.to_string())?;
             match page.next {
                 Some(next) => after = Some(next),
@@ -397,88 +405,84 @@ impl Ha {
     }
 
     /// Sends queued lease changes to the partner (and backups) in batches until dropped: the
-    /// changes that pile up while one batch is on its way go together in the next.
+    /// changes that pile up while one batch is on its way go together in the next. Whoever
+    /// waits for the partner's acknowledgement is answered before the backups are sent theirs.
     pub async fn run_updates(self: Arc<Self>, token: String) {
         let Some(mut rx) = self.updates_rx.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
         let me = self.config.this_server.clone();
-        let targets: Vec<config::Peer> = self.config.peers.iter().filter(|p| p.name != me).cloned().collect();
         let partner = self.config.partner().map(|p| p.name.clone());
-        let agent = self.agent(self.config.max_response_delay);
+        // The partner first: its answer is what clients wait for.
+        let mut targets: Vec<&config::Peer> = self.config.peers.iter().filter(|p| p.name != me).collect();
+        targets.sort_by_key(|p| Some(&p.name) != partner.as_ref());
+        let mut clients = Vec::new();
+        for target in targets {
+            match self.client(target, &token, self.config.max_response_delay) {
+                Ok(client) => clients.push((target.name.clone(), client)),
+                Err(reason) => warn!(peer = target.name, %reason, "HA: cannot call this peer; no lease updates to it"),
+            }
+        }
+        let mut busy = false;
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
+            take_queued(&mut rx, &mut batch);
+            if busy {
+                let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+                while batch.len() < MAX_BATCH {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(next)) => {
+                            batch.push(next);
+                            take_queued(&mut rx, &mut batch);
+                        }
+                        _ => break,
+                    }
                 }
             }
-            let (changes, waiters): (Vec<LeaseChange>, Vec<_>) = batch.into_iter().unzip();
-            let body = LeaseUpdates { from: me.clone(), changes };
-            let mut outcome = Ok(());
-            for target in &targets {
-                let url = format!("{}/api/v1/ha/lease-updates", target.url);
-                let (agent, token, body) = (agent.clone(), token.clone(), body.clone());
-                let sent =
-                    tokio::task::spawn_blocking(move || post_json::<_, UpdatesApplied>(&agent, &url, &token, &body))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r);
-                match sent {
+            busy = batch.len() > 1;
+            let (changes, waiters): (Vec<Change>, Vec<_>) = batch.into_iter().unzip();
+            self.updates_sent.fetch_add(changes.len() as u64, Ordering::Relaxed);
+            self.update_batches.fetch_add(1, Ordering::Relaxed);
+            let body = bytes::Bytes::from(wire::encode_updates(&me, &changes));
+            let mut waiters = Some(waiters);
+            for (name, client) in &mut clients {
+                let sent = client
+                    .post::<UpdatesApplied>("/api/v1/ha/lease-updates", wire::LEASE_UPDATES_TYPE, body.clone())
+                    .await;
+                let to_partner = Some(&*name) == partner.as_ref();
+                match &sent {
                     Ok(applied) if applied.conflicts > 0 => {
                         warn!(
-                            peer = target.name,
+                            peer = name,
                             conflicts = applied.conflicts,
                             "HA: the peer kept its own leases for some addresses"
                         );
                     }
                     Ok(_) => {}
-                    Err(reason) if Some(&target.name) == partner.as_ref() => outcome = Err(reason),
-                    Err(reason) => warn!(peer = target.name, %reason, "HA: lease updates to a backup failed"),
+                    Err(reason) if !to_partner => warn!(peer = name, %reason, "HA: lease updates to a backup failed"),
+                    Err(_) => {}
+                }
+                if to_partner {
+                    let outcome = sent.map(|_| ());
+                    for waiter in waiters.take().into_iter().flatten().flatten() {
+                        let _ = waiter.send(outcome.clone());
+                    }
                 }
             }
-            for waiter in waiters.into_iter().flatten() {
-                let _ = waiter.send(outcome.clone());
+            // Without a partner (a primary with backups only) nobody waits on an answer.
+            for waiter in waiters.into_iter().flatten().flatten() {
+                let _ = waiter.send(Ok(()));
             }
         }
     }
 }
 
-/// One heartbeat over HTTP; the error says why there was no answer.
-fn send_heartbeat(agent: &ureq::Agent, url: &str, token: &str, body: &Heartbeat) -> Result<Heartbeat, String> {
-    post_json(agent, url, token, body)
-}
-
-/// `POST url` with a JSON body and the bearer token; the JSON answer, or why there is none.
-fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
-    agent: &ureq::Agent,
-    url: &str,
-    token: &str,
-    body: &B,
-) -> Result<T, String> {
-    let json = serde_json::to_string(body).map_err(|e| e.to_string())?;
-    let response = agent
-        .post(url)
-        .header("Authorization", &format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .send(json.as_str());
-    answer(response)
-}
-
-/// `GET url` with the bearer token; the JSON answer, or why there is none.
-fn get_json<T: serde::de::DeserializeOwned>(agent: &ureq::Agent, url: &str, token: &str) -> Result<T, String> {
-    answer(agent.get(url).header("Authorization", &format!("Bearer {token}")).call())
-}
-
-fn answer<T: serde::de::DeserializeOwned>(
-    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-) -> Result<T, String> {
-    let mut response = response.map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
-    if status != 200 {
-        return Err(format!("status {status}: {text}"));
+/// Moves what is queued now onto `batch`, up to [`MAX_BATCH`].
+fn take_queued(rx: &mut mpsc::UnboundedReceiver<Pending>, batch: &mut Vec<Pending>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
     }
-    serde_json::from_str(&text).map_err(|e| format!("unexpected answer: {e}"))
 }
 
 fn unix_now() -> u64 {

@@ -12,8 +12,8 @@ use tracing::warn;
 use super::replica::ReplicaStore;
 use super::runtime::Ha;
 use super::state::{Share, half};
-use super::wire::{from_record, record};
-use crate::api::model::{LeaseChange, LeasePage, UpdatesApplied};
+use super::wire::{Change, record};
+use crate::api::model::{LeasePage, UpdatesApplied};
 
 /// A store that keeps a partner's store in step.
 #[derive(Debug)]
@@ -40,19 +40,15 @@ impl<S> HaStore<S> {
 }
 
 impl<S: LeaseStore> ReplicaStore for HaStore<S> {
-    async fn apply_changes(&self, changes: &[LeaseChange], now: Timestamp) -> Result<UpdatesApplied, StoreError> {
+    async fn apply_changes(&self, changes: &[Change], now: Timestamp) -> Result<UpdatesApplied, StoreError> {
         let mut answer = UpdatesApplied::default();
         for change in changes {
             let stored = match change {
-                LeaseChange::Delete { address } => {
+                Change::Delete(address) => {
                     self.inner.delete(*address).await?;
                     true
                 }
-                LeaseChange::Put { lease } => {
-                    let lease =
-                        from_record(lease).map_err(|e| StoreError::Corrupt(format!("from the partner: {e}")))?;
-                    self.put(&lease, now).await?
-                }
+                Change::Put(lease) => self.put(lease, now).await?,
             };
             if stored {
                 answer.applied += 1;
@@ -177,7 +173,7 @@ impl<S: LeaseStore> LeaseStore for HaStore<S> {
         if let Some(ha) = self.replicating()
             && deleted
         {
-            ha.replicate_change(LeaseChange::Delete { address: addr }).await?;
+            ha.replicate_change(Change::Delete(addr)).await?;
         }
         Ok(deleted)
     }
