@@ -339,6 +339,19 @@ impl<S: LeaseStore> Engine<S> {
         Ok(())
     }
 
+    /// Keeps the per-subnet `assigned-addresses` and `declined-addresses` gauges true when a
+    /// lease changes in the store without this engine (a high-availability partner's lease
+    /// update): the lease at one address was `before` and is now `after` (none: no lease).
+    pub fn lease_changed(&self, before: Option<&Lease>, after: Option<&Lease>, now: Timestamp) {
+        for (lease, sign) in [(before, -1), (after, 1)] {
+            if let Some(lease) = lease {
+                let (assigned, declined) = gauge_counts(lease, now);
+                self.stats.assigned(lease.subnet, sign * assigned);
+                self.stats.declined(lease.subnet, sign * declined);
+            }
+        }
+    }
+
     /// Handles one received datagram. A reply, if any, is written into `out` (cleared first).
     pub async fn handle(&self, datagram: &[u8], meta: &RecvMeta, now: Timestamp, out: &mut Vec<u8>) -> Outcome {
         self.stats.bump(Counter::Received);

@@ -712,6 +712,10 @@ fn hot_standby_on_local_stores_keeps_leases_in_step() {
     assert!(on_primary.len() >= 95, "{} bound: {}", on_primary.len(), text(&out));
     assert_eq!(bound(&standby), on_primary, "the standby holds the primary's leases");
     assert_eq!(pair.acks(1), 0);
+    // The standby's gauge counts the leases that came as updates (its engine granted none).
+    let assigned = |i: usize| pair.cli(i, &["show", "stats"])["subnet[1].assigned-addresses"].as_i64();
+    assert_eq!(assigned(1), Some(on_primary.len() as i64), "the standby's assigned-addresses");
+    assert_eq!(assigned(0), assigned(1));
 
     // The primary dies: the standby answers new clients from its half of the pool.
     primary.crash();

@@ -52,7 +52,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use dhcp_core::LeaseStore;
+use dhcp_core::{Lease, LeaseStore};
 use dhcp_net::Server;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -393,8 +393,10 @@ async fn ha_lease_updates<S: LeaseStore + ReplicaStore>(
     if from == ha.config().this_server || !ha.config().peers.iter().any(|p| p.name == from) {
         return Err(ApiError::bad("from", format!("{from:?} is not a peer of this server")));
     }
-    let store = admin.server.engine().store();
-    let applied = store.apply_changes(&changes, dhcp_net::now()).await.map_err(store_error)?;
+    let engine = admin.server.engine();
+    let now = dhcp_net::now();
+    let changed = |before: Option<&Lease>, after: Option<&Lease>| engine.lease_changed(before, after, now);
+    let applied = engine.store().apply_changes(&changes, now, &changed).await.map_err(store_error)?;
     Ok(axum::Json(applied))
 }
 

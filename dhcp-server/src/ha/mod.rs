@@ -17,7 +17,7 @@ pub mod store;
 mod wire;
 
 pub use self::config::{HaConfig, Mode, Peer, Role};
-pub use self::replica::ReplicaStore;
+pub use self::replica::{LeaseChanged, ReplicaStore};
 pub use self::runtime::Ha;
 pub(crate) use self::runtime::assigned_leases;
 pub use self::runtime::pools_fingerprint;

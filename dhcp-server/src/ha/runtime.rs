@@ -354,7 +354,7 @@ impl Ha {
             self.tick();
             let resync = self.resync.swap(false, Ordering::Relaxed);
             if self.state() == HaState::Syncing || resync {
-                match self.fetch_partner_leases(&mut client, server.engine().store()).await {
+                match self.fetch_partner_leases(&mut client, server.engine()).await {
                     Ok(count) => {
                         info!(count, "HA: the partner's leases are stored here");
                         if self.machine().synced(Instant::now()).is_some() {
@@ -380,7 +380,11 @@ impl Ha {
     }
 
     /// Fetches every lease of the partner, page by page, into `store`; returns how many.
-    async fn fetch_partner_leases<R: ReplicaStore>(&self, client: &mut PeerClient, store: &R) -> Result<usize, String> {
+    async fn fetch_partner_leases<S: LeaseStore + ReplicaStore>(
+        &self,
+        client: &mut PeerClient,
+        engine: &dhcp_core::Engine<S>,
+    ) -> Result<usize, String> {
         let mut after: Option<Ipv4Addr> = None;
         let mut count = 0;
         loop {
@@ -396,7 +400,9 @@ impl Ha {
                 .map(|record| wire::from_record(record).map(Change::Put))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("a lease from the partner: {e}"))?;
-            store.apply_changes(&changes, dhcp_net::now()).await.map_err(|e| e.to_string())?;
+            let now = dhcp_net::now();
+            let changed = |before: Option<&Lease>, after: Option<&Lease>| engine.lease_changed(before, after, now);
+            engine.store().apply_changes(&changes, now, &changed).await.map_err(|e| e.to_string())?;
             match page.next {
                 Some(next) => after = Some(next),
                 None => return Ok(count),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
 use tracing::warn;
 
-use super::replica::ReplicaStore;
+use super::replica::{LeaseChanged, ReplicaStore};
 use super::runtime::Ha;
 use super::state::{Share, half};
 use super::wire::{Change, record};
@@ -40,15 +40,23 @@ impl<S> HaStore<S> {
 }
 
 impl<S: LeaseStore> ReplicaStore for HaStore<S> {
-    async fn apply_changes(&self, changes: &[Change], now: Timestamp) -> Result<UpdatesApplied, StoreError> {
+    async fn apply_changes(
+        &self,
+        changes: &[Change],
+        now: Timestamp,
+        changed: &LeaseChanged<'_>,
+    ) -> Result<UpdatesApplied, StoreError> {
         let mut answer = UpdatesApplied::default();
         for change in changes {
             let stored = match change {
                 Change::Delete(address) => {
-                    self.inner.delete(*address).await?;
+                    let before = self.inner.lease_by_addr(*address).await?;
+                    if self.inner.delete(*address).await? {
+                        changed(before.as_ref(), None);
+                    }
                     true
                 }
-                Change::Put(lease) => self.put(lease, now).await?,
+                Change::Put(lease) => self.put(lease, now, changed).await?,
             };
             if stored {
                 answer.applied += 1;
@@ -73,7 +81,7 @@ impl<S: LeaseStore> ReplicaStore for HaStore<S> {
 impl<S: LeaseStore> HaStore<S> {
     /// Stores the partner's view of one lease. The later of two bindings of one client wins;
     /// a lease of another client still held here is a conflict and is not stored.
-    async fn put(&self, lease: &Lease, now: Timestamp) -> Result<bool, StoreError> {
+    async fn put(&self, lease: &Lease, now: Timestamp, changed: &LeaseChanged<'_>) -> Result<bool, StoreError> {
         let existing = self.inner.lease_by_addr(lease.addr).await?;
         if let Some(ours) = &existing
             && ours.client == lease.client
@@ -86,14 +94,19 @@ impl<S: LeaseStore> HaStore<S> {
                 return Ok(true);
             }
             if matches!(lease.state, LeaseState::Released | LeaseState::Expired | LeaseState::Declined { .. }) {
-                return Ok(self.inner.update_state(lease.addr, &lease.client, lease.state).await?.is_some());
+                let updated = self.inner.update_state(lease.addr, &lease.client, lease.state).await?;
+                if let Some(now_stored) = &updated {
+                    changed(existing.as_ref(), Some(now_stored));
+                }
+                return Ok(updated.is_some());
             }
         }
         // Written as the partner has it: a claim succeeds when the address is free here, expired,
         // or this client's.
         let claimed = self.inner.claim(lease, now).await?;
-        if claimed.is_none() {
-            warn!(addr = %lease.addr, "HA: the partner's lease conflicts with one held here; kept ours");
+        match &claimed {
+            Some(stored) => changed(existing.as_ref(), Some(stored)),
+            None => warn!(addr = %lease.addr, "HA: the partner's lease conflicts with one held here; kept ours"),
         }
         Ok(claimed.is_some())
     }
