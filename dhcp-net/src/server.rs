@@ -56,8 +56,9 @@ pub trait Observer: Send + Sync {
 pub enum Verdict {
     /// The engine handles it.
     Handle,
-    /// Another server answers it (a high-availability partner): the engine never sees it, so it
-    /// neither answers nor changes a lease. Whoever said so counts it.
+    /// The engine never sees it, so it neither answers nor changes a lease: another server
+    /// answers it (a high-availability partner), or it is dropped (over a rate limit). Whoever
+    /// said so counts it.
     Ignore,
 }
 

@@ -88,6 +88,8 @@ pub struct ServerSettings {
     /// High availability: the `[ha]` table (a top-level table beside `[server]`); none for a
     /// server on its own.
     pub ha: Option<crate::ha::HaConfig>,
+    /// The `[limits]` table: rate limits on client packets (none by default).
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// The environment variable that holds the API token when the config does not.
@@ -114,6 +116,7 @@ impl Default for ServerSettings {
             api_token: None,
             api_tls: None,
             ha: None,
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }
@@ -186,6 +189,12 @@ impl ServerConfig {
                 settings.net.max_in_flight = settings.net.max_in_flight.max(256);
             }
             settings.ha = Some(ha);
+        }
+        if let Some(value) = table.remove("limits") {
+            let raw: crate::limits::RawLimits = value
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError { path: "limits".into(), reason: e.message().into() })?;
+            settings.limits = crate::limits::from_raw(raw)?;
         }
         let raw = dhcp_core::config::RawConfig::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError { path: String::new(), reason: e.message().to_owned() })?;
@@ -268,6 +277,7 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         api_token,
         api_tls,
         ha: None,
+        limits: crate::limits::LimitsConfig::default(),
     })
 }
 

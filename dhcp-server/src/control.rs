@@ -203,6 +203,7 @@ fn settings_changed(old: &ServerSettings, new: &ServerSettings) -> Vec<&'static 
     check("api-token", old.api_token != new.api_token);
     check("api-tls", old.api_tls != new.api_tls);
     check("ha", old.ha != new.ha);
+    check("limits", old.limits != new.limits);
     changed
 }
 

@@ -58,6 +58,7 @@ mod config;
 mod control;
 pub mod ha;
 mod lease_dump;
+pub mod limits;
 mod metrics;
 mod seen;
 mod service;

@@ -17,6 +17,7 @@ use metrics::{Histogram, Key, Label, Metadata, Recorder};
 
 use crate::api::model::HaStatus;
 use crate::ha::state::HaState;
+use crate::limits::{Limit, Limits};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 /// The store latency histogram's name.
@@ -75,7 +76,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of `stats` and of everything recorded so far.
-    pub fn render(&self, stats: &Stats, ha: Option<&HaStatus>) -> String {
+    pub fn render(&self, stats: &Stats, ha: Option<&HaStatus>, limits: Option<&Limits>) -> String {
         let meta = Self::metadata();
         for counter in Counter::ALL {
             let name = format!("dhcp4_{}_total", counter.name().replace('-', "_"));
@@ -116,6 +117,12 @@ impl Metrics {
             self.recorder
                 .register_counter(&Key::from_name("dhcp4_ha_lease_update_batches_total"), &meta)
                 .absolute(ha.lease_update_batches);
+        }
+        if let Some(limits) = limits {
+            for (limit, dropped) in Limit::ALL.iter().zip(limits.dropped()) {
+                let key = Key::from_parts("dhcp4_rate_limited_total", vec![Label::new("limit", limit.as_str())]);
+                self.recorder.register_counter(&key, &meta).absolute(dropped);
+            }
         }
         self.handle.render()
     }

@@ -11,7 +11,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
+use dhcp_core::wire::Packet;
 use dhcp_core::{ConfigError, Engine, RecvMeta, Timestamp};
 use dhcp_net::{Observer, ServeError, Server, Verdict};
 use dhcp_store::{AnyStore, OpenError};
@@ -25,6 +27,7 @@ use crate::config::{ServerConfig, ServerSettings};
 use crate::control::ConfigControl;
 use crate::ha::{Ha, HaStore};
 use crate::lease_dump::write_lease_csv;
+use crate::limits::Limits;
 use crate::metrics::{MeteredStore, Metrics};
 use crate::seen::LastSeen;
 use crate::tls::{self, TlsListener};
@@ -109,7 +112,8 @@ impl Service {
         }
         let control = self.file.map(|(path, text)| Arc::new(ConfigControl::new(path, text, settings.clone())));
         let seen = Arc::new(LastSeen::default());
-        let gate = Gate { seen: Arc::clone(&seen), ha: ha.clone() };
+        let limits = (!settings.limits.is_empty()).then(|| Arc::new(Limits::new(&settings.limits)));
+        let gate = Gate { seen: Arc::clone(&seen), ha: ha.clone(), limits: limits.clone() };
         let server = Server::bind(engine, settings.net.clone())?.with_observer(Arc::new(gate));
         let api = match settings.api_listen {
             Some(addr) => {
@@ -131,7 +135,7 @@ impl Service {
             }
             None => None,
         };
-        Ok(Running { server: Arc::new(server), control, metrics, seen, ha, settings, api })
+        Ok(Running { server: Arc::new(server), control, metrics, seen, ha, limits, settings, api })
     }
 
     /// Starts, then serves until `shutdown` resolves.
@@ -148,6 +152,7 @@ pub struct Running {
     metrics: Arc<Metrics>,
     seen: Arc<LastSeen>,
     ha: Option<Arc<Ha>>,
+    limits: Option<Arc<Limits>>,
     settings: ServerSettings,
     api: Option<ApiListener>,
 }
@@ -198,6 +203,11 @@ impl Running {
         self.ha.as_ref()
     }
 
+    /// The rate limits, when the config sets any in `[limits]`.
+    pub fn limits(&self) -> Option<&Arc<Limits>> {
+        self.limits.as_ref()
+    }
+
     /// Where the management API listens (the bound port, when `api-listen` asked for port 0).
     pub fn api_addr(&self) -> Option<SocketAddr> {
         self.api.as_ref().map(|l| match l {
@@ -208,7 +218,7 @@ impl Running {
     /// Serves until `shutdown` resolves, then stops and, when `lease-dump` is set, writes the
     /// leases one last time.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
-        let Running { server, control, metrics, seen, ha, settings, api } = self;
+        let Running { server, control, metrics, seen, ha, limits, settings, api } = self;
         let mut tasks = JoinSet::new();
         if let Some(control) = &control {
             let mut hangup = signal(SignalKind::hangup())?;
@@ -222,8 +232,15 @@ impl Running {
             });
         }
         if let (Some(listener), Some(token)) = (api, settings.api_token.clone()) {
-            let admin =
-                Admin { server: Arc::clone(&server), control: control.clone(), metrics, seen, ha: ha.clone(), token };
+            let admin = Admin {
+                server: Arc::clone(&server),
+                control: control.clone(),
+                metrics,
+                seen,
+                ha: ha.clone(),
+                limits,
+                token,
+            };
             match listener {
                 ApiListener::Plain(listener, _) => tasks.spawn(api::serve(listener, admin)),
                 ApiListener::Tls(listener, _) => tasks.spawn(api::serve(listener, admin)),
@@ -255,17 +272,28 @@ impl Running {
     }
 }
 
-/// What the server checks of every datagram: notes when its client was last seen, and leaves
-/// it to the HA partner when it is the partner's to answer.
+/// What the server checks of every datagram: notes when its client was last seen, drops it
+/// over a rate limit, and leaves it to the HA partner when it is the partner's to answer.
 struct Gate {
     seen: Arc<LastSeen>,
     ha: Option<Arc<Ha>>,
+    limits: Option<Arc<Limits>>,
 }
 
 impl Observer for Gate {
     fn received(&self, datagram: &[u8], _meta: &RecvMeta, now: Timestamp) -> Verdict {
         self.seen.note(datagram, now);
-        self.ha.as_ref().map_or(Verdict::Handle, |ha| ha.decide(datagram))
+        if self.limits.is_none() && self.ha.is_none() {
+            return Verdict::Handle;
+        }
+        // What does not parse goes on to the engine, which drops and counts it.
+        let Ok(packet) = Packet::parse(datagram) else { return Verdict::Handle };
+        if let Some(limits) = &self.limits
+            && limits.check(&packet, Instant::now()).is_err()
+        {
+            return Verdict::Ignore;
+        }
+        self.ha.as_ref().map_or(Verdict::Handle, |ha| ha.decide(&packet))
     }
 }
 

@@ -293,11 +293,16 @@ fn hot_standby_survives_a_killed_primary(store: impl Fn(&Path, usize) -> String,
     let log = pair.dir.join("dhclient.log");
     let hook = dhclient_hook(&log);
     let files = |ext: &str| path_str(&pair.dir.join(format!("dhclient.{ext}")));
+    // Retransmissions at most 2 s apart: with dhclient's default backoff its REBIND may come
+    // only near the lease's end (12 s), and a lease that runs out first is no renewal.
+    let conf = pair.dir.join("dhclient-renewing.conf");
+    std::fs::write(&conf, "initial-interval 1;\nbackoff-cutoff 2;\n").expect("dhclient.conf");
     let out = pair
         .client
         .command("dhclient")
         .env("LOG", &log)
-        .args(["-4", "-v", "-1", "-sf", &hook, "-lf", &files("leases"), "-pf", &files("pid"), "vcli"])
+        .args(["-4", "-v", "-1", "-cf", &path_str(&conf), "-sf", &hook, "-lf", &files("leases"), "-pf", &files("pid")])
+        .arg("vcli")
         .output()
         .expect("dhclient");
     assert!(out.status.success(), "dhclient: {}", text(&out));

@@ -66,6 +66,7 @@ use self::model::{
 };
 use crate::control::{ConfigControl, ControlError};
 use crate::ha::{Ha, LEASE_UPDATES_TYPE, ReplicaStore, change_from_model, decode_updates};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::seen::LastSeen;
 
@@ -79,6 +80,7 @@ pub(crate) struct Admin<S> {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) seen: Arc<LastSeen>,
     pub(crate) ha: Option<Arc<Ha>>,
+    pub(crate) limits: Option<Arc<Limits>>,
     pub(crate) token: String,
 }
 
@@ -288,7 +290,8 @@ async fn delete_group<S: LeaseStore>(
 }
 
 async fn stats<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<StatsMap> {
-    Ok(axum::Json(admin.server.engine().stats().snapshot().into_iter().collect()))
+    let limits = admin.limits.as_ref().map(|l| l.stats()).unwrap_or_default();
+    Ok(axum::Json(admin.server.engine().stats().snapshot().into_iter().chain(limits).collect()))
 }
 
 async fn health<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> Response {
@@ -333,7 +336,7 @@ async fn config_rollback<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> A
 
 async fn metrics_text<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> Response {
     let ha = admin.ha.as_ref().map(|ha| ha.status());
-    let text = admin.metrics.render(admin.server.engine().stats(), ha.as_ref());
+    let text = admin.metrics.render(admin.server.engine().stats(), ha.as_ref(), admin.limits.as_deref());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

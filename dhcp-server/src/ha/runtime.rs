@@ -181,10 +181,8 @@ impl Ha {
         self.machine().state()
     }
 
-    /// Whether this server answers the client that sent `datagram`. A datagram that does not
-    /// parse is handed to the engine, which drops and counts it.
-    pub fn decide(&self, datagram: &[u8]) -> Verdict {
-        let Ok(packet) = Packet::parse(datagram) else { return Verdict::Handle };
+    /// Whether this server answers the client that sent `packet`.
+    pub fn decide(&self, packet: &Packet<'_>) -> Verdict {
         let client_id = packet.option(code::CLIENT_IDENTIFIER);
         let key = client_id.as_deref().filter(|id| !id.is_empty()).unwrap_or(packet.chaddr());
         // Kea splits these message types by the hash and leaves any other to the primary.
