@@ -12,6 +12,7 @@
 //! lease-dump = "/run/dhcp/leases.csv"   # optional: written on SIGUSR1 and at shutdown
 //! max-in-flight = 64          # requests handled at once (default 1 for plain memory:, else 64)
 //! receive-buffer = 4194304    # bytes of datagrams queued per socket (0: the system's default)
+//! store-timeout-ms = 2000     # a request's store call gives up after this (0: never)
 //! api-listen = "127.0.0.1:8067"   # optional: the management API and /metrics (off when unset)
 //! api-token = "s3cret"        # its bearer token; or the DHCP_API_TOKEN environment variable
 //! api-tls-cert = "/etc/dhcp/api.pem"   # optional: HTTPS with this certificate chain (PEM)
@@ -22,6 +23,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use dhcp_core::{Config, ConfigError};
 use dhcp_net::{Listen, NetSettings};
@@ -88,12 +90,19 @@ pub struct ServerSettings {
     /// High availability: the `[ha]` table (a top-level table beside `[server]`); none for a
     /// server on its own.
     pub ha: Option<crate::ha::HaConfig>,
+    /// How long a client's request may wait on one store call (`store-timeout-ms`); none: no
+    /// deadline.
+    pub store_deadline: Option<Duration>,
     /// The `[limits]` table: rate limits on client packets (none by default).
     pub limits: crate::limits::LimitsConfig,
 }
 
 /// The environment variable that holds the API token when the config does not.
 pub const API_TOKEN_ENV: &str = "DHCP_API_TOKEN";
+
+/// How long a request waits on one store call unless `store-timeout-ms` says otherwise: past
+/// it a client has usually sent its request again.
+const DEFAULT_STORE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The largest `receive-buffer` taken: more is a typo, not a plan.
 const MAX_RECEIVE_BUFFER: usize = 256 << 20;
@@ -116,6 +125,7 @@ impl Default for ServerSettings {
             api_token: None,
             api_tls: None,
             ha: None,
+            store_deadline: Some(DEFAULT_STORE_DEADLINE),
             limits: crate::limits::LimitsConfig::default(),
         }
     }
@@ -132,6 +142,7 @@ struct RawSettings {
     lease_dump: Option<PathBuf>,
     max_in_flight: Option<usize>,
     receive_buffer: Option<usize>,
+    store_timeout_ms: Option<u64>,
     api_listen: Option<String>,
     api_token: Option<String>,
     api_tls_cert: Option<PathBuf>,
@@ -239,6 +250,11 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         Some(0) => return Err(bad("max-in-flight", "must be at least 1".into())),
         Some(n) => n,
     };
+    let store_deadline = match raw.store_timeout_ms {
+        None => defaults.store_deadline,
+        Some(0) => None,
+        Some(ms) => Some(Duration::from_millis(ms)),
+    };
     let receive_buffer = match raw.receive_buffer {
         None => dhcp_net::DEFAULT_RECEIVE_BUFFER,
         Some(n) if n > MAX_RECEIVE_BUFFER => {
@@ -277,6 +293,7 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         api_token,
         api_tls,
         ha: None,
+        store_deadline,
         limits: crate::limits::LimitsConfig::default(),
     })
 }

@@ -204,6 +204,7 @@ fn settings_changed(old: &ServerSettings, new: &ServerSettings) -> Vec<&'static 
     check("api-tls", old.api_tls != new.api_tls);
     check("ha", old.ha != new.ha);
     check("limits", old.limits != new.limits);
+    check("store-timeout-ms", old.store_deadline != new.store_deadline);
     changed
 }
 

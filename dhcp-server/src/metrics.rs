@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dhcp_core::{
     ClientId, Counter, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, Stats, StoreError, StoreHost, Timestamp,
@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, 
 
 /// The store latency histogram's name.
 const STORE_LATENCY: &str = "dhcp4_store_latency_seconds";
+const STORE_TIMEOUTS: &str = "dhcp4_store_timeouts_total";
 
 /// Buckets from 50 µs (memory) to 2.5 s (a store about to time out).
 const LATENCY_BUCKETS: &[f64] =
@@ -138,17 +139,32 @@ impl Metrics {
 }
 
 /// A store that records how long each of its operations takes into a [`Metrics`] registry
-/// (`dhcp4_store_latency_seconds{op="claim"}` and so on).
+/// (`dhcp4_store_latency_seconds{op="claim"}` and so on) and, given a deadline, gives up on a
+/// client's request's store call past it.
 #[derive(Debug)]
 pub struct MeteredStore<S> {
     inner: S,
     latency: Arc<[Histogram]>,
+    deadline: Option<Duration>,
+    timeouts: metrics::Counter,
 }
 
 impl<S> MeteredStore<S> {
-    /// Wraps `inner`, recording into `metrics`.
+    /// Wraps `inner`, recording into `metrics`, with no deadline.
     pub fn new(inner: S, metrics: &Metrics) -> Self {
-        MeteredStore { inner, latency: metrics.store_histograms().into() }
+        let timeouts = metrics.recorder.register_counter(&Key::from_name(STORE_TIMEOUTS), &Metrics::metadata());
+        MeteredStore { inner, latency: metrics.store_histograms().into(), deadline: None, timeouts }
+    }
+
+    /// Gives up on a call a client's request makes (every operation but `list` and
+    /// `reclaim_expired`, which serve the API and the timers and may rightly take long) once it
+    /// has taken `deadline`: the call fails as the store being unavailable, the request is
+    /// dropped and counted, and `dhcp4_store_timeouts_total` counts it. The client retries; an
+    /// answer after its own timeout would only be stale.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 
     /// The wrapped store.
@@ -164,23 +180,43 @@ impl<S> MeteredStore<S> {
         }
         result
     }
+
+    /// [`timed`](Self::timed), within the deadline.
+    async fn timed_deadline<T>(
+        &self,
+        op: usize,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let Some(deadline) = self.deadline else { return self.timed(op, call).await };
+        match tokio::time::timeout(deadline, self.timed(op, call)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.timeouts.increment(1);
+                Err(StoreError::Unavailable(format!(
+                    "{} got no answer within the store deadline of {} ms",
+                    OPS.get(op).copied().unwrap_or("call"),
+                    deadline.as_millis()
+                )))
+            }
+        }
+    }
 }
 
 impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
     async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
-        self.timed(0, self.inner.lease_by_client(subnet, client)).await
+        self.timed_deadline(0, self.inner.lease_by_client(subnet, client)).await
     }
 
     async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
-        self.timed(1, self.inner.lease_by_addr(addr)).await
+        self.timed_deadline(1, self.inner.lease_by_addr(addr)).await
     }
 
     async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        self.timed(2, self.inner.claim(lease, now)).await
+        self.timed_deadline(2, self.inner.claim(lease, now)).await
     }
 
     async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        self.timed(3, self.inner.allocate(pool, lease, now)).await
+        self.timed_deadline(3, self.inner.allocate(pool, lease, now)).await
     }
 
     async fn update_state(
@@ -189,7 +225,7 @@ impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
         client: &ClientId,
         state: LeaseState,
     ) -> Result<Option<Lease>, StoreError> {
-        self.timed(4, self.inner.update_state(addr, client, state)).await
+        self.timed_deadline(4, self.inner.update_state(addr, client, state)).await
     }
 
     async fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
@@ -197,7 +233,7 @@ impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
     }
 
     async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
-        self.timed(6, self.inner.delete(addr)).await
+        self.timed_deadline(6, self.inner.delete(addr)).await
     }
 
     async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {
@@ -210,6 +246,61 @@ impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
         client_id: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Option<StoreHost>, StoreError> {
-        self.timed(8, self.inner.host(hw, client_id, now)).await
+        self.timed_deadline(8, self.inner.host(hw, client_id, now)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store whose every call hangs, as a database behind a cut link does.
+    struct Hung;
+
+    impl LeaseStore for Hung {
+        async fn lease_by_client(&self, _: u32, _: &ClientId) -> Result<Option<Lease>, StoreError> {
+            std::future::pending().await
+        }
+        async fn lease_by_addr(&self, _: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
+            std::future::pending().await
+        }
+        async fn claim(&self, _: &Lease, _: Timestamp) -> Result<Option<Lease>, StoreError> {
+            std::future::pending().await
+        }
+        async fn allocate(&self, _: PoolRef<'_>, _: &Lease, _: Timestamp) -> Result<Option<Lease>, StoreError> {
+            std::future::pending().await
+        }
+        async fn update_state(&self, _: Ipv4Addr, _: &ClientId, _: LeaseState) -> Result<Option<Lease>, StoreError> {
+            std::future::pending().await
+        }
+        async fn reclaim_expired(&self, _: Timestamp, _: usize) -> Result<Vec<Lease>, StoreError> {
+            std::future::pending().await
+        }
+        async fn delete(&self, _: Ipv4Addr) -> Result<bool, StoreError> {
+            std::future::pending().await
+        }
+        async fn list(&self, _: Option<u32>) -> Result<Vec<Lease>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn host(&self, _: &HwAddr, _: Option<&[u8]>, _: Timestamp) -> Result<Option<StoreHost>, StoreError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_hung_store_call_fails_at_the_deadline_and_is_counted() {
+        let metrics = Metrics::new();
+        let store = MeteredStore::new(Hung, &metrics).with_deadline(Duration::from_millis(50));
+        let started = Instant::now();
+        let answer = store.lease_by_addr(Ipv4Addr::new(192, 0, 2, 1)).await;
+        assert!(matches!(&answer, Err(StoreError::Unavailable(why)) if why.contains("50 ms")), "{answer:?}");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(50) && waited < Duration::from_secs(1), "{waited:?}");
+        assert!(store.delete(Ipv4Addr::new(192, 0, 2, 1)).await.is_err());
+        // Listing serves the API and may take long: no deadline on it.
+        assert_eq!(store.list(None).await.map(|l| l.len()), Ok(0));
+        let config = dhcp_core::Config::from_toml_str("").expect("an empty config is valid");
+        let text = metrics.render(&Stats::new(&config), None, None);
+        assert!(text.contains("dhcp4_store_timeouts_total 2"), "{text}");
     }
 }

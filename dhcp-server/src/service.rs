@@ -101,7 +101,10 @@ impl Service {
             None => None,
         };
         let store = HaStore::new(dhcp_store::open(&settings.store).await?, ha.clone());
-        let store = MeteredStore::new(store, &metrics);
+        let mut store = MeteredStore::new(store, &metrics);
+        if let Some(deadline) = settings.store_deadline {
+            store = store.with_deadline(deadline);
+        }
         let engine = Arc::new(Engine::new(dhcp, store));
         if let Some(ha) = &ha {
             ha.note_pools(&engine.config());
