@@ -103,6 +103,13 @@ pub trait LeaseStore: Send + Sync {
     /// Returns the stored lease, or `None` when someone else holds the address. An offer
     /// (`LeaseState::Offered`) claimed over this client's own unexpired binding leaves the
     /// binding as it is and returns it: offering must never shorten a lease.
+    ///
+    /// A client holds at most one lease per subnet: in the same atomic operation as the write,
+    /// the client's other held (unexpired) lease in `lease.subnet` becomes `Released`, except
+    /// that an offer leaves the client's binding alone until the binding of the new address
+    /// moves it. A binding already past its expiry is left for
+    /// [`reclaim_expired`](Self::reclaim_expired), which counts it. "The client" is the same
+    /// [`ClientId`]. [`allocate`](Self::allocate) does the same.
     fn claim(&self, lease: &Lease, now: Timestamp) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
 
     /// Finds an address in `pool` available at `now` and claims it for `lease` (whose `addr` is
@@ -118,9 +125,9 @@ pub trait LeaseStore: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
 
-    /// Moves the lease at `addr`, if `client` holds it, to `lease.state`-style `state` given by
-    /// `update` (release or decline). Returns the updated lease, or `None` if `client` does not
-    /// hold `addr`.
+    /// Moves the lease at `addr`, if `client` holds it, to `state` (release or decline).
+    /// Returns the updated lease, or `None` if `client` does not hold `addr`. A decline
+    /// (`LeaseState::Declined`) applies only to the client's binding, never to an offer.
     fn update_state(
         &self,
         addr: Ipv4Addr,

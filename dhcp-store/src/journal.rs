@@ -188,6 +188,11 @@ impl JournalStore {
                             memory.restore(&lease);
                             report.applied += 1;
                         }
+                        Some(Entry::Moved(lease, from)) => {
+                            memory.restore(&lease);
+                            memory.restore_freed(from, &lease.client);
+                            report.applied += 1;
+                        }
                         Some(Entry::Deleted(addr)) => {
                             let _deleted = dhcp_core::block_on(memory.delete(addr));
                             report.applied += 1;
@@ -324,6 +329,19 @@ fn journaled(lease: &Option<Lease>) -> Vec<Entry> {
     }
 }
 
+/// The entries to journal for a claim: as [`journaled`], but a claim that moved the client off
+/// a binding is one `M` line, so a torn write cannot keep the new lease without the freeing of
+/// the old (or the reverse). Freed offers need no line: offers are not journaled.
+fn journaled_claim(claimed: crate::memory::Claimed) -> (Option<Lease>, Vec<Entry>) {
+    let entries = match (&claimed.lease, &claimed.freed) {
+        (Some(new), Some(old)) if !matches!(new.state, LeaseState::Offered { .. }) => {
+            vec![Entry::Moved(new.clone(), old.addr)]
+        }
+        _ => journaled(&claimed.lease),
+    };
+    (claimed.lease, entries)
+}
+
 impl LeaseStore for JournalStore {
     async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
         self.memory.lease_by_client(subnet, client).await
@@ -339,8 +357,8 @@ impl LeaseStore for JournalStore {
         // nothing is awaited while the lock is held; the wait for the sync comes after it.
         let (got, line) = {
             let mut journal = self.lock();
-            let got = self.memory.claim(lease, now).into_inner()?;
-            let line = self.append(&mut journal, &journaled(&got))?;
+            let (got, entries) = journaled_claim(self.memory.claim_moving(lease, now));
+            let line = self.append(&mut journal, &entries)?;
             (got, line)
         };
         self.durable(line).await?;
@@ -350,8 +368,8 @@ impl LeaseStore for JournalStore {
     async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
         let (got, line) = {
             let mut journal = self.lock();
-            let got = self.memory.allocate(pool, lease, now).into_inner()?;
-            let line = self.append(&mut journal, &journaled(&got))?;
+            let (got, entries) = journaled_claim(self.memory.allocate_moving(pool, lease, now));
+            let line = self.append(&mut journal, &entries)?;
             (got, line)
         };
         self.durable(line).await?;
@@ -397,6 +415,8 @@ impl LeaseStore for JournalStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {
     Lease(Lease),
+    /// The lease as it now is, and the address its client moved from (now released).
+    Moved(Lease, Ipv4Addr),
     Deleted(Ipv4Addr),
 }
 
@@ -404,6 +424,11 @@ impl Entry {
     fn line(&self) -> String {
         match self {
             Entry::Deleted(addr) => format!("D {addr} .\n"),
+            Entry::Moved(l, from) => {
+                let lease = Entry::Lease(l.clone()).line();
+                let fields = lease.strip_prefix("L ").and_then(|f| f.strip_suffix(" .\n")).unwrap_or_default();
+                format!("M {fields} {from} .\n")
+            }
             Entry::Lease(l) => {
                 let state = codec::name(l.state);
                 let deadline = codec::encode(l.state).deadline.map_or_else(|| "-".to_owned(), |secs| secs.to_string());
@@ -430,35 +455,43 @@ fn parse_line(line: &str) -> Option<Entry> {
             f.next().is_none().then_some(Entry::Deleted(addr))
         }
         "L" => {
-            let addr = f.next()?.parse().ok()?;
-            let subnet = f.next()?.parse().ok()?;
-            let code = codec::code_named(f.next()?)?;
-            let deadline: Option<u64> = match f.next()? {
-                "-" => None,
-                secs => Some(secs.parse().ok()?),
-            };
-            let client = match f.next()? {
-                "-" => Vec::new(),
-                text => unhex(text)?,
-            };
-            let hwaddr = HwAddr::new(&unhex(f.next()?)?)?;
-            let hostname = match f.next()? {
-                "-" => None,
-                text => Some(String::from_utf8(unhex(text)?).ok()?),
-            };
-            if f.next().is_some() {
-                return None;
-            }
-            let state = codec::decode(code, deadline)?;
-            // The journal writes `-` for a state without a deadline, so a line with one there is
-            // not one it wrote: skipped as damaged, where the codec alone would ignore the deadline.
-            if codec::encode(state).deadline != deadline {
-                return None;
-            }
-            Some(Entry::Lease(Lease { addr, client: ClientId::from_bytes(&client), hwaddr, subnet, state, hostname }))
+            let lease = parse_lease(&mut f)?;
+            f.next().is_none().then_some(Entry::Lease(lease))
+        }
+        "M" => {
+            let lease = parse_lease(&mut f)?;
+            let from = f.next()?.parse().ok()?;
+            f.next().is_none().then_some(Entry::Moved(lease, from))
         }
         _ => None,
     }
+}
+
+/// The lease fields of an `L` or `M` line: `ADDR SUBNET STATE DEADLINE CLIENT-ID HWADDR HOSTNAME`.
+fn parse_lease<'a>(f: &mut impl Iterator<Item = &'a str>) -> Option<Lease> {
+    let addr = f.next()?.parse().ok()?;
+    let subnet = f.next()?.parse().ok()?;
+    let code = codec::code_named(f.next()?)?;
+    let deadline: Option<u64> = match f.next()? {
+        "-" => None,
+        secs => Some(secs.parse().ok()?),
+    };
+    let client = match f.next()? {
+        "-" => Vec::new(),
+        text => unhex(text)?,
+    };
+    let hwaddr = HwAddr::new(&unhex(f.next()?)?)?;
+    let hostname = match f.next()? {
+        "-" => None,
+        text => Some(String::from_utf8(unhex(text)?).ok()?),
+    };
+    let state = codec::decode(code, deadline)?;
+    // The journal writes `-` for a state without a deadline, so a line with one there is
+    // not one it wrote: skipped as damaged, where the codec alone would ignore the deadline.
+    if codec::encode(state).deadline != deadline {
+        return None;
+    }
+    Some(Lease { addr, client: ClientId::from_bytes(&client), hwaddr, subnet, state, hostname })
 }
 
 #[cfg(test)]
@@ -494,6 +527,8 @@ mod tests {
         }
         let deleted = Entry::Deleted(Ipv4Addr::new(10, 0, 0, 9));
         assert_eq!(parse_line(deleted.line().trim_end()), Some(deleted));
+        let moved = Entry::Moved(lease(LeaseState::Bound { expires: t }, Some("h")), Ipv4Addr::new(10, 0, 0, 3));
+        assert_eq!(parse_line(moved.line().trim_end()), Some(moved));
     }
 
     #[test]

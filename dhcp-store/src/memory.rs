@@ -11,7 +11,7 @@ use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreE
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::addr_index::AddrIndex;
-use crate::codec::{self, BOUND, DECLINED, EXPIRED, OFFERED};
+use crate::codec::{self, BOUND, DECLINED, EXPIRED, OFFERED, RELEASED};
 
 /// Leases in this process's memory. The default store, and the one the benchmarks use.
 ///
@@ -129,6 +129,14 @@ impl PoolState {
     }
 }
 
+/// What a claim did: the lease stored (or the binding kept), and the client's other lease it
+/// freed, as that lease now is.
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    pub(crate) lease: Option<Lease>,
+    pub(crate) freed: Option<Lease>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     slab: Vec<Record>,
@@ -190,8 +198,14 @@ impl Inner {
         }
     }
 
-    /// Writes `record` at its address, reusing the slot already there. Returns the slot.
+    /// Writes `record` at its address, reusing the slot already there, and points the client
+    /// index at it. Returns the slot.
     fn write(&mut self, record: Record) -> u32 {
+        self.write_linked(record, true)
+    }
+
+    /// [`write`](Self::write), pointing the client index at the record only when `link`.
+    fn write_linked(&mut self, record: Record, link: bool) -> u32 {
         let addr = record.addr;
         let deadline = record.has_deadline().then_some(record.deadline);
         let slot = match self.slot_of_addr(addr) {
@@ -218,7 +232,9 @@ impl Inner {
                 slot
             }
         };
-        self.link_client(slot);
+        if link {
+            self.link_client(slot);
+        }
         if let Some(deadline) = deadline {
             self.deadlines.entry(deadline).or_default().push(addr);
         }
@@ -252,19 +268,47 @@ impl Inner {
         }
     }
 
-    fn claim(&mut self, lease: &Lease, now: Timestamp) -> Option<Lease> {
+    fn claim(&mut self, lease: &Lease, now: Timestamp) -> Claimed {
         let addr = u32::from(lease.addr);
         if let Some(slot) = self.slot_of_addr(addr) {
             let existing = self.slab[slot as usize].to_lease();
             if !existing.available_to(&lease.client, now) {
-                return None;
+                return Claimed::default();
             }
             if matches!(lease.state, LeaseState::Offered { .. }) && existing.is_bound_to(&lease.client, now) {
-                return Some(existing);
+                return Claimed { lease: Some(existing), freed: None };
             }
         }
-        self.write(Record::from_lease(lease));
-        Some(lease.clone())
+        // One lease per client and subnet: the client's other held lease goes in the same step,
+        // except that an offer leaves the client's binding alone (offering never shortens a
+        // lease), and the client index stays on the binding so the REQUEST that moves the client
+        // finds it.
+        let mut link = true;
+        let mut freed = None;
+        if let Some(other) = self.slot_of_client(lease.subnet, &lease.client) {
+            let record = &self.slab[other as usize];
+            let held = matches!(record.state, OFFERED | BOUND) && record.deadline > now.as_secs();
+            if record.addr != addr && held {
+                if matches!(lease.state, LeaseState::Offered { .. }) && record.state == BOUND {
+                    link = false;
+                } else {
+                    freed = Some(self.release_slot(other));
+                }
+            }
+        }
+        self.write_linked(Record::from_lease(lease), link);
+        Claimed { lease: Some(lease.clone()), freed }
+    }
+
+    /// Marks the lease in `slot` released and gives its address back to its pool. Returns it
+    /// as it now is.
+    fn release_slot(&mut self, slot: u32) -> Lease {
+        let record = &mut self.slab[slot as usize];
+        record.state = RELEASED;
+        record.deadline = 0;
+        let (lease, addr) = (record.to_lease(), record.addr);
+        self.return_to_pool(addr);
+        lease
     }
 
     fn find_free(
@@ -338,6 +382,10 @@ impl Inner {
         if record.client != *client || !matches!(record.state, OFFERED | BOUND) {
             return None;
         }
+        // Only a binding can be declined: an offer the client never took is not its to decline.
+        if matches!(state, LeaseState::Declined { .. }) && record.state != BOUND {
+            return None;
+        }
         let mut lease = record.to_lease();
         lease.state = state;
         self.write(Record::from_lease(&lease));
@@ -376,6 +424,33 @@ impl MemoryStore {
     pub(crate) fn restore(&self, lease: &Lease) {
         self.lock().write(Record::from_lease(lease));
     }
+
+    /// Marks the lease at `addr` released if `client` still holds it there: for replaying a
+    /// journal's move of a client from that address.
+    #[cfg(feature = "journal")]
+    pub(crate) fn restore_freed(&self, addr: Ipv4Addr, client: &ClientId) {
+        let mut inner = self.lock();
+        if let Some(slot) = inner.slot_of_addr(addr.into())
+            && inner.slab[slot as usize].client == *client
+            && inner.slab[slot as usize].state != FREE_SLOT
+        {
+            inner.release_slot(slot);
+        }
+    }
+
+    /// [`LeaseStore::claim`], also saying which other lease of the client it freed.
+    pub(crate) fn claim_moving(&self, lease: &Lease, now: Timestamp) -> Claimed {
+        self.lock().claim(lease, now)
+    }
+
+    /// [`LeaseStore::allocate`], also saying which other lease of the client it freed.
+    pub(crate) fn allocate_moving(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Claimed {
+        let mut inner = self.lock();
+        let Some(addr) = inner.find_free(pool.key, pool.ranges, &lease.client, now) else {
+            return Claimed::default();
+        };
+        inner.claim(&Lease { addr: Ipv4Addr::from(addr), ..lease.clone() }, now)
+    }
 }
 
 type Answer<T> = Ready<Result<T, StoreError>>;
@@ -394,16 +469,11 @@ impl LeaseStore for MemoryStore {
     }
 
     fn claim(&self, lease: &Lease, now: Timestamp) -> Answer<Option<Lease>> {
-        ready(Ok(self.lock().claim(lease, now)))
+        ready(Ok(self.lock().claim(lease, now).lease))
     }
 
     fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Answer<Option<Lease>> {
-        let mut inner = self.lock();
-        let Some(addr) = inner.find_free(pool.key, pool.ranges, &lease.client, now) else {
-            return ready(Ok(None));
-        };
-        let lease = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
-        ready(Ok(inner.claim(&lease, now)))
+        ready(Ok(self.allocate_moving(pool, lease, now).lease))
     }
 
     fn update_state(&self, addr: Ipv4Addr, client: &ClientId, state: LeaseState) -> Answer<Option<Lease>> {

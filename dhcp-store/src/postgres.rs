@@ -72,17 +72,28 @@ const COLUMNS: &str = "addr, subnet, client, hwaddr, state, deadline, hostname";
 
 /// The atomic claim: write the lease unless the address is held by someone else, or declined,
 /// or this is an offer over the client's own unexpired binding (which must not be shortened).
-/// The state codes are the codec's (0 offered, 1 bound), checked by a test below.
+/// In the same statement, one lease per client and subnet: once the write is done, the client's
+/// other held offer is released, and so is its binding unless this is only an offer.
+/// The state codes are the codec's (0 offered, 1 bound, 3 released), checked by a test below.
 const CLAIM: &str = "
-    INSERT INTO dhcp_leases AS l (addr, subnet, client, hwaddr, state, deadline, free_at, hostname)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-    ON CONFLICT (addr) DO UPDATE SET
-        subnet = EXCLUDED.subnet, client = EXCLUDED.client, hwaddr = EXCLUDED.hwaddr,
-        state = EXCLUDED.state, deadline = EXCLUDED.deadline, free_at = EXCLUDED.free_at,
-        hostname = EXCLUDED.hostname
-    WHERE (l.free_at <= $9 OR (l.client = EXCLUDED.client AND l.state IN (0, 1)))
-      AND NOT (EXCLUDED.state = 0 AND l.state = 1 AND l.client = EXCLUDED.client AND l.deadline > $9)
-    RETURNING addr";
+    WITH claimed AS (
+        INSERT INTO dhcp_leases AS l (addr, subnet, client, hwaddr, state, deadline, free_at, hostname)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (addr) DO UPDATE SET
+            subnet = EXCLUDED.subnet, client = EXCLUDED.client, hwaddr = EXCLUDED.hwaddr,
+            state = EXCLUDED.state, deadline = EXCLUDED.deadline, free_at = EXCLUDED.free_at,
+            hostname = EXCLUDED.hostname
+        WHERE (l.free_at <= $9 OR (l.client = EXCLUDED.client AND l.state IN (0, 1)))
+          AND NOT (EXCLUDED.state = 0 AND l.state = 1 AND l.client = EXCLUDED.client AND l.deadline > $9)
+        RETURNING addr
+    ), freed AS (
+        UPDATE dhcp_leases SET state = 3, deadline = NULL, free_at = 0
+        WHERE EXISTS (SELECT 1 FROM claimed)
+          AND subnet = $2 AND client = $3 AND addr <> $1 AND deadline > $9
+          AND (state = 0 OR (state = 1 AND $5 <> 0))
+        RETURNING addr
+    )
+    SELECT addr FROM claimed";
 
 /// Leases in PostgreSQL, shared by any number of servers.
 #[derive(Clone)]
@@ -376,7 +387,7 @@ impl LeaseStore for PostgresStore {
         let stmt = client
             .prepare_cached(&format!(
                 "UPDATE dhcp_leases SET state = $3, deadline = $4, free_at = $5
-                 WHERE addr = $1 AND client = $2 RETURNING {COLUMNS}"
+                 WHERE addr = $1 AND client = $2 AND ($3::SMALLINT <> 2 OR state = 1) RETURNING {COLUMNS}"
             ))
             .await
             .map_err(backend)?;
@@ -493,5 +504,10 @@ mod tests {
         let keep = format!("EXCLUDED.state = {} AND l.state = {}", codec::OFFERED, codec::BOUND);
         assert!(CLAIM.contains(&own), "{CLAIM}");
         assert!(CLAIM.contains(&keep), "{CLAIM}");
+        let released = codec::encode(LeaseState::Released);
+        let free = format!("SET state = {}, deadline = NULL, free_at = {}", released.code, released.free_at);
+        assert!(CLAIM.contains(&free), "{CLAIM}");
+        let moved = format!("(state = {} OR (state = {} AND $5 <> {}))", codec::OFFERED, codec::BOUND, codec::OFFERED);
+        assert!(CLAIM.contains(&moved), "{CLAIM}");
     }
 }

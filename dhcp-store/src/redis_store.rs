@@ -71,13 +71,17 @@ use crate::codec::{self, hex, percent_decode, unhex};
 /// back from Redis as strings), taken from the codec so that Lua and Rust cannot disagree.
 fn lua_codes() -> String {
     let expired = codec::encode(LeaseState::Expired);
+    let released = codec::encode(LeaseState::Released);
     format!(
-        "local OFFERED, BOUND, DECLINED = '{}', '{}', '{}'\nlocal EXPIRED, EXPIRED_FREE_AT = '{}', '{}'\n",
+        "local OFFERED, BOUND, DECLINED = '{}', '{}', '{}'\nlocal EXPIRED, EXPIRED_FREE_AT = '{}', '{}'\n\
+         local RELEASED, RELEASED_FREE_AT = '{}', '{}'\n",
         codec::OFFERED,
         codec::BOUND,
         codec::DECLINED,
         expired.code,
         expired.free_at,
+        released.code,
+        released.free_at,
     )
 }
 
@@ -118,8 +122,30 @@ local function unlink(addr)
   redis.call('DEL', key)
 end
 
+-- One lease per client and subnet: before `addr` is written for client f[2], the client's
+-- other held lease (the one its index names) is released, except that an offer leaves the
+-- client's binding alone and the index on it (offering never shortens a lease). Returns
+-- whether the index must stay where it is.
+local function move_client(addr, f)
+  local ck = p .. 'client:' .. f[1] .. ':' .. f[2]
+  local old = redis.call('GET', ck)
+  if not old or old == tostring(addr) then return false end
+  local key = p .. 'lease:' .. old
+  local cur = redis.call('HMGET', key, 'client', 'state', 'deadline', 'subnet')
+  if cur[1] ~= f[2] or cur[4] ~= f[1] or not cur[3] or tonumber(cur[3]) <= now then return false end
+  if cur[2] ~= OFFERED and cur[2] ~= BOUND then return false end
+  if f[4] == OFFERED and cur[2] == BOUND then return true end
+  redis.call('HSET', key, 'state', RELEASED, 'free_at', RELEASED_FREE_AT)
+  redis.call('HDEL', key, 'deadline')
+  redis.call('ZREM', p .. 'deadlines', old)
+  redis.call('ZADD', p .. 'free:' .. f[1], RELEASED_FREE_AT, old)
+  keep(key, now)
+  return false
+end
+
 -- f: subnet, client, hw, state, deadline ('' for none), free_at, host ('-' for none)
 local function put(addr, f)
+  local keep_index = move_client(addr, f)
   unlink(addr)
   local key = p .. 'lease:' .. addr
   redis.call('HSET', key, 'subnet', f[1], 'client', f[2], 'hw', f[3], 'state', f[4], 'free_at', f[6])
@@ -128,10 +154,10 @@ local function put(addr, f)
     redis.call('ZADD', p .. 'deadlines', f[5], addr)
   end
   if f[7] ~= '-' then redis.call('HSET', key, 'host', f[7]) end
-  redis.call('SET', p .. 'client:' .. f[1] .. ':' .. f[2], addr)
+  if not keep_index then redis.call('SET', p .. 'client:' .. f[1] .. ':' .. f[2], addr) end
   redis.call('ZADD', p .. 'free:' .. f[1], f[6], addr)
   keep(key, tonumber(f[6]))
-  keep(p .. 'client:' .. f[1] .. ':' .. f[2], tonumber(f[6]))
+  if not keep_index then keep(p .. 'client:' .. f[1] .. ':' .. f[2], tonumber(f[6])) end
 end
 "#;
 
@@ -185,6 +211,8 @@ return 0
 const UPDATE_STATE: &str = r#"
 local key = p .. 'lease:' .. ARGV[3]
 if redis.call('HGET', key, 'client') ~= ARGV[4] then return 0 end
+-- Only a binding can be declined: an offer the client never took is not its to decline.
+if ARGV[5] == DECLINED and redis.call('HGET', key, 'state') ~= BOUND then return 0 end
 local subnet = redis.call('HGET', key, 'subnet')
 redis.call('HSET', key, 'state', ARGV[5], 'free_at', ARGV[7])
 if ARGV[6] ~= '' then

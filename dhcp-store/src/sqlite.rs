@@ -126,6 +126,30 @@ fn claim_in(conn: &Connection, lease: &Lease, now: Timestamp) -> Result<Option<L
             return Ok(Some(existing));
         }
     }
+    // One lease per client and subnet, in the same transaction: the client's other held offer
+    // goes, and so does its binding unless this is only an offer (which never shortens a lease).
+    let released = codec::encode(LeaseState::Released);
+    let freed_states: &[u8] = match lease.state {
+        LeaseState::Offered { .. } => &[codec::OFFERED, codec::OFFERED],
+        _ => &[codec::OFFERED, codec::BOUND],
+    };
+    conn.prepare_cached(
+        "UPDATE leases SET state = ?5, deadline = NULL, free_at = ?6
+         WHERE subnet = ?1 AND client = ?2 AND addr <> ?3 AND deadline > ?4 AND state IN (?7, ?8)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            i64::from(lease.subnet),
+            lease.client.as_bytes(),
+            i64::from(u32::from(lease.addr)),
+            sql_secs(now.as_secs()),
+            i64::from(released.code),
+            sql_secs(released.free_at),
+            i64::from(freed_states[0]),
+            i64::from(freed_states[1]),
+        ])
+    })
+    .map_err(backend)?;
     write(conn, lease)?;
     Ok(Some(lease.clone()))
 }
@@ -266,6 +290,10 @@ impl LeaseStore for SqliteStore {
             .write(move |conn| {
                 let Some(existing) = lease_at(conn, addr.into())? else { return Ok(None) };
                 if existing.client != client {
+                    return Ok(None);
+                }
+                // Only a binding can be declined: an offer the client never took is not its to decline.
+                if matches!(state, LeaseState::Declined { .. }) && !matches!(existing.state, LeaseState::Bound { .. }) {
                     return Ok(None);
                 }
                 let updated = Lease { state, ..existing };

@@ -121,3 +121,37 @@ async fn changes_in_flight_together_share_syncs_and_are_all_on_disk() {
     assert_eq!(report.leases, 200, "every answered change is in the journal");
     assert_eq!(reopened.list(None).await.expect("store").len(), 200);
 }
+
+#[tokio::test]
+async fn a_move_is_one_line_replayed_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leases.journal");
+    {
+        let (store, _) = JournalStore::open(&path).expect("open");
+        store.claim(&bound(1, addr(1), 3600), T0).await.expect("store").expect("granted");
+        let lines = store.journal_lines();
+        store.claim(&bound(1, addr(7), 3600), T0 + 10).await.expect("store").expect("moved");
+        assert_eq!(store.journal_lines(), lines + 1, "the move and the freeing are one line");
+    }
+    let text = std::fs::read_to_string(&path).expect("read");
+    let last = text.lines().rfind(|l| !l.is_empty()).expect("a line").to_owned();
+    assert!(last.starts_with("M "), "{last}");
+    {
+        let (store, report) = JournalStore::open(&path).expect("reopen");
+        assert_eq!(report.skipped, 0);
+        assert_eq!(store.lease_by_addr(addr(1)).await.expect("store").map(|l| l.state), Some(LeaseState::Released));
+        assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store").map(|l| l.addr), Some(addr(7)));
+    }
+    // Torn anywhere, the move is lost whole: the client keeps its old binding and no new one.
+    let without_last = text.trim_end().rsplit_once('\n').map_or("", |(head, _)| head).to_owned();
+    for cut in [3, last.len() / 2, last.len() - 1] {
+        std::fs::write(&path, format!("{without_last}\n{}", &last[..cut])).expect("write");
+        let (store, report) = JournalStore::open(&path).expect("reopen");
+        assert_eq!(report.skipped, 1, "cut at {cut}");
+        assert_eq!(
+            store.lease_by_addr(addr(1)).await.expect("store").map(|l| l.state),
+            Some(LeaseState::Bound { expires: T0 + 3600 })
+        );
+        assert_eq!(store.lease_by_addr(addr(7)).await.expect("store"), None);
+    }
+}

@@ -199,6 +199,91 @@ pub async fn long_client_ids_and_no_hostname(store: impl LeaseStore) {
     assert_eq!(store.lease_by_client(1, &l.client).await.expect("store"), Some(l));
 }
 
+async fn state_at(store: &impl LeaseStore, at: Ipv4Addr) -> Option<LeaseState> {
+    store.lease_by_addr(at).await.expect("store").map(|l| l.state)
+}
+
+/// One lease per client and subnet: binding a new address frees the client's old binding in
+/// the same operation, and leaves other clients' leases and the client's other subnets alone.
+pub async fn a_binding_elsewhere_frees_the_old_one(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    store.claim(&bound(2, addr(6), 3600), T0).await.expect("store").expect("granted");
+    let mut elsewhere = bound(1, Ipv4Addr::new(10, 1, 0, 5), 3600);
+    elsewhere.subnet = 2;
+    store.claim(&elsewhere, T0).await.expect("store").expect("granted");
+
+    let moved = bound(1, addr(9), 3600);
+    assert_eq!(store.claim(&moved, T0 + 10).await.expect("store"), Some(moved.clone()));
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Released), "the old binding is freed");
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store"), Some(moved));
+    assert_eq!(state_at(&store, addr(6)).await, Some(LeaseState::Bound { expires: T0 + 3600 }), "another client's");
+    assert_eq!(state_at(&store, elsewhere.addr).await, Some(elsewhere.state), "another subnet's");
+    // The freed address is anyone's at once.
+    assert!(store.claim(&bound(3, addr(5), 3600), T0 + 11).await.expect("store").is_some());
+    let held: Vec<Lease> = store
+        .list(Some(1))
+        .await
+        .expect("store")
+        .into_iter()
+        .filter(|l| l.client == client(1) && l.is_held(T0 + 11))
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+}
+
+/// An offer of another address leaves the client's binding as it is (offering never shortens a
+/// lease); the REQUEST that binds the offered address then frees the old binding.
+pub async fn an_offer_elsewhere_keeps_the_binding_until_the_move(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    store.claim(&offered(1, addr(9), 40), T0 + 10).await.expect("store").expect("granted");
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Bound { expires: T0 + 3600 }));
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store").map(|l| l.addr), Some(addr(5)));
+    store.claim(&bound(1, addr(9), 3600), T0 + 20).await.expect("store").expect("granted");
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Released));
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store").map(|l| l.addr), Some(addr(9)));
+}
+
+/// A new offer to a client frees its older offer at another address.
+pub async fn a_new_offer_frees_the_old_offer(store: impl LeaseStore) {
+    store.claim(&offered(1, addr(5), 30), T0).await.expect("store").expect("granted");
+    store.claim(&offered(1, addr(9), 30), T0 + 1).await.expect("store").expect("granted");
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Released));
+    assert!(store.claim(&offered(2, addr(5), 30), T0 + 2).await.expect("store").is_some());
+}
+
+/// Allocation moves the client as a claim does.
+pub async fn an_allocation_frees_the_old_binding(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    let ranges = [range(10, 12)];
+    let got = store.allocate(pool(&ranges), &bound(1, Ipv4Addr::UNSPECIFIED, 3600), T0 + 1).await.expect("store");
+    let got = got.expect("room");
+    assert_ne!(got.addr, addr(5));
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Released));
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store").map(|l| l.addr), Some(got.addr));
+}
+
+/// A binding that has already expired is not freed by a move: reclamation still finds it as an
+/// expired binding, so the server's gauges and reclaimed count stay right.
+pub async fn an_expired_binding_is_left_to_reclamation(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 100), T0).await.expect("store").expect("granted");
+    store.claim(&bound(1, addr(9), 3600), T0 + 200).await.expect("store").expect("granted");
+    let reclaimed = store.reclaim_expired(T0 + 200, 100).await.expect("store");
+    let states: Vec<_> = reclaimed.iter().map(|l| (l.addr, l.state)).collect();
+    assert_eq!(states, vec![(addr(5), LeaseState::Bound { expires: T0 + 100 })]);
+}
+
+/// Only a binding can be declined, and only by its holder.
+pub async fn only_a_binding_is_declined(store: impl LeaseStore) {
+    let probation = LeaseState::Declined { until: T0 + 600 };
+    store.claim(&offered(1, addr(5), 30), T0).await.expect("store").expect("granted");
+    assert_eq!(store.update_state(addr(5), &client(1), probation).await.expect("store"), None, "an offer");
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Offered { until: T0 + 30 }));
+    store.claim(&bound(1, addr(5), 3600), T0 + 1).await.expect("store").expect("granted");
+    assert_eq!(store.update_state(addr(5), &client(2), probation).await.expect("store"), None, "another's");
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Bound { expires: T0 + 3600 }));
+    let declined = store.update_state(addr(5), &client(1), probation).await.expect("store");
+    assert_eq!(declined.map(|l| l.state), Some(probation));
+}
+
 /// One `#[tokio::test]` per check, each on a fresh store from `$factory`.
 #[macro_export]
 macro_rules! suite {
@@ -217,6 +302,12 @@ macro_rules! suite {
             delete_and_list,
             a_moved_client_is_found_at_its_new_address,
             long_client_ids_and_no_hostname,
+            a_binding_elsewhere_frees_the_old_one,
+            an_offer_elsewhere_keeps_the_binding_until_the_move,
+            a_new_offer_frees_the_old_offer,
+            an_allocation_frees_the_old_binding,
+            an_expired_binding_is_left_to_reclamation,
+            only_a_binding_is_declined,
         );
     };
     (@tests $factory:expr; $($check:ident),* $(,)?) => {
