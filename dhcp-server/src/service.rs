@@ -122,13 +122,13 @@ impl Service {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await.map_err(|source| ServiceError::Api { addr, source })?;
                 let local = listener.local_addr().unwrap_or(addr);
+                // The API runs on a thread of its own (see `run`): the socket moves there.
+                let listener = listener.into_std().map_err(|source| ServiceError::Api { addr, source })?;
                 match &settings.api_tls {
                     Some((cert, key)) => {
                         let config = tls::server_config(cert, key).map_err(ServiceError::Tls)?;
-                        let listener =
-                            TlsListener::new(listener, config).map_err(|source| ServiceError::Api { addr, source })?;
                         info!(addr = %local, "management API listening (HTTPS)");
-                        Some(ApiListener::Tls(listener, local))
+                        Some(ApiListener::Tls(listener, config, local))
                     }
                     None => {
                         info!(addr = %local, "management API listening");
@@ -160,17 +160,17 @@ pub struct Running {
     api: Option<ApiListener>,
 }
 
-/// The management API's socket, plain or TLS, with its bound address.
+/// The management API's bound socket, plain or with its TLS config, and its address.
 enum ApiListener {
-    Plain(TcpListener, SocketAddr),
-    Tls(TlsListener, SocketAddr),
+    Plain(std::net::TcpListener, SocketAddr),
+    Tls(std::net::TcpListener, Arc<rustls::ServerConfig>, SocketAddr),
 }
 
 impl std::fmt::Debug for ApiListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ApiListener::Plain(_, addr) => write!(f, "http://{addr}"),
-            ApiListener::Tls(_, addr) => write!(f, "https://{addr}"),
+            ApiListener::Tls(_, _, addr) => write!(f, "https://{addr}"),
         }
     }
 }
@@ -214,7 +214,7 @@ impl Running {
     /// Where the management API listens (the bound port, when `api-listen` asked for port 0).
     pub fn api_addr(&self) -> Option<SocketAddr> {
         self.api.as_ref().map(|l| match l {
-            ApiListener::Plain(_, addr) | ApiListener::Tls(_, addr) => *addr,
+            ApiListener::Plain(_, addr) | ApiListener::Tls(_, _, addr) => *addr,
         })
     }
 
@@ -234,21 +234,21 @@ impl Running {
                 }
             });
         }
-        if let (Some(listener), Some(token)) = (api, settings.api_token.clone()) {
-            let admin = Admin {
-                server: Arc::clone(&server),
-                control: control.clone(),
-                metrics,
-                seen,
-                ha: ha.clone(),
-                limits,
-                token,
-            };
-            match listener {
-                ApiListener::Plain(listener, _) => tasks.spawn(api::serve(listener, admin)),
-                ApiListener::Tls(listener, _) => tasks.spawn(api::serve(listener, admin)),
-            };
-        }
+        let api_thread = match (api, settings.api_token.clone()) {
+            (Some(listener), Some(token)) => {
+                let admin = Admin {
+                    server: Arc::clone(&server),
+                    control: control.clone(),
+                    metrics,
+                    seen,
+                    ha: ha.clone(),
+                    limits,
+                    token,
+                };
+                Some(ApiThread::start(listener, admin)?)
+            }
+            _ => None,
+        };
         if let (Some(ha), Some(token)) = (ha, settings.api_token.clone()) {
             tasks.spawn(Arc::clone(&ha).run_updates(token.clone()));
             tasks.spawn(Arc::clone(&ha).run_watchdog());
@@ -265,6 +265,9 @@ impl Running {
         }
         info!("serving");
         let served = Arc::clone(&server).serve(shutdown).await;
+        if let Some(api) = api_thread {
+            api.stop().await;
+        }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         if let Some(path) = &settings.lease_dump {
@@ -272,6 +275,52 @@ impl Running {
         }
         info!("stopped");
         Ok(served?)
+    }
+}
+
+/// The management API on a thread and runtime of its own: a large `GET /leases`, a metrics
+/// scrape or a burst of API calls costs that thread's time, never the DHCP loop's.
+struct ApiThread {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ApiThread {
+    fn start(listener: ApiListener, admin: Admin<ServiceStore>) -> Result<ApiThread, ServiceError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("dhcp-api".into()).spawn(move || {
+            runtime.block_on(async move {
+                let serve = async {
+                    match listener {
+                        ApiListener::Plain(listener, addr) => match TcpListener::from_std(listener) {
+                            Ok(listener) => api::serve(listener, admin).await,
+                            Err(e) => warn!(%addr, error = %e, "management API cannot listen"),
+                        },
+                        ApiListener::Tls(listener, config, addr) => {
+                            match TcpListener::from_std(listener).and_then(|l| TlsListener::new(l, config)) {
+                                Ok(listener) => api::serve(listener, admin).await,
+                                Err(e) => warn!(%addr, error = %e, "management API cannot listen"),
+                            }
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = serve => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
+        Ok(ApiThread { stop, thread })
+    }
+
+    /// Stops serving and waits for the thread to end.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        if !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(()))) {
+            warn!("management API thread did not end cleanly");
+        }
     }
 }
 
