@@ -3,6 +3,10 @@
 //! down no client gets a lease, since nothing could be stored; once it is back the server
 //! recovers by itself, without a restart, and the test reports how long that took.
 //!
+//! A store that hangs instead (a Redis frozen with SIGSTOP) holds up only the requests that
+//! need it, each for at most the store deadline: the management API, which runs on a thread of
+//! its own, answers at once throughout.
+//!
 //! The server listens on loopback on unprivileged ports; `dhcp_net::probe` plays a relay.
 
 mod lab;
@@ -82,4 +86,58 @@ fn redis_outage_and_recovery() {
     );
     assert_eq!(api.get("/api/v1/health").expect("healthy again")["ready"], true);
     eprintln!("Redis outage: leases again {:.2} s after the server came back", took.as_secs_f64());
+}
+
+#[test]
+fn a_hung_redis_delays_only_the_requests_that_need_it() {
+    let redis = PrivateRedis::start();
+    let api_port = lab::free_port();
+    let lines = format!("api-listen = \"127.0.0.1:{api_port}\"\napi-token = \"hang-token\"\nstore-timeout-ms = 500");
+    let port = 47_000 + (std::process::id() % 1000) as u16 * 2;
+    let server = Server::loopback(&redis.dir, &redis.url(), port, &lines);
+    let api = AdminClient::new(&format!("http://127.0.0.1:{api_port}"), "hang-token");
+    server.probe(1).unwrap_or_else(|e| panic!("a lease before the hang: {e}\n{}", server.log_text()));
+    let acks = |api: &AdminClient| api.get("/api/v1/stats").expect("stats")["pkt4-ack-sent"].as_u64();
+    let acked_before = acks(&api);
+
+    redis.pause(true);
+    // The clients' requests wait for the store, each at most the deadline, and get nothing.
+    let probing = std::thread::spawn(move || (server.probe(2), server));
+    // Meanwhile the API answers at once, its statistics included.
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let stats = api.get("/api/v1/stats").expect("stats while the store hangs");
+        assert!(asked.elapsed() < Duration::from_millis(300), "stats took {:?}", asked.elapsed());
+        assert_eq!(stats["pkt4-ack-sent"].as_u64(), acked_before, "nothing ACKed while the store hangs");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (probed, server) = probing.join().expect("the probe ran");
+    assert!(matches!(probed, Err(ProbeError::Timeout(_))), "no lease from a hung store: {probed:?}");
+    let metrics = api.get("/metrics").expect("metrics");
+    let metrics = metrics.as_str().unwrap_or_default();
+    let timeouts = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dhcp4_store_timeouts_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(timeouts >= 1.0, "store calls past the deadline are counted:\n{metrics}");
+    // The health check says why, within its own two seconds.
+    let asked = Instant::now();
+    match api.get("/api/v1/health") {
+        Err(ClientError::Api { status: 503, .. }) => {}
+        other => panic!("health while the store hangs: {other:?}"),
+    }
+    assert!(asked.elapsed() < Duration::from_secs(3), "health took {:?}", asked.elapsed());
+
+    redis.pause(false);
+    let back = Instant::now();
+    let mut mac = 30;
+    while server.probe(mac).is_err() {
+        assert!(back.elapsed() < Duration::from_secs(20), "no lease after the thaw:\n{}", server.log_text());
+        mac += 1;
+    }
+    eprintln!(
+        "hung Redis: {timeouts} store calls past the deadline; leases again {:.2} s after the thaw",
+        back.elapsed().as_secs_f64()
+    );
 }

@@ -259,6 +259,14 @@ impl PrivateRedis {
         let _ = fs::remove_file(self.socket());
     }
 
+    /// Freezes the server (SIGSTOP) or thaws it (SIGCONT): a store that hangs without closing
+    /// its connections, as one behind a stalled disk or a cut link does.
+    pub fn pause(&self, paused: bool) {
+        if let Some(proc) = &self.proc {
+            run(["kill", if paused { "-STOP" } else { "-CONT" }, &proc.pid().to_string()]);
+        }
+    }
+
     /// The store URL of this Redis: `redis+unix://` for the socket one, `rediss://` (to be
     /// checked against the test's CA) for the TLS one.
     pub fn url(&self) -> String {
