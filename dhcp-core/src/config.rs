@@ -12,6 +12,11 @@
 //!                                 # 50% and 87.5% of it
 //! offer-hold-time = 30            # how long an offered address is held for the client
 //! decline-probation-period = 86400
+//! max-offers = 1000               # addresses outstanding offers may hold per subnet (default:
+//!                                 # half the subnet's dynamic addresses); a subnet may override
+//! max-offers-per-relay = 200      # the same through one relay (giaddr); default: no own bound
+//! # relay-addresses listed in any subnet are also the only relays whose relay information
+//! # (option 82 circuit-id and link selection, option 118, the RFC 8357 relay port) is honoured
 //! host-source = "config"          # or "store": also look reservations up in the lease store
 //! options = { domain-name-servers = ["10.0.0.53"], domain-name = "example.net" }
 //!
@@ -85,6 +90,8 @@ pub struct RawConfig {
     pub rebind_time: Option<u32>,
     pub offer_hold_time: Option<u32>,
     pub decline_probation_period: Option<u32>,
+    pub max_offers: Option<u32>,
+    pub max_offers_per_relay: Option<u32>,
     #[serde(default)]
     pub options: BTreeMap<String, OptionValue>,
     #[serde(default)]
@@ -134,6 +141,7 @@ pub struct RawSubnet {
     pub rebind_time: Option<u32>,
     #[serde(default)]
     pub relay_addresses: Vec<String>,
+    pub max_offers: Option<u32>,
     pub server_id: Option<String>,
     pub next_server: Option<String>,
     pub server_hostname: Option<String>,
@@ -206,6 +214,8 @@ pub struct Config {
     pub offer_hold_time: u32,
     /// How long a declined address stays out of use, in seconds.
     pub decline_probation_period: u32,
+    /// The most addresses outstanding offers may hold through one relay (by giaddr), if bounded.
+    pub max_offers_per_relay: Option<u32>,
     /// Subnets, sorted by network address (they never overlap).
     pub subnets: Vec<Subnet>,
     /// Named option sets, by name.
@@ -230,6 +240,9 @@ pub struct Subnet {
     pub times: LeaseTimes,
     /// Relay addresses that select this subnet besides addresses inside it.
     pub relay_addresses: Vec<Ipv4Addr>,
+    /// The most addresses outstanding offers may hold in this subnet. Over it, DISCOVERs from
+    /// clients with neither a lease nor a reservation here are dropped.
+    pub max_offers: u64,
     /// Server identifier override for this subnet.
     pub server_id: Option<Ipv4Addr>,
     /// `siaddr` for network boot.
@@ -368,6 +381,23 @@ impl Config {
         let i = self.subnets.partition_point(|s| s.net.network() <= addr);
         let by_range = i.checked_sub(1).map(|i| &self.subnets[i]).filter(|s| s.net.contains(&addr));
         by_range.or_else(|| self.subnets.iter().find(|s| s.relay_addresses.contains(&addr)))
+    }
+
+    /// Whether relay information (option 82, option 118) in a packet relayed through `giaddr`
+    /// is to be believed: never from a directly attached client (giaddr 0), and, once any
+    /// subnet lists `relay-addresses`, only from a relay listed there.
+    pub fn trusts_relay(&self, giaddr: Ipv4Addr) -> bool {
+        if giaddr.is_unspecified() {
+            return false;
+        }
+        let mut listed = false;
+        for s in &self.subnets {
+            listed |= !s.relay_addresses.is_empty();
+            if s.relay_addresses.contains(&giaddr) {
+                return true;
+            }
+        }
+        !listed
     }
 
     /// The subnet with id `id`.
@@ -519,6 +549,7 @@ impl Validator {
             },
             offer_hold_time,
             decline_probation_period: raw.decline_probation_period.unwrap_or(DEFAULT_PROBATION),
+            max_offers_per_relay: positive("max-offers-per-relay", raw.max_offers_per_relay)?,
             subnets,
             groups,
         })
@@ -678,6 +709,14 @@ impl Validator {
         for (i, text) in s.relay_addresses.iter().enumerate() {
             relay_addresses.push(parse_addr(&format!("{path}.relay-addresses[{i}]"), text)?);
         }
+        let dynamic: u64 = pools.iter().map(|p| p.as_ref(s.id).size()).sum();
+        let max_offers = match positive(&format!("{path}.max-offers"), s.max_offers)? {
+            Some(n) => u64::from(n),
+            None => match positive("max-offers", raw.max_offers)? {
+                Some(n) => u64::from(n),
+                None => dynamic.div_ceil(2).max(1),
+            },
+        };
         Ok(Subnet {
             id: s.id,
             net,
@@ -685,6 +724,7 @@ impl Validator {
             options: subnet_options,
             times,
             relay_addresses,
+            max_offers,
             server_id: s.server_id.as_deref().map(|t| parse_addr(&format!("{path}.server-id"), t)).transpose()?,
             next_server: s
                 .next_server

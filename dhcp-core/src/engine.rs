@@ -12,6 +12,7 @@ use dhcproto::v4::MessageType;
 
 use crate::config::{Config, Group, LeaseTimes, Pool, Reservation, Subnet};
 use crate::lease::{ClientId, HwAddr, Lease, LeaseState};
+use crate::offers;
 use crate::stats::{Counter, Stats};
 use crate::store::{LeaseStore, StoreError};
 use crate::swap::Swap;
@@ -133,6 +134,10 @@ pub enum DropReason {
     NoServerIdentifier,
     /// Every pool of the subnet is in use.
     PoolExhausted,
+    /// A DISCOVER from a client with no lease or reservation here, while outstanding offers
+    /// held `max-offers` addresses of the subnet or `max-offers-per-relay` through its relay
+    /// (also counted in `pkt4-offer-limit-drop`).
+    OfferLimit,
     /// A REQUEST or DECLINE without the address it is about.
     MissingAddress,
     /// The lease store failed; nothing was promised to the client.
@@ -189,6 +194,9 @@ struct Ctx<'a> {
     hw: HwAddr,
     subnet: &'a Subnet,
     reservation: Option<Cow<'a, Reservation>>,
+    /// The reserved address this client can have now: `None` when it has none, or when another
+    /// client still holds it (the client is then served from the pool until it frees).
+    reserved: Option<Ipv4Addr>,
     group: Option<Cow<'a, Group>>,
     server_id: Ipv4Addr,
     relay: RelayInfo<'a>,
@@ -379,6 +387,7 @@ impl<S: LeaseStore> Engine<S> {
                 match reason {
                     DropReason::Store(_) => self.stats.bump(Counter::StoreErrors),
                     DropReason::PoolExhausted => self.stats.bump(Counter::AllocationFail),
+                    DropReason::OfferLimit => self.stats.bump(Counter::OfferLimitDrop),
                     _ => {}
                 }
             }
@@ -424,6 +433,12 @@ impl<S: LeaseStore> Engine<S> {
         {
             return Outcome::Dropped(DropReason::Store(e));
         }
+        if matches!(kind, MessageType::Discover | MessageType::Request) {
+            match self.usable_reservation(&ctx, now).await {
+                Ok(reserved) => ctx.reserved = reserved,
+                Err(e) => return Outcome::Dropped(DropReason::Store(e)),
+            }
+        }
         let result = match kind {
             MessageType::Discover => self.discover(&ctx, now, out).await,
             MessageType::Request => self.request(&ctx, now, out).await,
@@ -436,10 +451,19 @@ impl<S: LeaseStore> Engine<S> {
 
     /// Resolves the client, its subnet, reservation, group and our server identifier.
     fn context<'a>(&'a self, config: &'a Config, pkt: Packet<'a>, meta: &'a RecvMeta) -> Result<Ctx<'a>, DropReason> {
-        let relay = RelayInfo::parse(&pkt);
+        // Relay information is believed only from a relay we trust (Config::trusts_relay): a
+        // directly attached client cannot pick another subnet or claim a circuit's reservation
+        // by sending option 82 or 118 itself. An untrusted relay's option 82 is still echoed
+        // (RFC 3046), but not used.
+        let trusted = config.trusts_relay(pkt.giaddr());
+        let relay = match (trusted, pkt.giaddr().is_unspecified()) {
+            (true, _) => RelayInfo::parse(&pkt),
+            (false, false) => RelayInfo { raw: pkt.option(code::RELAY_AGENT_INFORMATION), ..RelayInfo::default() },
+            (false, true) => RelayInfo::default(),
+        };
         let selector = relay
             .link_selection
-            .or_else(|| pkt.option_addr(code::SUBNET_SELECTION))
+            .or_else(|| pkt.option_addr(code::SUBNET_SELECTION).filter(|_| trusted))
             .or_else(|| Some(pkt.giaddr()).filter(|a| !a.is_unspecified()))
             .or(meta.local_addr)
             .or_else(|| Some(pkt.ciaddr()).filter(|a| !a.is_unspecified()))
@@ -461,7 +485,7 @@ impl<S: LeaseStore> Engine<S> {
             .or_else(|| matching_group(config, &pkt, &relay))
             .map(Cow::Borrowed);
         let reservation = reservation.map(Cow::Borrowed);
-        Ok(Ctx { config, pkt, meta, client, hw, subnet, reservation, group, server_id, relay })
+        Ok(Ctx { config, pkt, meta, client, hw, subnet, reservation, reserved: None, group, server_id, relay })
     }
 
     /// Adds the store's reservation for this client, if it keeps one, to `ctx`.
@@ -502,10 +526,72 @@ impl<S: LeaseStore> Engine<S> {
     /// Whether `addr` may be leased to this client: its reservation, or a dynamic address of
     /// the subnet that no one else has reserved.
     fn may_lease(&self, ctx: &Ctx<'_>, addr: Ipv4Addr) -> bool {
-        if let Some(reserved) = ctx.reservation.as_deref().and_then(|r| r.ip_address) {
+        if let Some(reserved) = ctx.reserved {
             return reserved == addr;
         }
         self.dynamic_pool(ctx.subnet, addr).is_some()
+    }
+
+    /// The client's reserved address if it can have it now. While another client still holds
+    /// it (a lease from before the reservation), the client is served from the pool, as Kea
+    /// does, rather than NAKed in a loop; the holder loses it at its next renewal (the address
+    /// is no longer dynamic) or when it moves, and the reserved client then gets it at its own
+    /// next renewal (NAKed off the pool address, it comes back through DISCOVER).
+    async fn usable_reservation(&self, ctx: &Ctx<'_>, now: Timestamp) -> Result<Option<Ipv4Addr>, StoreError> {
+        let Some(addr) = ctx.reservation.as_deref().and_then(|r| r.ip_address) else { return Ok(None) };
+        Ok(match self.store.lease_by_addr(addr).await? {
+            Some(lease) if !lease.available_to(&ctx.client, now) => None,
+            _ => Some(addr),
+        })
+    }
+
+    /// Window arithmetic for the offer bounds.
+    fn offer_window(&self, ctx: &Ctx<'_>, now: Timestamp) -> u64 {
+        offers::window(now, ctx.config.offer_hold_time)
+    }
+
+    /// Whether outstanding offers already hold the subnet's or the relay's bound.
+    fn offers_over_limit(&self, ctx: &Ctx<'_>, now: Timestamp) -> bool {
+        let epoch = self.offer_window(ctx, now);
+        if let Some(stats) = self.stats.subnet(ctx.subnet.id)
+            && stats.offers.held(epoch) >= ctx.subnet.max_offers
+        {
+            return true;
+        }
+        let giaddr = ctx.pkt.giaddr();
+        match ctx.config.max_offers_per_relay {
+            Some(max) if !giaddr.is_unspecified() => self.stats.relay_offers(giaddr).held(epoch) >= u64::from(max),
+            _ => false,
+        }
+    }
+
+    /// Counts a new offer against the subnet's and the relay's bounds.
+    fn offer_made(&self, ctx: &Ctx<'_>, now: Timestamp) {
+        let epoch = self.offer_window(ctx, now);
+        if let Some(stats) = self.stats.subnet(ctx.subnet.id) {
+            stats.offers.add(epoch);
+        }
+        let giaddr = ctx.pkt.giaddr();
+        if !giaddr.is_unspecified() {
+            self.stats.relay_offers(giaddr).add(epoch);
+        }
+    }
+
+    /// Takes back `offer` (the client's, held until `until`) when it ends before its hold
+    /// does: bound, withdrawn or replaced.
+    fn offer_ended(&self, ctx: &Ctx<'_>, offer: &Lease, now: Timestamp) {
+        let LeaseState::Offered { until } = offer.state else { return };
+        if until <= now || offer.client != ctx.client {
+            return;
+        }
+        let (epoch, made) = (self.offer_window(ctx, now), offers::made_in(until, ctx.config.offer_hold_time));
+        if let Some(stats) = self.stats.subnet(offer.subnet) {
+            stats.offers.remove(epoch, made);
+        }
+        let giaddr = ctx.pkt.giaddr();
+        if !giaddr.is_unspecified() {
+            self.stats.relay_offers(giaddr).remove(epoch, made);
+        }
     }
 
     /// The pool that may hand out `addr` dynamically (reserved addresses excluded).
@@ -515,14 +601,18 @@ impl<S: LeaseStore> Engine<S> {
 
     async fn discover(&self, ctx: &Ctx<'_>, now: Timestamp, out: &mut Vec<u8>) -> Result<Outcome, StoreError> {
         let hold = LeaseState::Offered { until: now + u64::from(ctx.config.offer_hold_time) };
-        let mut offered = None;
-        let reserved = ctx.reservation.as_deref().and_then(|r| r.ip_address);
-        if let Some(addr) = reserved {
-            offered = self.store.claim(&self.new_lease(ctx, addr, hold), now).await?;
+        let previous = self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?;
+        // A flood of new clients cannot hold more of the pool than `max-offers`; clients this
+        // server knows (a lease, current or past, or a reservation) are always answered.
+        if previous.is_none() && ctx.reservation.is_none() && self.offers_over_limit(ctx, now) {
+            return Ok(Outcome::Dropped(DropReason::OfferLimit));
         }
-        if offered.is_none() && reserved.is_none() {
-            let previous = self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?;
+        let mut offered = None;
+        if let Some(addr) = ctx.reserved {
+            offered = self.store.claim(&self.new_lease(ctx, addr, hold), now).await?;
+        } else {
             let mut candidates = previous
+                .as_ref()
                 .filter(|l| !matches!(l.state, LeaseState::Declined { .. }))
                 .map(|l| l.addr)
                 .into_iter()
@@ -546,6 +636,19 @@ impl<S: LeaseStore> Engine<S> {
         let Some(lease) = offered else {
             return Ok(Outcome::Dropped(DropReason::PoolExhausted));
         };
+        if matches!(lease.state, LeaseState::Offered { .. }) {
+            match &previous {
+                // The same offer again, held a while longer: not a new one.
+                Some(p) if p.addr == lease.addr && matches!(p.state, LeaseState::Offered { until } if until > now) => {}
+                _ => {
+                    self.offer_made(ctx, now);
+                    // The store freed the client's earlier offer of another address.
+                    if let Some(p) = &previous {
+                        self.offer_ended(ctx, p, now);
+                    }
+                }
+            }
+        }
         Ok(self.reply(ctx, MessageType::Offer, lease.addr, Some(self.lease_times(ctx)), out))
     }
 
@@ -558,8 +661,9 @@ impl<S: LeaseStore> Engine<S> {
             if chosen != ctx.server_id {
                 if let Some(lease) = self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?
                     && matches!(lease.state, LeaseState::Offered { .. })
+                    && self.store.update_state(lease.addr, &ctx.client, LeaseState::Released).await?.is_some()
                 {
-                    self.store.update_state(lease.addr, &ctx.client, LeaseState::Released).await?;
+                    self.offer_ended(ctx, &lease, now);
                 }
                 return Ok(Outcome::NoReply(NoReplyReason::OtherServerChosen));
             }
@@ -577,7 +681,7 @@ impl<S: LeaseStore> Engine<S> {
         if !ctx.subnet.net.contains(&addr) {
             return Ok(self.nak(ctx, out));
         }
-        if let Some(reserved) = ctx.reservation.as_deref().and_then(|r| r.ip_address)
+        if let Some(reserved) = ctx.reserved
             && reserved != addr
         {
             return Ok(self.nak(ctx, out));
@@ -633,11 +737,26 @@ impl<S: LeaseStore> Engine<S> {
         }
         let times = self.lease_times(ctx);
         let state = LeaseState::Bound { expires: now + u64::from(times.lease) };
+        let renewal = before.as_ref().is_some_and(|l| l.is_bound_to(&ctx.client, now));
+        // The client's lease elsewhere in the subnet, which the claim frees (one lease per
+        // client): read first, for the gauges. A renewal has none worth the read.
+        let previous = match renewal {
+            true => None,
+            false => self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?.filter(|l| l.addr != addr),
+        };
         match self.store.claim(&self.new_lease(ctx, addr, state), now).await? {
             Some(_) => {
-                let was_bound = before.is_some_and(|l| l.is_bound_to(&ctx.client, now));
-                if !was_bound {
+                if !renewal {
                     self.stats.assigned(ctx.subnet.id, 1);
+                }
+                if let Some(old) = &previous {
+                    if old.is_bound_to(&ctx.client, now) {
+                        self.stats.assigned(old.subnet, -1);
+                    }
+                    self.offer_ended(ctx, old, now);
+                }
+                if let Some(offer) = &before {
+                    self.offer_ended(ctx, offer, now);
                 }
                 Ok(self.reply(ctx, MessageType::Ack, addr, Some(times), out))
             }
@@ -669,13 +788,17 @@ impl<S: LeaseStore> Engine<S> {
         let Some(addr) = ctx.pkt.option_addr(code::REQUESTED_IP_ADDRESS) else {
             return Ok(Outcome::Dropped(DropReason::MissingAddress));
         };
+        // Only the client's own binding can be declined: not an address merely offered to it
+        // (a client that sends DECLINE for an offer would take addresses out of the pool for
+        // the probation period at no cost), not another client's.
         let before = self.store.lease_by_addr(addr).await?;
+        if !before.is_some_and(|l| l.is_bound_to(&ctx.client, now)) {
+            return Ok(Outcome::NoReply(NoReplyReason::NotHeld));
+        }
         let until = now + u64::from(ctx.config.decline_probation_period);
         match self.store.update_state(addr, &ctx.client, LeaseState::Declined { until }).await? {
             Some(lease) => {
-                if before.is_some_and(|l| l.is_bound_to(&ctx.client, now)) {
-                    self.stats.assigned(lease.subnet, -1);
-                }
+                self.stats.assigned(lease.subnet, -1);
                 self.stats.declined(lease.subnet, 1);
                 Ok(Outcome::NoReply(NoReplyReason::Declined))
             }

@@ -63,6 +63,7 @@ extern crate alloc;
 pub mod config;
 mod engine;
 mod lease;
+mod offers;
 pub mod options;
 mod poll;
 mod stats;

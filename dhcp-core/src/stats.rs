@@ -7,7 +7,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::config::Config;
+use crate::offers::OfferCount;
 use crate::swap::Swap;
+use crate::time::Timestamp;
 
 macro_rules! counters {
     ($($variant:ident => $name:literal, $doc:literal;)*) => {
@@ -49,6 +51,7 @@ counters! {
     AllocationFail => "v4-allocation-fail", "DISCOVERs and REQUESTs that found no address.";
     StoreErrors => "store-errors", "Store operations that failed.";
     OptionsOmitted => "options-omitted", "Options left out of replies for lack of room.";
+    OfferLimitDrop => "pkt4-offer-limit-drop", "DISCOVERs from clients with no lease or reservation dropped because outstanding offers held `max-offers` addresses of the subnet (or `max-offers-per-relay` through the relay).";
 }
 
 /// Per-subnet gauges and counters.
@@ -60,6 +63,7 @@ pub struct SubnetStats {
     assigned: AtomicI64,
     declined: AtomicI64,
     reclaimed: AtomicU64,
+    pub(crate) offers: OfferCount,
 }
 
 impl SubnetStats {
@@ -70,6 +74,7 @@ impl SubnetStats {
             assigned: AtomicI64::new(0),
             declined: AtomicI64::new(0),
             reclaimed: AtomicU64::new(0),
+            offers: OfferCount::default(),
         }
     }
 
@@ -89,6 +94,13 @@ impl SubnetStats {
         self.declined.load(Ordering::Relaxed)
     }
 
+    /// Addresses outstanding offers may still hold, as the `max-offers` bound counts them: the
+    /// offers made in the last two offer-hold times that have not been taken up or withdrawn.
+    /// An upper bound on the offers alive.
+    pub fn offered_addresses(&self, now: Timestamp, offer_hold_time: u32) -> u64 {
+        self.offers.held(crate::offers::window(now, offer_hold_time))
+    }
+
     /// Expired leases reclaimed.
     pub fn reclaimed_leases(&self) -> u64 {
         self.reclaimed.load(Ordering::Relaxed)
@@ -101,13 +113,20 @@ impl SubnetStats {
 pub struct Stats {
     counters: Vec<AtomicU64>,
     subnets: Swap<Vec<Arc<SubnetStats>>>,
+    /// Offers by relay for `max-offers-per-relay`, in slots by a hash of the relay address
+    /// (relays that share a slot share a bound: conservative, and no map to lock).
+    relay_offers: Vec<OfferCount>,
 }
+
+/// Slots in [`Stats::relay_offers`].
+const RELAY_SLOTS: usize = 256;
 
 impl Stats {
     /// Zeroed statistics for the subnets of `config`.
     pub fn new(config: &Config) -> Self {
         Stats {
             counters: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            relay_offers: (0..RELAY_SLOTS).map(|_| OfferCount::default()).collect(),
             subnets: Swap::new(Arc::new(
                 config.subnets.iter().map(|s| Arc::new(SubnetStats::new(s.id, s.total_addresses()))).collect(),
             )),
@@ -172,6 +191,13 @@ impl Stats {
         if let Some(s) = self.subnet(subnet) {
             s.declined.fetch_add(delta, Ordering::Relaxed);
         }
+    }
+
+    /// The offer count of relay `giaddr`.
+    pub(crate) fn relay_offers(&self, giaddr: core::net::Ipv4Addr) -> &OfferCount {
+        let a = u32::from(giaddr);
+        let slot = (a ^ (a >> 8) ^ (a >> 16) ^ (a >> 24)) as usize % RELAY_SLOTS;
+        &self.relay_offers[slot]
     }
 
     pub(crate) fn reclaimed(&self, subnet: u32) {

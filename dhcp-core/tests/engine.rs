@@ -23,6 +23,7 @@ server-id = "192.0.2.1"
 lease-time = 3600
 offer-hold-time = 30
 decline-probation-period = 600
+max-offers = 100
 options = { domain-name-servers = ["192.0.2.53"], domain-name = "example.test" }
 
 [groups.phones]
@@ -483,9 +484,12 @@ fn circuit_id_reservation_is_honoured_for_relayed_clients() {
 #[test]
 fn option_118_selects_the_subnet() {
     let mut s = Server::new();
-    let discover =
-        ClientPacket::new(MessageType::Discover, mac(1)).addr_option(118, Ipv4Addr::new(198, 51, 100, 0)).build();
-    assert_eq!(s.expect_reply(&discover, &direct()).reply.yiaddr, Ipv4Addr::new(198, 51, 100, 10));
+    // Relay information is believed from relays only (see tests/protocol_rules.rs for the rest).
+    let discover = ClientPacket::new(MessageType::Discover, mac(1))
+        .giaddr(RELAY)
+        .addr_option(118, Ipv4Addr::new(192, 0, 2, 0))
+        .build();
+    assert_eq!(s.expect_reply(&discover, &relayed()).reply.yiaddr, Ipv4Addr::new(192, 0, 2, 100));
 }
 
 #[test]

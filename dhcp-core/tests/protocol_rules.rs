@@ -1,0 +1,349 @@
+//! The engine's protection rules, message by message over the in-memory store: one lease per
+//! client, DECLINE and RELEASE only for the client's own binding, relay information only from
+//! trusted relays, a reserved address held by another client, and the bound on offers.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use dhcp_core::testing::{ClientPacket, discover, request};
+use dhcp_core::wire::Packet;
+use dhcp_core::{
+    ClientId, Config, Counter, Destination, DropReason, Engine, HwAddr, Lease, LeaseState, LeaseStore, MessageType,
+    NoReplyReason, Outcome, RecvMeta, Reply, Timestamp, block_on,
+};
+use dhcp_store::MemoryStore;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const RELAY: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const T0: u64 = 1_700_000_000;
+
+const CONFIG: &str = r#"
+server-id = "192.0.2.1"
+lease-time = 3600
+offer-hold-time = 30
+max-offers = 100
+
+[[subnets]]
+id = 1
+subnet = "192.0.2.0/24"
+pools = ["192.0.2.100-192.0.2.109"]
+
+[[subnets.reservations]]
+hw-address = "02:00:00:00:00:97"
+ip-address = "192.0.2.105"
+
+[[subnets]]
+id = 2
+subnet = "198.51.100.0/24"
+pools = ["198.51.100.10-198.51.100.20"]
+
+[[subnets.reservations]]
+circuit-id = "port-7"
+ip-address = "198.51.100.77"
+"#;
+
+struct Server {
+    engine: Engine<MemoryStore>,
+    now: Timestamp,
+    out: Vec<u8>,
+}
+
+fn mac(n: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0, n]
+}
+
+fn direct() -> RecvMeta {
+    RecvMeta::new(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68)).with_local_addr(SERVER).with_ifindex(3)
+}
+
+fn relayed_from(relay: Ipv4Addr, port: u16) -> RecvMeta {
+    RecvMeta::new(SocketAddrV4::new(relay, port)).with_local_addr(SERVER)
+}
+
+fn relay_info(suboptions: &[(u8, &[u8])]) -> Vec<u8> {
+    suboptions.iter().flat_map(|(code, data)| [&[*code, data.len() as u8][..], data].concat()).collect()
+}
+
+impl Server {
+    fn new(text: &str) -> Self {
+        let config = Config::from_toml_str(text).expect("test config is valid");
+        Server { engine: Engine::new(config, MemoryStore::new()), now: Timestamp::from_secs(T0), out: Vec::new() }
+    }
+
+    fn send(&mut self, packet: &[u8], meta: &RecvMeta) -> Outcome {
+        block_on(self.engine.handle(packet, meta, self.now, &mut self.out)).expect("memory store is ready at once")
+    }
+
+    fn reply(&mut self, packet: &[u8], meta: &RecvMeta) -> Reply {
+        match self.send(packet, meta) {
+            Outcome::Reply(reply) => reply,
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    fn dora(&mut self, n: u8) -> Ipv4Addr {
+        let offer = self.reply(&discover(mac(n), u32::from(n)), &direct());
+        let ack = self.reply(&request(mac(n), u32::from(n), offer.yiaddr, SERVER), &direct());
+        assert_eq!((ack.message_type, ack.yiaddr), (MessageType::Ack, offer.yiaddr));
+        ack.yiaddr
+    }
+
+    fn lease(&self, addr: Ipv4Addr) -> Option<Lease> {
+        block_on(self.engine.store().lease_by_addr(addr)).expect("ready").expect("store answers")
+    }
+
+    /// The addresses client `n` holds (offered or bound) in any subnet.
+    fn held_by(&self, n: u8) -> Vec<Ipv4Addr> {
+        let id = ClientId::from_hardware(1, &HwAddr::mac(mac(n)));
+        let all = block_on(self.engine.store().list(None)).expect("ready").expect("store answers");
+        all.into_iter().filter(|l| l.client == id && l.is_held(self.now)).map(|l| l.addr).collect()
+    }
+
+    fn assigned(&self, subnet: u32) -> i64 {
+        self.engine.stats().subnet(subnet).expect("subnet").assigned_addresses()
+    }
+}
+
+fn pool_addr(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, last)
+}
+
+// Rule 1: one lease per client and subnet.
+
+#[test]
+fn selecting_another_address_moves_the_client_and_keeps_the_gauge() {
+    let mut s = Server::new(CONFIG);
+    let first = s.dora(1);
+    for last in [101, 102, 103, 104, 106] {
+        // A REQUEST in SELECTING state for an address never offered to it: Kea moves the
+        // client's lease; it never ends with two.
+        let ack = s.reply(&request(mac(1), 7, pool_addr(last), SERVER), &direct());
+        assert_eq!((ack.message_type, ack.yiaddr), (MessageType::Ack, pool_addr(last)));
+        assert_eq!(s.held_by(1), vec![pool_addr(last)]);
+        assert_eq!(s.assigned(1), 1);
+    }
+    assert_eq!(s.lease(first).expect("kept for affinity").state, LeaseState::Released);
+    // The freed address is anyone's.
+    let other = s.reply(&request(mac(2), 8, first, SERVER), &direct());
+    assert_eq!((other.message_type, other.yiaddr), (MessageType::Ack, first));
+    assert_eq!(s.assigned(1), 2);
+}
+
+#[test]
+fn init_reboot_for_another_address_is_naked_and_keeps_the_lease() {
+    let mut s = Server::new(CONFIG);
+    let bound = s.dora(1);
+    let reboot =
+        ClientPacket::new(MessageType::Request, mac(1)).addr_option(50, pool_addr(108)).option(55, &[1, 3]).build();
+    assert_eq!(s.reply(&reboot, &direct()).message_type, MessageType::Nak);
+    assert_eq!(s.held_by(1), vec![bound]);
+}
+
+#[test]
+fn an_authoritative_renewal_of_another_address_moves_the_client() {
+    let mut s = Server::new(&CONFIG.replace("lease-time = 3600", "lease-time = 3600\nauthoritative = true"));
+    let bound = s.dora(1);
+    let renew = ClientPacket::new(MessageType::Request, mac(1)).ciaddr(pool_addr(108)).build();
+    let meta = RecvMeta::new(SocketAddrV4::new(pool_addr(108), 68)).with_local_addr(SERVER);
+    assert_eq!(s.reply(&renew, &meta).message_type, MessageType::Ack);
+    assert_eq!(s.held_by(1), vec![pool_addr(108)]);
+    assert_eq!(s.lease(bound).expect("kept").state, LeaseState::Released);
+    assert_eq!(s.assigned(1), 1);
+}
+
+#[test]
+fn a_changed_client_identifier_is_another_client() {
+    // The config has no setting that makes a MAC and a client identifier one client, so only
+    // the same identity (option 61, else chaddr) is one client.
+    let mut s = Server::new(CONFIG);
+    let a = s.dora(1);
+    let with_id = ClientPacket::new(MessageType::Request, mac(1))
+        .option(61, &[0xff, 1, 2, 3])
+        .addr_option(50, pool_addr(108))
+        .addr_option(54, SERVER)
+        .build();
+    assert_eq!(s.reply(&with_id, &direct()).message_type, MessageType::Ack);
+    assert_eq!(s.lease(a).expect("kept").state.name(), "bound");
+}
+
+// Rule 2: DECLINE and RELEASE only for the client's own binding.
+
+fn decline(n: u8, addr: Ipv4Addr) -> Vec<u8> {
+    ClientPacket::new(MessageType::Decline, mac(n)).addr_option(50, addr).addr_option(54, SERVER).build()
+}
+
+#[test]
+fn a_decline_of_an_offer_or_of_another_clients_lease_changes_nothing() {
+    let mut s = Server::new(CONFIG);
+    let offered = s.reply(&discover(mac(1), 1), &direct()).yiaddr;
+    assert_eq!(s.send(&decline(1, offered), &direct()), Outcome::NoReply(NoReplyReason::NotHeld));
+    assert_eq!(s.lease(offered).expect("offer kept").state.name(), "offered");
+    let bound = s.dora(2);
+    assert_eq!(s.send(&decline(1, bound), &direct()), Outcome::NoReply(NoReplyReason::NotHeld));
+    assert_eq!(s.lease(bound).expect("kept").state.name(), "bound");
+    let stats = s.engine.stats().subnet(1).expect("subnet");
+    assert_eq!((stats.declined_addresses(), stats.assigned_addresses()), (0, 1));
+    // The holder's own decline counts.
+    assert_eq!(s.send(&decline(2, bound), &direct()), Outcome::NoReply(NoReplyReason::Declined));
+    assert_eq!((stats.declined_addresses(), stats.assigned_addresses()), (1, 0));
+}
+
+#[test]
+fn a_release_of_another_clients_lease_changes_nothing() {
+    let mut s = Server::new(CONFIG);
+    let bound = s.dora(1);
+    let release = ClientPacket::new(MessageType::Release, mac(2)).ciaddr(bound).addr_option(54, SERVER).build();
+    assert_eq!(s.send(&release, &direct()), Outcome::NoReply(NoReplyReason::NotHeld));
+    assert_eq!(s.lease(bound).expect("kept").state.name(), "bound");
+    assert_eq!(s.assigned(1), 1);
+}
+
+// Rule 3: relay information only in relayed packets, from trusted relays.
+
+#[test]
+fn option_82_from_a_directly_attached_client_is_ignored() {
+    let mut s = Server::new(CONFIG);
+    let circuit = relay_info(&[(1, b"port-7"), (5, &[198, 51, 100, 0]), (19, &[])]);
+    let spoof = ClientPacket::new(MessageType::Discover, mac(1)).option(82, &circuit).build();
+    let offer = s.reply(&spoof, &direct());
+    assert_eq!(offer.yiaddr, pool_addr(100), "no circuit reservation, no other subnet");
+    assert!(matches!(offer.destination, Destination::Hardware { .. }));
+    let bytes = s.out.clone();
+    assert_eq!(Packet::parse_reply(&bytes).expect("parses").option(82), None, "not echoed to a client");
+    let selecting = ClientPacket::new(MessageType::Discover, mac(2)).addr_option(118, Ipv4Addr::new(198, 51, 100, 0));
+    assert_eq!(s.reply(&selecting.build(), &direct()).yiaddr, pool_addr(101), "option 118 ignored too");
+}
+
+#[test]
+fn relay_information_is_honoured_only_from_listed_relays_once_any_are_listed() {
+    let listed = CONFIG
+        .replace("subnet = \"198.51.100.0/24\"", "subnet = \"198.51.100.0/24\"\nrelay-addresses = [\"203.0.113.9\"]");
+    let info = relay_info(&[(1, b"port-7"), (19, &[])]);
+    for (config, relay, trusted) in
+        [(CONFIG, RELAY, true), (listed.as_str(), RELAY, false), (listed.as_str(), Ipv4Addr::new(203, 0, 113, 9), true)]
+    {
+        let mut s = Server::new(config);
+        let pkt = ClientPacket::new(MessageType::Discover, mac(1)).giaddr(relay).option(82, &info).build();
+        let offer = s.reply(&pkt, &relayed_from(relay, 6767));
+        let want = if trusted { Ipv4Addr::new(198, 51, 100, 77) } else { Ipv4Addr::new(198, 51, 100, 10) };
+        assert_eq!(offer.yiaddr, want, "relay {relay}, trusted {trusted}");
+        let port = if trusted { 6767 } else { 67 };
+        assert_eq!(offer.destination, Destination::Relay { addr: relay, port }, "RFC 8357 port");
+        let bytes = s.out.clone();
+        assert_eq!(Packet::parse_reply(&bytes).expect("parses").option(82).as_deref(), Some(&info[..]), "echoed");
+    }
+}
+
+// Rule 4: a reserved address another client still holds.
+
+#[test]
+fn a_reserved_client_whose_address_is_taken_is_served_from_the_pool_until_it_frees() {
+    let mut s = Server::new(CONFIG);
+    let reserved = pool_addr(105);
+    // A lease from before the reservation existed.
+    let squatter = Lease {
+        addr: reserved,
+        client: ClientId::from_hardware(1, &HwAddr::mac(mac(50))),
+        hwaddr: HwAddr::mac(mac(50)),
+        subnet: 1,
+        state: LeaseState::Bound { expires: s.now + 3600 },
+        hostname: None,
+    };
+    block_on(s.engine.store().claim(&squatter, s.now)).expect("ready").expect("store").expect("granted");
+    let naks = s.engine.stats().get(Counter::NakSent);
+    let got = s.dora(0x97);
+    assert_ne!(got, reserved);
+    // Its renewals are answered, not NAKed.
+    let renew = ClientPacket::new(MessageType::Request, mac(0x97)).ciaddr(got).build();
+    let meta = RecvMeta::new(SocketAddrV4::new(got, 68)).with_local_addr(SERVER);
+    assert_eq!(s.reply(&renew, &meta).message_type, MessageType::Ack);
+    assert_eq!(s.engine.stats().get(Counter::NakSent), naks, "no NAK loop");
+    // The squatter's own renewal is refused (the address is reserved now); once it is gone the
+    // reserved client is moved to its address at its next renewal.
+    let squat = ClientPacket::new(MessageType::Request, mac(50)).ciaddr(reserved).build();
+    let meta50 = RecvMeta::new(SocketAddrV4::new(reserved, 68)).with_local_addr(SERVER);
+    assert_eq!(s.reply(&squat, &meta50).message_type, MessageType::Nak);
+    block_on(s.engine.store().update_state(reserved, &squatter.client, LeaseState::Released))
+        .expect("ready")
+        .expect("store");
+    assert_eq!(s.reply(&renew, &meta).message_type, MessageType::Nak);
+    assert_eq!(s.dora(0x97), reserved);
+    assert_eq!(s.held_by(0x97), vec![reserved], "the pool address went with the move");
+}
+
+// Rule 5: the bound on offers.
+
+const LIMITED: &str = r#"
+server-id = "192.0.2.1"
+offer-hold-time = 30
+max-offers-per-relay = 2
+
+[[subnets]]
+id = 1
+subnet = "192.0.2.0/24"
+pools = ["192.0.2.100-192.0.2.109"]
+max-offers = 3
+
+[[subnets.reservations]]
+hw-address = "02:00:00:00:00:97"
+ip-address = "192.0.2.50"
+
+[[subnets]]
+id = 2
+subnet = "198.51.100.0/24"
+pools = ["198.51.100.10-198.51.100.99"]
+"#;
+
+#[test]
+fn a_discover_flood_holds_no_more_than_max_offers() {
+    let mut s = Server::new(LIMITED);
+    let known = s.dora(1);
+    let mut offers = 0;
+    for n in 10..40 {
+        match s.send(&discover(mac(n), u32::from(n)), &direct()) {
+            Outcome::Reply(_) => offers += 1,
+            Outcome::Dropped(DropReason::OfferLimit) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(offers, 3);
+    assert_eq!(s.engine.stats().get(Counter::OfferLimitDrop), 27);
+    // Retransmissions of a counted client's DISCOVER are answered and not counted again.
+    assert_eq!(s.reply(&discover(mac(10), 1), &direct()).message_type, MessageType::Offer);
+    // A client with a lease and a reserved client are still served.
+    assert_eq!(s.reply(&discover(mac(1), 2), &direct()).yiaddr, known);
+    assert_eq!(s.dora(0x97), pool_addr(50));
+    assert_eq!(s.engine.stats().subnet(1).expect("subnet").offered_addresses(s.now, 30), 3);
+    // A counted offer taken up makes room for one more new client.
+    let taken = s.reply(&request(mac(10), 4, s.lease_of(10), SERVER), &direct());
+    assert_eq!(taken.message_type, MessageType::Ack);
+    assert_eq!(s.reply(&discover(mac(41), 5), &direct()).message_type, MessageType::Offer);
+    assert_eq!(s.send(&discover(mac(42), 6), &direct()), Outcome::Dropped(DropReason::OfferLimit));
+    // Offers age out with their hold.
+    s.now = s.now + 60;
+    assert_eq!(s.reply(&discover(mac(42), 7), &direct()).message_type, MessageType::Offer);
+}
+
+#[test]
+fn one_relay_cannot_take_every_offer() {
+    let mut s = Server::new(LIMITED);
+    let a = Ipv4Addr::new(198, 51, 100, 1);
+    let b = Ipv4Addr::new(198, 51, 100, 2);
+    let from = |relay: Ipv4Addr, n: u8| ClientPacket::new(MessageType::Discover, mac(n)).giaddr(relay).build();
+    assert_eq!(s.reply(&from(a, 1), &relayed_from(a, 67)).message_type, MessageType::Offer);
+    assert_eq!(s.reply(&from(a, 2), &relayed_from(a, 67)).message_type, MessageType::Offer);
+    assert_eq!(s.send(&from(a, 3), &relayed_from(a, 67)), Outcome::Dropped(DropReason::OfferLimit));
+    assert_eq!(s.reply(&from(b, 4), &relayed_from(b, 67)).message_type, MessageType::Offer);
+}
+
+#[test]
+fn the_default_bound_is_half_the_pool() {
+    let config = Config::from_toml_str(CONFIG.replace("max-offers = 100\n", "").as_str()).expect("valid");
+    // .100-.109 less the reserved .105: nine dynamic addresses.
+    assert_eq!(config.subnet_by_id(1).expect("subnet").max_offers, 5);
+}
+
+impl Server {
+    fn lease_of(&self, n: u8) -> Ipv4Addr {
+        *self.held_by(n).first().expect("client holds an address")
+    }
+}
