@@ -290,6 +290,7 @@ impl ApiThread {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("dhcp-api".into()).spawn(move || {
+            lower_priority();
             runtime.block_on(async move {
                 let serve = async {
                     match listener {
@@ -321,6 +322,16 @@ impl ApiThread {
         if !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(()))) {
             warn!("management API thread did not end cleanly");
         }
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10): when the machine is busy, the
+/// DHCP loop gets the CPU before a large API answer does. Without the right to, the thread
+/// stays as it is, and the log says so.
+fn lower_priority() {
+    // On Linux a thread id names that thread alone for setpriority.
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+        warn!(error = %e, "cannot lower the management API thread's priority");
     }
 }
 
