@@ -55,7 +55,7 @@ mod socket;
 #[cfg(feature = "tokio")]
 mod tokio_driver;
 
-pub use clock::now;
+pub use clock::{check_wall_clock, now};
 pub use park::park_on;
 pub use probe::{ProbeError, ProbeLease, ProbeMode, ProbeOptions, probe};
 pub use server::{Observer, ServeError, Server, Verdict};

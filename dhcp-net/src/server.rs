@@ -216,6 +216,7 @@ impl<S: LeaseStore> Server<S> {
 
     /// Runs the engine's timers if they are due; returns when they are next due.
     pub(crate) async fn run_timers(&self, now: Timestamp) -> Timestamp {
+        clock::check_wall_clock();
         if now >= self.engine.poll_timeout() {
             match self.engine.handle_timeout(now).await {
                 Ok(report) if report != Default::default() => debug!(?report, "reclaimed"),
