@@ -52,6 +52,7 @@ mod probe;
 mod server;
 mod settings;
 mod socket;
+mod throttle;
 #[cfg(feature = "tokio")]
 mod tokio_driver;
 

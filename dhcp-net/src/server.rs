@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use dhcp_core::{
     Destination, DropReason, Engine, LeaseStore, MessageType, NoReplyReason, Outcome, RecvMeta, Reply, Timestamp,
@@ -16,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::settings::NetSettings;
 use crate::socket::{DhcpSocket, Received};
+use crate::throttle::Throttle;
 use crate::{arp, clock, iface, park};
 
 /// Room for the largest datagram a client may send (RFC 2131 allows up to the interface MTU).
@@ -70,6 +72,10 @@ pub struct Server<S> {
     /// Interface names by index, for ARP entries from sockets not tied to one interface.
     ifnames: HashMap<u32, String>,
     observer: Option<Arc<dyn Observer>>,
+    /// Per-packet warnings, at most one per period each: drops for a store error or an
+    /// exhausted pool, and replies that could not be sent.
+    drop_warnings: Throttle,
+    send_warnings: Throttle,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Server<S> {
@@ -115,7 +121,15 @@ impl<S: LeaseStore> Server<S> {
                 "listening"
             );
         }
-        Ok(Server { engine, sockets, settings, ifnames, observer: None })
+        Ok(Server {
+            engine,
+            sockets,
+            settings,
+            ifnames,
+            observer: None,
+            drop_warnings: Throttle::default(),
+            send_warnings: Throttle::default(),
+        })
     }
 
     /// Tells `observer` of every datagram received from now on.
@@ -175,7 +189,9 @@ impl<S: LeaseStore> Server<S> {
                 if let Some(socket) = self.sockets.get(socket) {
                     let bytes = out.get(..reply.len).unwrap_or(out);
                     if let Err(e) = self.deliver(socket, bytes, &reply) {
-                        warn!(destination = ?reply.destination, error = %e, "reply not sent");
+                        if let Some(held_back) = self.send_warnings.allow(Instant::now()) {
+                            warn!(destination = ?reply.destination, error = %e, held_back, "reply not sent");
+                        }
                     }
                 }
             }
@@ -183,7 +199,9 @@ impl<S: LeaseStore> Server<S> {
             Outcome::NoReply(NoReplyReason::Declined) => info!(src = %meta.src, "address declined, in probation"),
             Outcome::NoReply(reason) => debug!(src = %meta.src, ?reason, "handled, no reply"),
             Outcome::Dropped(reason @ (DropReason::Store(_) | DropReason::PoolExhausted)) => {
-                warn!(src = %meta.src, ?reason, "dropped")
+                if let Some(held_back) = self.drop_warnings.allow(Instant::now()) {
+                    warn!(src = %meta.src, ?reason, held_back, "dropped");
+                }
             }
             Outcome::Dropped(reason) => debug!(src = %meta.src, ?reason, "dropped"),
         }
