@@ -11,6 +11,19 @@
 //! there are live leases (and at least [`COMPACT_MIN_LINES`]), a background thread rewrites it
 //! as one line per lease, as Kea's lease file cleanup does.
 //!
+//! # Failures
+//! A write that fails (a full disk) fails the change that made it: the server sends no ACK. The
+//! part of a batch that reached the file is cut off again, and the lines are kept and written
+//! first by the next append, so the journal catches up with memory by itself once space returns,
+//! with no restart. A failed `fdatasync` is different: the kernel may have dropped the dirty
+//! pages, so every later change fails until the store is reopened.
+//!
+//! Compaction writes the new file beside the old one, syncs it, and renames it over the journal;
+//! appends go on in the renamed file's open handle, so nothing is ever appended to the unlinked
+//! old file. The directory is synced after the rename (`.` for a bare relative path); until that
+//! sync succeeds the rename may not survive a crash, so appends are refused (each one retries the
+//! sync) rather than written where a crash could lose them.
+//!
 //! # Format
 //! One line per change, text, so an operator can read it:
 //! `L ADDR SUBNET STATE DEADLINE CLIENT-ID HWADDR HOSTNAME` (the lease as it now is; `STATE` is
@@ -22,6 +35,7 @@ use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -49,7 +63,18 @@ pub struct ReplayReport {
 #[derive(Debug)]
 struct Journal {
     path: PathBuf,
-    file: BufWriter<File>,
+    /// Opened for appending; after a compaction, the handle the new file was written through.
+    file: File,
+    /// Bytes of whole lines in the file: a write that fails part way is cut back to this.
+    len: u64,
+    /// The file may end in part of a line that could not be cut off: the next write starts
+    /// with a newline, so the torn part replays as one skipped line.
+    torn: bool,
+    /// Lines applied in memory whose write failed; written first by the next append.
+    unwritten: Vec<Entry>,
+    /// Set when the directory could not be synced after a compaction renamed the new file into
+    /// place: appends are refused until a retry of the sync succeeds.
+    dir_unsynced: bool,
     /// Lines in the file, for deciding when to compact.
     lines: u64,
     /// Lines written since the store opened: the number a change waits to see synced.
@@ -102,7 +127,7 @@ impl Syncer {
             // lock: appends go on meanwhile and make the next batch.
             let (target, file) = {
                 let journal = journal.lock().unwrap_or_else(PoisonError::into_inner);
-                (journal.written, journal.file.get_ref().try_clone())
+                (journal.written, journal.file.try_clone())
             };
             let result = file.and_then(|f| f.sync_data());
             let waiters = {
@@ -206,10 +231,15 @@ impl JournalStore {
             Err(e) => return Err(e),
         }
         report.leases = memory.len();
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+        let len = file.metadata()?.len();
         let journal = Journal {
             path,
-            file: BufWriter::new(file),
+            file,
+            len,
+            torn: false,
+            unwritten: Vec::new(),
+            dir_unsynced: false,
             lines: report.applied + report.skipped,
             written: 0,
             compacting: false,
@@ -227,7 +257,11 @@ impl JournalStore {
             syncer,
         };
         // A torn last line must not glue itself to the next append.
-        store.lock().file.write_all(b"\n")?;
+        {
+            let mut journal = store.lock();
+            journal.file.write_all(b"\n")?;
+            journal.len += 1;
+        }
         Ok((store, report))
     }
 
@@ -243,16 +277,36 @@ impl JournalStore {
 
     /// Writes `entries` to the file (not yet synced); returns the line number to wait for with
     /// [`durable`](Self::durable), or `None` when there was nothing to write.
+    ///
+    /// When the write fails, the change stays in memory (the caller answers with the error, so
+    /// no client is told of it) and its lines are written first by the next append.
     fn append(&self, journal: &mut Journal, entries: &[Entry]) -> Result<Option<u64>, StoreError> {
         if entries.is_empty() {
             return Ok(None);
         }
-        for entry in entries {
-            journal.file.write_all(entry.line().as_bytes()).map_err(|e| io_error("write", e))?;
+        journal.unwritten.extend_from_slice(entries);
+        if journal.dir_unsynced {
+            sync_dir(&journal.path).map_err(|e| io_error("directory sync after compaction", e))?;
+            journal.dir_unsynced = false;
         }
-        journal.file.flush().map_err(|e| io_error("write", e))?;
-        journal.lines += entries.len() as u64;
-        journal.written += entries.len() as u64;
+        let mut text = String::new();
+        if journal.torn {
+            text.push('\n');
+        }
+        for entry in &journal.unwritten {
+            text.push_str(&entry.line());
+        }
+        if let Err(e) = journal.file.write_all(text.as_bytes()) {
+            // Cut off what part of the batch got in, so the lines are whole when written again.
+            journal.torn = journal.file.set_len(journal.len).is_err();
+            return Err(io_error("write", e));
+        }
+        let count = journal.unwritten.len() as u64;
+        journal.unwritten.clear();
+        journal.torn = false;
+        journal.len += text.len() as u64;
+        journal.lines += count;
+        journal.written += count;
         self.maybe_compact(journal);
         Ok(Some(journal.written))
     }
@@ -281,26 +335,46 @@ impl JournalStore {
     }
 
     /// Rewrites the journal as one line per lease. Appends wait while it runs.
+    ///
+    /// An error before the rename leaves the old journal in use. An error after it (the
+    /// directory sync) leaves the new one in use and appends refused until the directory can
+    /// be synced: see the module docs.
     pub fn compact(&self) -> io::Result<()> {
         let mut journal = self.lock();
         let leases = dhcp_core::block_on(self.memory.list(None))
             .unwrap_or(Ok(Vec::new()))
             .map_err(|e| io::Error::other(e.to_string()))?;
+        // Memory is what gets written: lines that could not be written yet are in it.
         let tmp = journal.path.with_extension("compacting");
-        {
-            let mut out = BufWriter::new(File::create(&tmp)?);
-            for lease in &leases {
-                out.write_all(Entry::Lease(lease.clone()).line().as_bytes())?;
+        let written = write_compacted(&journal, &tmp, &leases);
+        let (file, len) = match written {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
             }
-            out.flush()?;
-            out.get_ref().sync_all()?;
+        };
+        // Whichever file the directory names after a crash, it holds every line written.
+        if let Err(e) = journal.file.sync_data() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        std::fs::rename(&tmp, &journal.path)?;
-        if let Some(dir) = journal.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)?.sync_all()?;
+        if let Err(e) = std::fs::rename(&tmp, &journal.path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        journal.file = BufWriter::new(OpenOptions::new().append(true).open(&journal.path)?);
+        // From here the old file is unlinked: appends go to the new one's handle at once, with
+        // nothing in between that could fail.
+        journal.file = file;
+        journal.len = len;
+        journal.torn = false;
+        journal.unwritten.clear();
         journal.lines = leases.len() as u64;
+        if let Err(e) = sync_dir(&journal.path) {
+            journal.dir_unsynced = true;
+            return Err(e);
+        }
+        journal.dir_unsynced = false;
         Ok(())
     }
 
@@ -314,6 +388,43 @@ impl JournalStore {
     pub fn journal_lines(&self) -> u64 {
         self.lock().lines
     }
+}
+
+/// Writes the compacted journal to `tmp` with the journal's mode, synced; returns the open file
+/// (positioned at its end, for appending) and its length.
+fn write_compacted(journal: &Journal, tmp: &Path, leases: &[Lease]) -> io::Result<(File, u64)> {
+    let mode = journal.file.metadata()?.permissions().mode() & 0o7777;
+    // Opened for appending, as the journal is: a failed write is cut back with `set_len` and
+    // the next one goes to the end.
+    match std::fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let file = OpenOptions::new().append(true).create_new(true).mode(mode).open(tmp)?;
+    // The umask may have taken bits off the mode asked for.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    let mut out = BufWriter::new(file);
+    let mut len = 0u64;
+    for lease in leases {
+        let line = Entry::Lease(lease.clone()).line();
+        out.write_all(line.as_bytes())?;
+        len += line.len() as u64;
+    }
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    Ok((file, len))
+}
+
+/// The directory that holds `path`: its parent, or `.` for a bare relative name.
+fn dir_of(path: &Path) -> &Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Syncs the directory that holds `path`, so that a rename into it survives a crash.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    tests::fault("sync-dir")?;
+    File::open(dir_of(path))?.sync_all()
 }
 
 /// dhcp-store does not depend on a logging crate; compaction failures are rare enough for stderr.
@@ -497,6 +608,97 @@ fn parse_lease<'a>(f: &mut impl Iterator<Item = &'a str>) -> Option<Lease> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Fault points that fail on this thread (a test's own calls; not the syncer's).
+        static FAULTS: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An injected error while `point` is switched on for this thread.
+    pub(super) fn fault(point: &str) -> io::Result<()> {
+        if FAULTS.with(|f| f.borrow().contains(&point)) {
+            return Err(io::Error::other(format!("injected fault: {point}")));
+        }
+        Ok(())
+    }
+
+    fn switch(point: &'static str, on: bool) {
+        FAULTS.with(|f| {
+            let mut f = f.borrow_mut();
+            f.retain(|p| *p != point);
+            if on {
+                f.push(point);
+            }
+        });
+    }
+
+    fn bound(n: u8) -> Lease {
+        Lease {
+            addr: Ipv4Addr::new(10, 0, 0, n),
+            client: ClientId::from_bytes(&[1, 2, 0, 0, 0, 0, n]),
+            hwaddr: HwAddr::mac([2, 0, 0, 0, 0, n]),
+            subnet: 1,
+            state: LeaseState::Bound { expires: Timestamp::from_secs(1_700_003_600) },
+            hostname: None,
+        }
+    }
+
+    #[test]
+    fn the_directory_of_a_bare_name_is_the_current_one() {
+        assert_eq!(dir_of(Path::new("leases.journal")), Path::new("."));
+        assert_eq!(dir_of(Path::new("var/leases.journal")), Path::new("var"));
+        assert_eq!(dir_of(Path::new("/var/lib/leases.journal")), Path::new("/var/lib"));
+    }
+
+    /// A failure after compaction's rename (the directory sync) must not leave appends going to
+    /// the unlinked old file: every change answered `Ok` is in the journal a restart replays.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failure_after_the_compaction_rename_loses_no_answered_lease() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("leases.journal");
+        std::fs::write(&path, "").expect("create");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let (store, _) = JournalStore::open(&path).expect("open");
+        let now = Timestamp::from_secs(1_700_000_000);
+        let mut answered = Vec::new();
+        for n in 1..=5 {
+            store.claim(&bound(n), now).await.expect("store").expect("granted");
+            answered.push(bound(n));
+        }
+        let old_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).expect("stat"));
+
+        switch("sync-dir", true);
+        let err = store.compact().expect_err("the injected directory sync failure");
+        assert!(err.to_string().contains("injected"), "{err}");
+        let new_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).expect("stat"));
+        assert_ne!(old_inode, new_inode, "the rename happened");
+        // Until the directory is synced, appends are refused: the rename may not survive a crash.
+        for n in 6..=8 {
+            match store.claim(&bound(n), now).await {
+                Ok(_) => answered.push(bound(n)),
+                Err(e) => assert!(e.to_string().contains("directory sync"), "{e}"),
+            }
+        }
+        assert_eq!(answered.len(), 5, "refused while the directory is not synced");
+
+        switch("sync-dir", false);
+        for n in 9..=10 {
+            store.claim(&bound(n), now).await.expect("store works again").expect("granted");
+            answered.push(bound(n));
+        }
+        drop(store);
+        let (reopened, report) = JournalStore::open(&path).expect("reopen");
+        assert_eq!(report.skipped, 0);
+        for lease in &answered {
+            assert_eq!(reopened.lease_by_addr(lease.addr).await.expect("store").as_ref(), Some(lease));
+        }
+        // The refused changes stayed in memory and were written before the next ones.
+        assert_eq!(report.leases, 10);
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "compaction keeps the journal's mode");
+        assert!(!path.with_extension("compacting").exists());
+    }
 
     fn lease(state: LeaseState, hostname: Option<&str>) -> Lease {
         Lease {

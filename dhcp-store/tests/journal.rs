@@ -155,3 +155,88 @@ async fn a_move_is_one_line_replayed_whole_or_not_at_all() {
         assert_eq!(store.lease_by_addr(addr(7)).await.expect("store"), None);
     }
 }
+
+/// A tmpfs of `size` mounted on a temp dir (tests run as root), unmounted when dropped, also
+/// when the test panics.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        if !status.success() {
+            eprintln!("SKIPPED: cannot mount a tmpfs (not root?)");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Fills the file system under `dir` with a file until a write fails.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    let filler = dir.join("filler");
+    let mut file = std::fs::File::create(&filler).expect("filler");
+    let chunk = vec![0u8; 4096];
+    while file.write_all(&chunk).is_ok() {}
+    // Whatever is left is smaller than a page: take it byte by byte.
+    while file.write_all(&[0]).is_ok() {}
+    filler
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_changes_and_they_work_again_when_space_returns() {
+    let Some(fs) = Tmpfs::mount("256k") else { return };
+    let path = fs.path().join("leases.journal");
+    let (store, _) = JournalStore::open(&path).expect("open");
+    store.claim(&bound(1, addr(1), 3600), T0).await.expect("store").expect("granted");
+    let filler = fill(fs.path());
+
+    // The disk is full: a change that cannot be written fails, so the server sends no ACK.
+    let mut answered = vec![addr(1)];
+    let mut failed = 0;
+    for n in 2..=100u8 {
+        match store.claim(&bound(n, addr(n), 3600), T0).await {
+            Ok(granted) => answered.push(granted.expect("granted").addr),
+            Err(e) => {
+                assert!(matches!(&e, dhcp_core::StoreError::Unavailable(why) if why.contains("write")), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    // The journal's last page had room for some lines; past it, every change fails.
+    assert!(failed >= 10, "{failed} of 99 changes failed on a full disk");
+
+    // Space returns: changes work again by themselves, no reopen.
+    std::fs::remove_file(&filler).expect("free space");
+    for n in 101..=150u8 {
+        store.claim(&bound(n, addr(n), 3600), T0).await.expect("store works again").expect("granted");
+        answered.push(addr(n));
+    }
+    let in_memory = sorted(store.list(None).await.expect("store"));
+    drop(store);
+
+    let (reopened, report) = JournalStore::open(&path).expect("reopen");
+    assert_eq!(report.skipped, 0, "no torn line was left by the failed writes");
+    for at in &answered {
+        assert!(reopened.lease_by_addr(*at).await.expect("store").is_some(), "{at} was answered and is lost");
+    }
+    // The changes that failed were written once space returned: the journal holds what memory held.
+    assert_eq!(sorted(reopened.list(None).await.expect("store")), in_memory);
+    assert_eq!(report.leases, 150);
+}
