@@ -819,7 +819,14 @@ fn a_cut_between_servers_never_leases_an_address_twice(store: &str) {
             println!("converged on {} leases ({} granted by b during the cut)", on_a.len(), new_on_b);
             break;
         }
-        assert!(Instant::now() < deadline, "not converged: a {} leases, b {}", on_a.len(), on_b.len());
+        assert!(
+            Instant::now() < deadline,
+            "not converged: a {} leases, b {}\n{}\n---- b\n{}",
+            on_a.len(),
+            on_b.len(),
+            a.log_text(),
+            b.log_text()
+        );
         sleep(Duration::from_millis(200));
     }
 }

@@ -82,6 +82,27 @@ impl<S: LeaseStore> HaStore<S> {
     /// Stores the partner's view of one lease. The later of two bindings of one client wins;
     /// a lease of another client still held here is a conflict and is not stored.
     async fn put(&self, lease: &Lease, now: Timestamp, changed: &LeaseChanged<'_>) -> Result<bool, StoreError> {
+        // An offer is the partner's own business (only what a client is told it holds comes
+        // across); a sync's pages carry them too.
+        if matches!(lease.state, LeaseState::Offered { .. }) {
+            return Ok(true);
+        }
+        // A client holds one lease per subnet. When it holds another binding here, both
+        // servers keep the same one of the two: the later deadline (then the higher address);
+        // a claim of the partner's frees ours.
+        let held = self
+            .inner
+            .lease_by_client(lease.subnet, &lease.client)
+            .await?
+            .filter(|held| held.addr != lease.addr && matches!(held.state, LeaseState::Bound { .. }));
+        if let Some(held) = &held {
+            let bound = matches!(lease.state, LeaseState::Bound { .. });
+            // Ours is the later binding; or the partner's record is of a lease that is gone
+            // there, while the client is bound here elsewhere: nothing to store.
+            if !bound || (held.state.deadline(), held.addr) > (lease.state.deadline(), lease.addr) {
+                return Ok(true);
+            }
+        }
         let existing = self.inner.lease_by_addr(lease.addr).await?;
         if let Some(ours) = &existing
             && ours.client == lease.client
@@ -105,7 +126,13 @@ impl<S: LeaseStore> HaStore<S> {
         // or this client's.
         let claimed = self.inner.claim(lease, now).await?;
         match &claimed {
-            Some(stored) => changed(existing.as_ref(), Some(stored)),
+            Some(stored) => {
+                changed(existing.as_ref(), Some(stored));
+                if let Some(held) = &held {
+                    // The claim moved the client: its binding here is free now.
+                    changed(Some(held), None);
+                }
+            }
             None => warn!(addr = %lease.addr, "HA: the partner's lease conflicts with one held here; kept ours"),
         }
         Ok(claimed.is_some())
