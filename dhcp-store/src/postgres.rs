@@ -33,7 +33,8 @@
 //! a host that is down without refusing (a dead machine) costs five seconds rather than the
 //! kernel's minutes before the next is tried, and TCP connections get `tcp_user_timeout` of ten
 //! seconds, so a query sent to a dead machine fails instead of waiting for the kernel to give
-//! up. What an acknowledged lease survives is the replication's promise: with a synchronous
+//! up. The pool gives up on a caller that waited five seconds for a free connection, and on a
+//! new connection that took fifteen. What an acknowledged lease survives is the replication's promise: with a synchronous
 //! standby (`synchronous_standby_names` on the primary, `synchronous_commit = on` or stronger)
 //! every commit the store answered is on the standby before the client gets its ACK; with
 //! asynchronous streaming the last commits before a failover can be lost.
@@ -186,6 +187,10 @@ fn with_default_timeouts(mut config: tokio_postgres::Config) -> tokio_postgres::
     config
 }
 
+/// How long a caller waits for a free connection of the pool (and a returned connection's
+/// check may take) before the call fails as the store being unavailable.
+const POOL_WAIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long one host may take to accept a connection before the next is tried.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -219,7 +224,17 @@ impl PostgresStore {
         } else {
             Manager::new(config, NoTls)
         };
-        let pool = Pool::builder(manager).max_size(max_connections.max(1)).build().map_err(unavailable)?;
+        // Nothing waits on the pool without end: a caller waits POOL_WAIT_TIMEOUT for a free
+        // connection, a new one may take as long as the hosts' connect timeouts together, and
+        // the check of a returned one is bounded too.
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT * 3))
+            .recycle_timeout(Some(POOL_WAIT_TIMEOUT))
+            .build()
+            .map_err(unavailable)?;
         let store = PostgresStore { pool };
         store.migrate().await?;
         Ok(store)
