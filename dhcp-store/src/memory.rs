@@ -30,6 +30,9 @@ pub struct MemoryStore {
 
 /// A state byte for a slab slot that holds no lease: outside the codec's codes, so it never
 /// decodes as a state.
+/// Records a listing copies while it holds the lock.
+const LIST_SLICE: usize = 4096;
+
 const FREE_SLOT: u8 = u8::MAX;
 
 /// One lease, packed.
@@ -495,13 +498,27 @@ impl LeaseStore for MemoryStore {
     }
 
     fn list(&self, subnet: Option<u32>) -> Answer<Vec<Lease>> {
-        let inner = self.lock();
-        let leases = inner
-            .slab
-            .iter()
-            .filter(|r| r.state != FREE_SLOT && subnet.is_none_or(|s| r.subnet == s))
-            .map(Record::to_lease)
-            .collect();
+        // A slice of the slab at a time, letting go of the lock between slices: listing a
+        // million leases (the management API, a lease dump) holds up a request for the time
+        // of one slice, not of the whole list. Each lease is whole; the list as a whole is
+        // not one instant's, as with any store a server keeps serving from meanwhile.
+        let mut leases = Vec::new();
+        let mut from = 0;
+        loop {
+            let inner = self.lock();
+            let Some(slice) = inner.slab.get(from..) else { break };
+            let slice = &slice[..slice.len().min(LIST_SLICE)];
+            leases.extend(
+                slice
+                    .iter()
+                    .filter(|r| r.state != FREE_SLOT && subnet.is_none_or(|s| r.subnet == s))
+                    .map(Record::to_lease),
+            );
+            from += slice.len();
+            if slice.len() < LIST_SLICE {
+                break;
+            }
+        }
         ready(Ok(leases))
     }
 }
