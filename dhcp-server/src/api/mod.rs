@@ -16,7 +16,7 @@
 //! | `DELETE /api/v1/groups/{name}` | delete one |
 //! | `GET /api/v1/stats` | statistics by Kea's names |
 //! | `GET /api/v1/health` | 200 when the sockets are bound and the store answers, else 503 |
-//! | `GET /api/v1/config` | the running config's text and file |
+//! | `GET /api/v1/config` | the running config's text (`api-token` and store passwords shown as `***`) and file |
 //! | `POST /api/v1/config/test` | validate the posted config text, change nothing |
 //! | `POST /api/v1/config/reload` | read the config file again and apply it if valid |
 //! | `POST /api/v1/config/rollback` | restore the last good config to the file and apply it |
@@ -64,7 +64,7 @@ use self::model::{
     Changed, ConfigTested, ConfigText, DeletedLease, GroupList, HaStatus, Health, Heartbeat, LEASE_STATES, LeaseFilter,
     LeaseInfo, LeaseList, LeasePage, LeaseUpdates, ReservationList, StatsMap, UpdatesApplied, normal_id,
 };
-use crate::control::{ConfigControl, ControlError};
+use crate::control::{ConfigControl, ControlError, REDACTED, redact_config, redact_secrets};
 use crate::ha::{Ha, LEASE_UPDATES_TYPE, ReplicaStore, change_from_model, decode_updates};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -148,7 +148,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn store_error(e: dhcp_core::StoreError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("lease store: {e}"))
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, redact_secrets(&format!("lease store: {e}")))
 }
 
 /// A lease as the API shows it.
@@ -299,7 +299,7 @@ async fn health<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> Response {
     let probe = admin.server.engine().store().lease_by_addr(Ipv4Addr::UNSPECIFIED);
     let store = match tokio::time::timeout(Duration::from_secs(2), probe).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(redact_secrets(&e.to_string())),
         Err(_) => Err("no answer within 2 s".to_owned()),
     };
     let sockets = admin.server.sockets().len();
@@ -314,8 +314,14 @@ async fn config_text<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiRe
     Ok(axum::Json(ConfigText {
         path: control.path().display().to_string(),
         last_good: control.last_good_path().display().to_string(),
-        text: control.running_text(),
+        // Shown without the token and store passwords; the file and the running text keep them.
+        text: without(&redact_config(&control.running_text()), &admin.token),
     }))
+}
+
+/// `text` with every occurrence of `secret` (wherever the config writes it) [`REDACTED`].
+fn without(text: &str, secret: &str) -> String {
+    if secret.is_empty() { text.to_owned() } else { text.replace(secret, REDACTED) }
 }
 
 async fn config_test(body: Bytes) -> ApiResult<ConfigTested> {
