@@ -163,8 +163,9 @@ impl ConfigControl {
         text: String,
         write_file: bool,
     ) -> Result<Applied, ControlError> {
-        let config = ServerConfig::from_toml_str(&text)
-            .inspect_err(|e| warn!(error = %e, "config refused; the running config stays"))?;
+        let config = ServerConfig::from_toml_str(&text).inspect_err(
+            |e| warn!(error = %redact_secrets(&e.to_string()), "config refused; the running config stays"),
+        )?;
         // An edit that cannot be saved is not applied: the file and the running config agree.
         if write_file {
             write_atomically(&self.path, &text)?;

@@ -86,6 +86,11 @@ pools = ["192.0.2.10-192.0.2.20"]
             serde_json::json!({"subnet": 1, "hw-address": "02:00:00:00:00:09", "ip-address": "192.0.2.9"});
         let edited = client.post_json("/api/v1/reservations", &reservation);
         let after = client.get("/api/v1/config").expect("config");
+        // A refused store URL is named in the error without its password.
+        let bad = format!("[server]\nstore = \"mongodb://dhcp:{OLD_PASS}@db.example/leases\"\n");
+        let refused = client.post_text("/api/v1/config/test", &bad).expect_err("no such store");
+        let refused = refused.to_string();
+        assert!(refused.contains("mongodb://dhcp:***@db.example") && !refused.contains(OLD_PASS), "{refused}");
         (before, edited, after)
     })
     .await

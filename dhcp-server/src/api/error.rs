@@ -30,7 +30,9 @@ impl From<ControlError> for ApiError {
             // The config path ("subnets[0].reservations[2].ip-address") names the field.
             ControlError::Invalid(config) => {
                 let field = (!config.path.is_empty()).then(|| config.path.clone());
-                ApiError { status: StatusCode::BAD_REQUEST, error: config.to_string(), field }
+                // A refused store URL is quoted in the message: without its password.
+                let error = crate::control::redact_secrets(&config.to_string());
+                ApiError { status: StatusCode::BAD_REQUEST, error, field }
             }
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
