@@ -1,12 +1,19 @@
 //! Whatever arrives, the engine answers with a well-formed reply, stays silent, or drops and
 //! counts the packet; it never panics.
+//!
+//! Each input gets a fresh engine and a fresh clock, so a crash reproduces from its input
+//! alone: a fixed prelude leases addresses to two clients (one relayed), then the input is
+//! handled as one datagram, handled again later (the client is known by then: renewals, a
+//! second DISCOVER, a RELEASE of what the first one bound), and the timers run past every
+//! deadline. The input is a raw datagram, so the packets in `corpus/engine/captured-*` (and
+//! anything `scripts/pcap-to-corpus.py` writes) are seeds as they are.
 #![no_main]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use dhcp_core::wire::Packet;
-use dhcp_core::{Config, Engine, Outcome, RecvMeta, Timestamp, block_on};
+use dhcp_core::{Config, Engine, Outcome, RecvMeta, Timestamp, block_on, testing};
 use dhcp_store::MemoryStore;
 use libfuzzer_sys::fuzz_target;
 
@@ -27,29 +34,76 @@ subnet = "198.51.100.0/24"
 pools = ["198.51.100.10-198.51.100.20"]
 "#;
 
-fn engine() -> &'static Engine<MemoryStore> {
-    static ENGINE: OnceLock<Engine<MemoryStore>> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        // A long option, so that overload and RFC 3396 splitting are exercised.
-        let hex: String = (0..400).map(|i| format!("{:02x}", i % 256)).collect();
-        let config = Config::from_toml_str(&CONFIG.replace("HEX", &hex)).expect("fuzz config is valid");
-        Engine::new(config, MemoryStore::new())
-    })
+/// Where every input's clock starts.
+const START: u64 = 1_700_000_000;
+const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const RELAY: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+
+/// The parsed config: a constant, so parsing it once is no state carried between inputs.
+fn config() -> Arc<Config> {
+    static CONFIG_ONCE: OnceLock<Arc<Config>> = OnceLock::new();
+    CONFIG_ONCE
+        .get_or_init(|| {
+            // A long option, so that overload and RFC 3396 splitting are exercised.
+            let hex: String = (0..400).map(|i| format!("{:02x}", i % 256)).collect();
+            Arc::new(Config::from_toml_str(&CONFIG.replace("HEX", &hex)).expect("fuzz config is valid"))
+        })
+        .clone()
 }
 
-fuzz_target!(|data: &[u8]| {
-    // The first byte steps the clock, so leases expire and are reclaimed along the way.
-    let Some((&step, datagram)) = data.split_first() else { return };
-    static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_700_000_000);
-    let now = Timestamp::from_secs(CLOCK.fetch_add(u64::from(step), std::sync::atomic::Ordering::Relaxed));
-    let engine = engine();
-    let meta = RecvMeta::new(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68)).with_local_addr(Ipv4Addr::new(192, 0, 2, 1));
+/// Handles one datagram and checks what came back.
+fn handle(engine: &Engine<MemoryStore>, datagram: &[u8], meta: &RecvMeta, now: Timestamp) -> Outcome {
     let mut out = Vec::new();
-    let outcome = block_on(engine.handle(datagram, &meta, now, &mut out)).expect("memory store is ready");
-    if let Outcome::Reply(reply) = outcome {
+    let outcome = block_on(engine.handle(datagram, meta, now, &mut out)).expect("the memory store answers at once");
+    if let Outcome::Reply(reply) = &outcome {
         assert_eq!(reply.len, out.len());
         assert!(out.len() <= 1472);
         Packet::parse_reply(&out).expect("every reply parses");
     }
-    let _ = block_on(engine.handle_timeout(now));
+    outcome
+}
+
+/// DISCOVER then REQUEST, as a client that takes the first offer.
+fn dora(engine: &Engine<MemoryStore>, mac: [u8; 6], relayed: bool, now: Timestamp) {
+    let (meta, relay) = if relayed {
+        (RecvMeta::new(SocketAddrV4::new(RELAY, 67)), Some(RELAY))
+    } else {
+        (RecvMeta::new(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68)).with_local_addr(SERVER), None)
+    };
+    let with_relay = |p: testing::ClientPacket| match relay {
+        Some(giaddr) => p.giaddr(giaddr),
+        None => p,
+    };
+    let discover = with_relay(testing::ClientPacket::new(dhcp_core::MessageType::Discover, mac).xid(1)).build();
+    let Outcome::Reply(offer) = handle(engine, &discover, &meta, now) else {
+        panic!("the prelude's DISCOVER is offered")
+    };
+    let request = with_relay(
+        testing::ClientPacket::new(dhcp_core::MessageType::Request, mac)
+            .xid(2)
+            .addr_option(dhcp_core::wire::code::REQUESTED_IP_ADDRESS, offer.yiaddr)
+            .addr_option(dhcp_core::wire::code::SERVER_IDENTIFIER, SERVER),
+    )
+    .build();
+    let Outcome::Reply(ack) = handle(engine, &request, &meta, now) else { panic!("the prelude's REQUEST is ACKed") };
+    assert_eq!(ack.yiaddr, offer.yiaddr);
+}
+
+fuzz_target!(|data: &[u8]| {
+    let engine = Engine::with_shared_config(config(), MemoryStore::new());
+    let start = Timestamp::from_secs(START);
+    // Two bound clients: the one with a reservation, and a relayed one (the captured clients
+    // use other MACs, so they meet a store that holds someone else's leases).
+    dora(&engine, [2, 0, 0, 0, 0, 1], false, start);
+    dora(&engine, [2, 0, 0, 0, 0, 2], true, start);
+
+    let direct = RecvMeta::new(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68)).with_local_addr(SERVER);
+    let _ = handle(&engine, data, &direct, start);
+    // Again later, by as much as the last byte says: up to 2040 s, past the 600 s leases.
+    let later = start + data.last().map_or(0, |&b| u64::from(b) * 8);
+    let _ = handle(&engine, data, &direct, later);
+    // As if relayed to subnet 2 from its relay's address.
+    let _ = handle(&engine, data, &RecvMeta::new(SocketAddrV4::new(RELAY, 67)), later);
+    let _ = block_on(engine.handle_timeout(later)).expect("the memory store answers at once");
+    let _ = block_on(engine.handle_timeout(later + 1_000_000)).expect("the memory store answers at once");
 });
