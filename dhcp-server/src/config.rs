@@ -238,7 +238,8 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
     }
     let store = raw.store.unwrap_or(defaults.store);
     if let Some(reason) = dhcp_store::unsupported_reason(&store) {
-        return Err(bad("store", format!("{store:?}: {reason}")));
+        // The message goes to logs and API answers: no password in it.
+        return Err(bad("store", crate::control::redact_secrets(&format!("{store:?}: {reason}"))));
     }
     let log_level = match raw.log_level {
         None => defaults.log_level,
@@ -355,5 +356,25 @@ mod tests {
         let text = "[[subnets]]\nid = 1\nsubnet = \"10.0.0.0/24\"\npools = [\"10.0.1.10-10.0.1.20\"]\n";
         let err = ServerConfig::from_toml_str(text).expect_err("pool outside subnet");
         assert!(err.path.starts_with("subnets[0].pools[0]"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    /// Store errors reach logs and API answers: the URL's password never does.
+    #[test]
+    fn store_errors_hide_the_urls_password() {
+        let refused = ServerConfig::from_toml_str("[server]\nstore = \"mongodb://dhcp:s3cret@db/leases\"\n")
+            .expect_err("no such store");
+        assert_eq!(refused.path, "server.store");
+        assert!(!refused.reason.contains("s3cret") && refused.reason.contains("mongodb://dhcp:"), "{}", refused.reason);
+        let open = crate::ServiceError::Store(dhcp_store::OpenError::Open {
+            url: "postgres://dhcp:s3cret@db/leases".into(),
+            reason: "connection refused".into(),
+        });
+        let shown = open.to_string();
+        assert!(!shown.contains("s3cret") && shown.contains("connection refused"), "{shown}");
     }
 }
