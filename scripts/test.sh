@@ -112,3 +112,4 @@ cargo test --workspace
 log "benchmarks, each run once"
 cargo test -p dhcp-benches --benches --release
 
+log "fuzz smoke (each target FUZZ_SECONDS s)"; bash scripts/fuzz-smoke.sh
