@@ -319,24 +319,25 @@ impl<S: LeaseStore> Engine<S> {
 
     /// Deletes the lease at `addr` (an operator's request), keeping the gauges right. Returns
     /// the lease as it was, or `None` when there was none.
-    pub async fn delete_lease(&self, addr: Ipv4Addr, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+    pub async fn delete_lease(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
         let Some(lease) = self.store.lease_by_addr(addr).await? else { return Ok(None) };
         if !self.store.delete(addr).await? {
             return Ok(None);
         }
-        let (assigned, declined) = gauge_counts(&lease, now);
+        let (assigned, declined) = gauge_counts(&lease);
         self.stats.assigned(lease.subnet, -assigned);
         self.stats.declined(lease.subnet, -declined);
         Ok(Some(lease))
     }
 
     /// Sets the per-subnet `assigned-addresses` and `declined-addresses` gauges from what the
-    /// store holds at `now`: call it once at start, when a durable or shared store may already
-    /// hold leases. Reads every lease, so it costs time in proportion to the store.
-    pub async fn count_leases(&self, now: Timestamp) -> Result<(), StoreError> {
+    /// store holds: call it once at start, when a durable or shared store may already hold
+    /// leases (bindings that ran out while the server was down count until reclamation takes
+    /// them). Reads every lease, so it costs time in proportion to the store.
+    pub async fn count_leases(&self) -> Result<(), StoreError> {
         let mut counts: BTreeMap<u32, (i64, i64)> = BTreeMap::new();
         for lease in self.store.list(None).await? {
-            let (assigned, declined) = gauge_counts(&lease, now);
+            let (assigned, declined) = gauge_counts(&lease);
             let entry = counts.entry(lease.subnet).or_default();
             *entry = (entry.0 + assigned, entry.1 + declined);
         }
@@ -350,10 +351,10 @@ impl<S: LeaseStore> Engine<S> {
     /// Keeps the per-subnet `assigned-addresses` and `declined-addresses` gauges true when a
     /// lease changes in the store without this engine (a high-availability partner's lease
     /// update): the lease at one address was `before` and is now `after` (none: no lease).
-    pub fn lease_changed(&self, before: Option<&Lease>, after: Option<&Lease>, now: Timestamp) {
+    pub fn lease_changed(&self, before: Option<&Lease>, after: Option<&Lease>) {
         for (lease, sign) in [(before, -1), (after, 1)] {
             if let Some(lease) = lease {
-                let (assigned, declined) = gauge_counts(lease, now);
+                let (assigned, declined) = gauge_counts(lease);
                 self.stats.assigned(lease.subnet, sign * assigned);
                 self.stats.declined(lease.subnet, sign * declined);
             }
@@ -442,7 +443,7 @@ impl<S: LeaseStore> Engine<S> {
         let result = match kind {
             MessageType::Discover => self.discover(&ctx, now, out).await,
             MessageType::Request => self.request(&ctx, now, out).await,
-            MessageType::Release => self.release(&ctx, now).await,
+            MessageType::Release => self.release(&ctx).await,
             MessageType::Decline => self.decline(&ctx, now).await,
             _ => Ok(self.inform(&ctx, out)),
         };
@@ -744,9 +745,13 @@ impl<S: LeaseStore> Engine<S> {
             true => None,
             false => self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?.filter(|l| l.addr != addr),
         };
+        // The gauge counts a binding until it is reclaimed: one that ran out but is still in
+        // the store is counted already.
+        let counted =
+            before.as_ref().is_some_and(|l| l.client == ctx.client && matches!(l.state, LeaseState::Bound { .. }));
         match self.store.claim(&self.new_lease(ctx, addr, state), now).await? {
             Some(_) => {
-                if !renewal {
+                if !counted {
                     self.stats.assigned(ctx.subnet.id, 1);
                 }
                 if let Some(old) = &previous {
@@ -764,7 +769,7 @@ impl<S: LeaseStore> Engine<S> {
         }
     }
 
-    async fn release(&self, ctx: &Ctx<'_>, now: Timestamp) -> Result<Outcome, StoreError> {
+    async fn release(&self, ctx: &Ctx<'_>) -> Result<Outcome, StoreError> {
         if ctx.pkt.option_addr(code::SERVER_IDENTIFIER).is_some_and(|id| id != ctx.server_id) {
             return Ok(Outcome::NoReply(NoReplyReason::NotForUs));
         }
@@ -772,7 +777,8 @@ impl<S: LeaseStore> Engine<S> {
         let before = self.store.lease_by_addr(addr).await?;
         match self.store.update_state(addr, &ctx.client, LeaseState::Released).await? {
             Some(_) => {
-                if before.is_some_and(|l| l.is_bound_to(&ctx.client, now)) {
+                // Counted until reclaimed, run out or not (see `gauge_counts`).
+                if before.is_some_and(|l| l.client == ctx.client && matches!(l.state, LeaseState::Bound { .. })) {
                     self.stats.assigned(ctx.subnet.id, -1);
                 }
                 Ok(Outcome::NoReply(NoReplyReason::Released))
@@ -940,11 +946,15 @@ fn max_message_size(pkt: &Packet<'_>) -> usize {
     }
 }
 
-/// What `lease` adds to its subnet's `assigned-addresses` and `declined-addresses` at `now`.
-fn gauge_counts(lease: &Lease, now: Timestamp) -> (i64, i64) {
+/// What `lease` adds to its subnet's `assigned-addresses` and `declined-addresses`: a binding
+/// and a probation count until reclamation takes them away (as `handle_timeout` does, then),
+/// also once their time is up. A gauge that stopped counting an expired binding before its
+/// reclamation would count it twice when its client renews it first, and go below zero when a
+/// restarted server reclaims bindings that expired while it was down.
+fn gauge_counts(lease: &Lease) -> (i64, i64) {
     match lease.state {
-        LeaseState::Bound { expires } if expires > now => (1, 0),
-        LeaseState::Declined { until } if until > now => (0, 1),
+        LeaseState::Bound { .. } => (1, 0),
+        LeaseState::Declined { .. } => (0, 1),
         _ => (0, 0),
     }
 }

@@ -347,3 +347,50 @@ impl Server {
         *self.held_by(n).first().expect("client holds an address")
     }
 }
+
+// The gauges count a binding until reclamation takes it, also once its time is up (found by
+// the `sequences` fuzz target: a renewal after expiry counted the client twice).
+
+#[test]
+fn a_renewal_after_expiry_before_reclamation_counts_the_client_once() {
+    let mut s = Server::new(CONFIG);
+    let addr = s.dora(1);
+    assert_eq!(s.assigned(1), 1);
+    s.now = Timestamp::from_secs(T0 + 3600 + 5);
+    let renew = ClientPacket::new(MessageType::Request, mac(1)).ciaddr(addr).build();
+    assert_eq!(s.reply(&renew, &direct()).message_type, MessageType::Ack, "its address is still free");
+    assert_eq!(s.assigned(1), 1, "rebound, not counted twice");
+    let report = block_on(s.engine.handle_timeout(s.now)).expect("ready").expect("reclaims");
+    assert_eq!(report.expired, 0);
+    assert_eq!(s.assigned(1), 1, "nothing to reclaim: the binding is live again");
+}
+
+#[test]
+fn a_release_after_expiry_and_a_restart_over_expired_bindings_keep_the_gauge_at_zero() {
+    let mut s = Server::new(CONFIG);
+    let addr = s.dora(1);
+    s.now = Timestamp::from_secs(T0 + 3600 + 5);
+    let release = ClientPacket::new(MessageType::Release, mac(1)).ciaddr(addr).addr_option(54, SERVER).build();
+    assert_eq!(s.send(&release, &direct()), Outcome::NoReply(NoReplyReason::Released));
+    let _ = block_on(s.engine.handle_timeout(s.now)).expect("ready").expect("reclaims");
+    assert_eq!(s.assigned(1), 0, "released once, never below zero");
+
+    // A server that starts over a store whose binding ran out while it was down.
+    let store = MemoryStore::new();
+    let lease = Lease {
+        addr: pool_addr(101),
+        client: ClientId::from_hardware(1, &HwAddr::mac(mac(2))),
+        hwaddr: HwAddr::mac(mac(2)),
+        subnet: 1,
+        state: LeaseState::Bound { expires: Timestamp::from_secs(T0 - 10) },
+        hostname: None,
+    };
+    let claimed = block_on(store.claim(&lease, Timestamp::from_secs(T0 - 3600))).expect("ready");
+    assert!(claimed.expect("store answers").is_some());
+    let engine = Engine::new(Config::from_toml_str(CONFIG).expect("valid"), store);
+    block_on(engine.count_leases()).expect("ready").expect("counts");
+    assert_eq!(engine.stats().subnet(1).map(|s| s.assigned_addresses()), Some(1), "counted until reclaimed");
+    let report = block_on(engine.handle_timeout(Timestamp::from_secs(T0))).expect("ready").expect("reclaims");
+    assert_eq!(report.expired, 1);
+    assert_eq!(engine.stats().subnet(1).map(|s| s.assigned_addresses()), Some(0), "reclaimed, not below zero");
+}

@@ -111,7 +111,7 @@ impl Service {
             ha.note_pools(&engine.config());
         }
         // A durable or shared store may hold leases already: start the gauges from them.
-        if let Err(e) = engine.count_leases(dhcp_net::now()).await {
+        if let Err(e) = engine.count_leases().await {
             warn!(error = %e, "cannot count the stored leases; assigned-addresses starts at 0");
         }
         let control = self.file.map(|(path, text)| Arc::new(ConfigControl::new(path, text, settings.clone())));

@@ -200,7 +200,7 @@ async fn delete_lease<S: LeaseStore>(
     Path(addr): Path<String>,
 ) -> ApiResult<DeletedLease> {
     let addr = parse_addr(&addr)?;
-    match admin.server.engine().delete_lease(addr, dhcp_net::now()).await.map_err(store_error)? {
+    match admin.server.engine().delete_lease(addr).await.map_err(store_error)? {
         Some(lease) => {
             info!(%addr, "lease deleted through the API");
             Ok(axum::Json(DeletedLease { deleted: lease_info(&admin, &lease) }))
@@ -404,7 +404,7 @@ async fn ha_lease_updates<S: LeaseStore + ReplicaStore>(
     }
     let engine = admin.server.engine();
     let now = dhcp_net::now();
-    let changed = |before: Option<&Lease>, after: Option<&Lease>| engine.lease_changed(before, after, now);
+    let changed = |before: Option<&Lease>, after: Option<&Lease>| engine.lease_changed(before, after);
     let applied = engine.store().apply_changes(&changes, now, &changed).await.map_err(store_error)?;
     Ok(axum::Json(applied))
 }

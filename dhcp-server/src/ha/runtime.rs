@@ -399,7 +399,7 @@ impl Ha {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("a lease from the partner: {e}"))?;
             let now = dhcp_net::now();
-            let changed = |before: Option<&Lease>, after: Option<&Lease>| engine.lease_changed(before, after, now);
+            let changed = |before: Option<&Lease>, after: Option<&Lease>| engine.lease_changed(before, after);
             engine.store().apply_changes(&changes, now, &changed).await.map_err(|e| e.to_string())?;
             match page.next {
                 Some(next) => after = Some(next),
