@@ -637,6 +637,15 @@ impl<S: LeaseStore> Engine<S> {
         let Some(lease) = offered else {
             return Ok(Outcome::Dropped(DropReason::PoolExhausted));
         };
+        // The client's own binding that ran out (not reclaimed yet) became this offer: it leaves
+        // the gauge now (a live binding is never turned into an offer).
+        if let Some(p) = &previous
+            && p.addr == lease.addr
+            && matches!(p.state, LeaseState::Bound { .. })
+            && matches!(lease.state, LeaseState::Offered { .. })
+        {
+            self.stats.assigned(p.subnet, -1);
+        }
         if matches!(lease.state, LeaseState::Offered { .. }) {
             match &previous {
                 // The same offer again, held a while longer: not a new one.
@@ -753,6 +762,14 @@ impl<S: LeaseStore> Engine<S> {
             Some(_) => {
                 if !counted {
                     self.stats.assigned(ctx.subnet.id, 1);
+                }
+                // Another client's binding that ran out but was not reclaimed yet is gone now:
+                // it leaves the gauge here rather than at a reclamation that will not see it.
+                if let Some(old) = &before
+                    && old.client != ctx.client
+                    && matches!(old.state, LeaseState::Bound { .. })
+                {
+                    self.stats.assigned(old.subnet, -1);
                 }
                 if let Some(old) = &previous {
                     if old.is_bound_to(&ctx.client, now) {

@@ -394,3 +394,22 @@ fn a_release_after_expiry_and_a_restart_over_expired_bindings_keep_the_gauge_at_
     assert_eq!(report.expired, 1);
     assert_eq!(engine.stats().subnet(1).map(|s| s.assigned_addresses()), Some(0), "reclaimed, not below zero");
 }
+
+#[test]
+fn an_expired_binding_taken_by_its_client_as_an_offer_or_by_another_client_leaves_the_gauge_once() {
+    let mut s = Server::new(CONFIG);
+    let addr = s.dora(1);
+    s.now = Timestamp::from_secs(T0 + 3600 + 5);
+    // Its own client comes back with a DISCOVER: the run-out binding becomes an offer.
+    let offer = s.reply(&discover(mac(1), 11), &direct());
+    assert_eq!(offer.yiaddr, addr, "the same address again");
+    assert_eq!(s.assigned(1), 0, "an offer is no binding");
+    // Another client asks for that address once the offer lapsed... and one more binding
+    // that ran out is taken over by a second client's REQUEST.
+    let other = s.dora(2);
+    s.now = Timestamp::from_secs(T0 + 2 * 3600 + 10);
+    assert_eq!(s.reply(&request(mac(3), 33, other, SERVER), &direct()).message_type, MessageType::Ack);
+    assert_eq!(s.assigned(1), 1, "client 2's run-out binding left, client 3's came");
+    let _ = block_on(s.engine.handle_timeout(s.now)).expect("ready").expect("reclaims");
+    assert_eq!(s.assigned(1), 1, "and reclamation does not take it off again");
+}
