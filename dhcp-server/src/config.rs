@@ -239,7 +239,7 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
     let store = raw.store.unwrap_or(defaults.store);
     if let Some(reason) = dhcp_store::unsupported_reason(&store) {
         // The message goes to logs and API answers: no password in it.
-        return Err(bad("store", crate::control::redact_secrets(&format!("{store:?}: {reason}"))));
+        return Err(bad("store", crate::redact::redact_secrets(&format!("{store:?}: {reason}"))));
     }
     let log_level = match raw.log_level {
         None => defaults.log_level,

@@ -60,6 +60,7 @@ pub mod ha;
 mod lease_dump;
 pub mod limits;
 mod metrics;
+mod redact;
 mod seen;
 mod service;
 mod tls;

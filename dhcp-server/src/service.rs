@@ -42,7 +42,7 @@ pub type ServiceStore = MeteredStore<HaStore<AnyStore>>;
 pub enum ServiceError {
     /// The lease store could not be opened (shown with any password in its URL hidden: the
     /// message goes to logs).
-    #[error("{}", crate::control::redact_secrets(&.0.to_string()))]
+    #[error("{}", crate::redact::redact_secrets(&.0.to_string()))]
     Store(#[from] OpenError),
     /// The DHCP sockets could not be opened.
     #[error(transparent)]

@@ -31,7 +31,7 @@ impl From<ControlError> for ApiError {
             ControlError::Invalid(config) => {
                 let field = (!config.path.is_empty()).then(|| config.path.clone());
                 // A refused store URL is quoted in the message: without its password.
-                let error = crate::control::redact_secrets(&config.to_string());
+                let error = crate::redact::redact_secrets(&config.to_string());
                 ApiError { status: StatusCode::BAD_REQUEST, error, field }
             }
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),

@@ -64,10 +64,11 @@ use self::model::{
     Changed, ConfigTested, ConfigText, DeletedLease, GroupList, HaStatus, Health, Heartbeat, LEASE_STATES, LeaseFilter,
     LeaseInfo, LeaseList, LeasePage, LeaseUpdates, ReservationList, StatsMap, UpdatesApplied, normal_id,
 };
-use crate::control::{ConfigControl, ControlError, REDACTED, redact_config, redact_secrets};
+use crate::control::{ConfigControl, ControlError};
 use crate::ha::{Ha, LEASE_UPDATES_TYPE, ReplicaStore, change_from_model, decode_updates};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::redact::{REDACTED, redact_config, redact_secrets};
 use crate::seen::LastSeen;
 
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
