@@ -43,6 +43,7 @@ for target in "${targets[@]}"; do
     mkdir -p "$work/$target" "corpus/$target"
     out="$work/$target.log"
     status=0
+    began=$SECONDS
     cargo +nightly fuzz run "$target" "$work/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 >"$out" 2>&1 || status=$?
     # libFuzzer's last line on success: "Done 123456 runs in 20 second(s)".
@@ -50,9 +51,9 @@ for target in "${targets[@]}"; do
     if [ "$status" -eq 0 ] && [ -n "$done_line" ]; then
         runs=$(awk '{print $2}' <<<"$done_line")
         secs=$(awk '{print $5}' <<<"$done_line")
-        printf '%-10s %12d executions in %3d s, %9d exec/s, corpus %d inputs\n' \
+        printf '%-10s %12d executions in %3d s, %9d exec/s, corpus %d inputs (%d s with cargo)\n' \
             "$target" "$runs" "$secs" "$((runs / (secs > 0 ? secs : 1)))" \
-            "$(($(ls "$work/$target" | wc -l) + $(ls "corpus/$target" | wc -l)))"
+            "$(($(ls "$work/$target" | wc -l) + $(ls "corpus/$target" | wc -l)))" "$((SECONDS - began))"
     else
         artifact=$(grep -oE 'Test unit written to [^ ]+' "$out" | tail -1 | sed 's/^Test unit written to //' || true)
         tail -n 60 "$out" >&2
@@ -67,4 +68,4 @@ if [ ${#failed[@]} -gt 0 ]; then
     printf '  %s\n' "${failed[@]}" >&2
     exit 1
 fi
-log "fuzz smoke passed: ${#targets[@]} targets, ${seconds} s each, no crash"
+log "fuzz smoke passed: ${#targets[@]} targets, ${seconds} s each, no crash ($SECONDS s in all)"
