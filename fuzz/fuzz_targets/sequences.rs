@@ -13,8 +13,8 @@
 //! - after the timers run, nothing past its deadline is still offered, bound or declined;
 //! - with `FUZZ_CHECK_GAUGES=1` in the environment, also that the `assigned-addresses` and
 //!   `declined-addresses` gauges match the store after the timers ran. Off by default: it
-//!   fails today (a binding that expired but was not reclaimed yet loses its decrement when it
-//!   is bound, offered or allocated again; `artifacts-found/sequences/README.md`).
+//!   fails today (a binding that ran out but was not reclaimed yet, allocated to another
+//!   client, keeps counting; `artifacts-found/sequences/README.md`).
 //!
 //! (One lease per client and subnet is not checked here: the engine does not promise it yet.)
 #![no_main]
