@@ -62,3 +62,4 @@ pub use probe::{ProbeError, ProbeLease, ProbeMode, ProbeOptions, probe};
 pub use server::{Observer, ServeError, Server, Verdict};
 pub use settings::{BadListen, DEFAULT_RECEIVE_BUFFER, Listen, NetSettings};
 pub use socket::{DhcpSocket, Received};
+pub use throttle::Throttle;

@@ -9,17 +9,17 @@ use std::time::{Duration, Instant};
 /// How often one kind of warning is logged at most.
 pub(crate) const PERIOD: Duration = Duration::from_secs(10);
 
-/// One kind of warning's limit.
+/// One kind of warning's limit (the operated server's rate limits use one too).
 #[derive(Debug, Default)]
-pub(crate) struct Throttle {
+pub struct Throttle {
     last: Mutex<Option<Instant>>,
     held_back: AtomicU64,
 }
 
 impl Throttle {
     /// Whether a warning may be logged at `now`: `Some(n)` with the `n` held back since the
-    /// last one, `None` (counted) when one was logged less than [`PERIOD`] ago.
-    pub(crate) fn allow(&self, now: Instant) -> Option<u64> {
+    /// last one, `None` (counted) when one was logged less than ten seconds ([`Throttle`]'s period) ago.
+    pub fn allow(&self, now: Instant) -> Option<u64> {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         if last.is_some_and(|at| now.saturating_duration_since(at) < PERIOD) {
             self.held_back.fetch_add(1, Ordering::Relaxed);

@@ -21,6 +21,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dhcp_core::wire::{Packet, code};
+use dhcp_net::Throttle;
 use serde::Deserialize;
 use tracing::warn;
 
@@ -28,9 +29,6 @@ use dhcp_core::ConfigError;
 
 /// Option 82's circuit-id sub-option.
 const CIRCUIT_ID: u8 = 1;
-
-/// How often, at most, the log says that packets were dropped over a limit.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// One token bucket's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -211,9 +209,6 @@ struct State {
     relay: Option<Buckets<Ipv4Addr>>,
     circuit: Option<Buckets<(Ipv4Addr, Vec<u8>)>>,
     server: Option<(Rate, Bucket)>,
-    logged: Option<Instant>,
-    /// Drops when the log last spoke, to say how many came since.
-    logged_total: u64,
 }
 
 /// The rate limits of a running server, and what they dropped.
@@ -221,6 +216,8 @@ struct State {
 pub struct Limits {
     state: Mutex<State>,
     dropped: [AtomicU64; 4],
+    /// The drops' warning, at most one a period (with how many came since).
+    log: Throttle,
 }
 
 impl Limits {
@@ -233,10 +230,9 @@ impl Limits {
                 relay: config.per_relay.map(|r| Buckets::new(r, config.tracked)),
                 circuit: config.per_circuit_id.map(|r| Buckets::new(r, config.tracked)),
                 server: config.server.map(|r| (r, Bucket::full(r, now))),
-                logged: None,
-                logged_total: 0,
             }),
             dropped: Default::default(),
+            log: Throttle::default(),
         }
     }
 
@@ -278,11 +274,8 @@ impl Limits {
         if let Err(limit) = verdict {
             let index = Limit::ALL.iter().position(|l| *l == limit).unwrap_or(0);
             self.dropped[index].fetch_add(1, Ordering::Relaxed);
-            let total = self.total_dropped();
-            if state.logged.is_none_or(|at| now.saturating_duration_since(at) >= LOG_EVERY) {
-                warn!(limit = limit.as_str(), dropped = total - state.logged_total, "packets dropped over rate limits");
-                state.logged = Some(now);
-                state.logged_total = total;
+            if let Some(held_back) = self.log.allow(now) {
+                warn!(limit = limit.as_str(), dropped = held_back + 1, "packets dropped over rate limits");
             }
         }
         verdict
@@ -291,10 +284,6 @@ impl Limits {
     /// Packets dropped over each limit since start, in the order of [`Limit::ALL`].
     pub fn dropped(&self) -> [u64; 4] {
         std::array::from_fn(|i| self.dropped[i].load(Ordering::Relaxed))
-    }
-
-    fn total_dropped(&self) -> u64 {
-        self.dropped().iter().sum()
     }
 
     /// The statistics, by the names `GET /api/v1/stats` shows: `pkt4-rate-limited` and one
