@@ -15,6 +15,9 @@
 //! max-offers = 1000               # addresses outstanding offers may hold per subnet (default:
 //!                                 # half the subnet's dynamic addresses); a subnet may override
 //! max-offers-per-relay = 200      # the same through one relay (giaddr); default: no own bound
+//! ping-check = false              # ICMP echo to an address before it is first offered to a
+//! ping-timeout-ms = 500           # client; one that answers is set aside like a declined one
+//!                                 # (both settable per subnet too)
 //! # relay-addresses listed in any subnet are also the only relays whose relay information
 //! # (option 82 circuit-id and link selection, option 118, the RFC 8357 relay port) is honoured
 //! host-source = "config"          # or "store": also look reservations up in the lease store
@@ -57,6 +60,10 @@ use crate::wire::code;
 pub const DEFAULT_LEASE_TIME: u32 = 3600;
 /// Default time an offered address is held, in seconds.
 pub const DEFAULT_OFFER_HOLD: u32 = 30;
+/// How long a ping check waits for an echo reply unless told otherwise, in milliseconds.
+pub const DEFAULT_PING_TIMEOUT_MS: u32 = 500;
+/// The longest ping check allowed: beyond it a client retransmits its DISCOVER first.
+pub const MAX_PING_TIMEOUT_MS: u32 = 3000;
 /// Default decline probation, in seconds (Kea's default: a day).
 pub const DEFAULT_PROBATION: u32 = 86_400;
 
@@ -92,6 +99,8 @@ pub struct RawConfig {
     pub decline_probation_period: Option<u32>,
     pub max_offers: Option<u32>,
     pub max_offers_per_relay: Option<u32>,
+    pub ping_check: Option<bool>,
+    pub ping_timeout_ms: Option<u32>,
     #[serde(default)]
     pub options: BTreeMap<String, OptionValue>,
     #[serde(default)]
@@ -142,6 +151,8 @@ pub struct RawSubnet {
     #[serde(default)]
     pub relay_addresses: Vec<String>,
     pub max_offers: Option<u32>,
+    pub ping_check: Option<bool>,
+    pub ping_timeout_ms: Option<u32>,
     pub server_id: Option<String>,
     pub next_server: Option<String>,
     pub server_hostname: Option<String>,
@@ -243,6 +254,10 @@ pub struct Subnet {
     /// The most addresses outstanding offers may hold in this subnet. Over it, DISCOVERs from
     /// clients with neither a lease nor a reservation here are dropped.
     pub max_offers: u64,
+    /// How long to wait, in milliseconds, for an answer to the ICMP echo sent to an address
+    /// before it is first offered to a client (`ping-check`); `None` when the subnet does not
+    /// check.
+    pub ping_check: Option<u32>,
     /// Server identifier override for this subnet.
     pub server_id: Option<Ipv4Addr>,
     /// `siaddr` for network boot.
@@ -419,6 +434,15 @@ fn parse_addr(path: &str, text: &str) -> Result<Ipv4Addr, ConfigError> {
 
 fn options(path: &str, table: &BTreeMap<String, OptionValue>) -> Result<OptionSet, ConfigError> {
     OptionSet::from_config(table).map_err(|(name, reason)| ConfigError::new(format!("{path}.{name}"), reason))
+}
+
+/// A ping check's timeout: long enough for a host on the LAN or behind a relay to answer,
+/// short against a client's first DISCOVER retransmission (4 s, RFC 2131 4.1).
+fn ping_timeout(path: &str, ms: u32) -> Result<u32, ConfigError> {
+    match ms {
+        1..=MAX_PING_TIMEOUT_MS => Ok(ms),
+        _ => Err(ConfigError::new(path, format!("must be between 1 and {MAX_PING_TIMEOUT_MS} milliseconds"))),
+    }
 }
 
 fn positive(path: &str, value: Option<u32>) -> Result<Option<u32>, ConfigError> {
@@ -717,6 +741,13 @@ impl Validator {
                 None => dynamic.div_ceil(2).max(1),
             },
         };
+        let ping_timeout = match s.ping_timeout_ms {
+            Some(ms) => ping_timeout(&format!("{path}.ping-timeout-ms"), ms)?,
+            None => {
+                raw.ping_timeout_ms.map_or(Ok(DEFAULT_PING_TIMEOUT_MS), |ms| ping_timeout("ping-timeout-ms", ms))?
+            }
+        };
+        let ping_check = s.ping_check.or(raw.ping_check).unwrap_or(false).then_some(ping_timeout);
         Ok(Subnet {
             id: s.id,
             net,
@@ -725,6 +756,7 @@ impl Validator {
             times,
             relay_addresses,
             max_offers,
+            ping_check,
             server_id: s.server_id.as_deref().map(|t| parse_addr(&format!("{path}.server-id"), t)).transpose()?,
             next_server: s
                 .next_server

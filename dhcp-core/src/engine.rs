@@ -25,6 +25,9 @@ pub const SERVER_PORT: u16 = 67;
 pub const RECLAIM_INTERVAL: u64 = 5;
 /// Leases reclaimed per store call, so one timer tick never holds the store for long.
 const RECLAIM_BATCH: usize = 1024;
+/// The client a ping conflict's declined record is kept under: no DHCP client's identifier
+/// (option 61 is at least two bytes, and this one starts with a zero type nobody sends).
+const PING_CONFLICT_CLIENT: &[u8] = b"\0ping-check";
 /// Options a reply carries when configured, after those the client asked for, whether it
 /// asked or not.
 const ALWAYS_OFFERED: &[u8] =
@@ -41,12 +44,45 @@ pub struct RecvMeta {
     pub local_addr: Option<Ipv4Addr>,
     /// The receiving interface's index, 0 when unknown; replies go out the same way.
     pub ifindex: u32,
+    /// What the ping check the engine asked for ([`Outcome::PingFirst`]) found, when the
+    /// datagram is handed back after it.
+    pub ping: Option<PingAnswer>,
+}
+
+/// An address the engine wants checked with an ICMP echo before it offers it (`ping-check`).
+///
+/// The offer is already held in the store for the client; the driver pings `addr`, waits up to
+/// `timeout_ms` for an answer without holding up other requests, and hands the same datagram
+/// back to [`Engine::handle`] with [`RecvMeta::with_ping_answer`]. A check that is never
+/// answered costs nothing: the held offer lapses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingCheck {
+    /// The address about to be offered.
+    pub addr: Ipv4Addr,
+    /// How long to wait for an echo reply, in milliseconds.
+    pub timeout_ms: u32,
+}
+
+/// What a ping check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingAnswer {
+    /// The address that was checked.
+    pub addr: Ipv4Addr,
+    /// Whether something answered: the address is in use by a host the server does not know
+    /// of, and is set aside for the decline probation period.
+    pub in_use: bool,
 }
 
 impl RecvMeta {
     /// Metadata with only the source known.
     pub fn new(src: SocketAddrV4) -> Self {
-        RecvMeta { src, local_addr: None, ifindex: 0 }
+        RecvMeta { src, local_addr: None, ifindex: 0, ping: None }
+    }
+
+    /// The same datagram again, with what the ping check asked for found.
+    pub fn with_ping_answer(mut self, answer: PingAnswer) -> Self {
+        self.ping = Some(answer);
+        self
     }
 
     /// With the local address the datagram arrived on.
@@ -154,6 +190,9 @@ pub enum Outcome {
     NoReply(NoReplyReason),
     /// Dropped, and counted.
     Dropped(DropReason),
+    /// Check the address with a ping before offering it; nothing is sent yet. Hand the
+    /// datagram back with the answer (see [`PingCheck`]).
+    PingFirst(PingCheck),
 }
 
 /// What one timer run reclaimed.
@@ -363,7 +402,11 @@ impl<S: LeaseStore> Engine<S> {
 
     /// Handles one received datagram. A reply, if any, is written into `out` (cleared first).
     pub async fn handle(&self, datagram: &[u8], meta: &RecvMeta, now: Timestamp, out: &mut Vec<u8>) -> Outcome {
-        self.stats.bump(Counter::Received);
+        // A datagram handed back after a ping check was counted when it first came in.
+        let again = meta.ping.is_some();
+        if !again {
+            self.stats.bump(Counter::Received);
+        }
         let outcome = match Packet::parse(datagram) {
             Err(e) => {
                 self.stats.bump(Counter::ParseFailed);
@@ -392,7 +435,7 @@ impl<S: LeaseStore> Engine<S> {
                     _ => {}
                 }
             }
-            Outcome::NoReply(_) => {}
+            Outcome::NoReply(_) | Outcome::PingFirst(_) => {}
         }
         outcome
     }
@@ -406,14 +449,9 @@ impl<S: LeaseStore> Engine<S> {
         out: &mut Vec<u8>,
     ) -> Outcome {
         let kind = pkt.message_type();
-        self.stats.bump(match kind {
-            MessageType::Discover => Counter::DiscoverReceived,
-            MessageType::Request => Counter::RequestReceived,
-            MessageType::Release => Counter::ReleaseReceived,
-            MessageType::Decline => Counter::DeclineReceived,
-            MessageType::Inform => Counter::InformReceived,
-            _ => Counter::UnknownReceived,
-        });
+        if meta.ping.is_none() {
+            self.count_received(kind);
+        }
         if !matches!(
             kind,
             MessageType::Discover
@@ -448,6 +486,17 @@ impl<S: LeaseStore> Engine<S> {
             _ => Ok(self.inform(&ctx, out)),
         };
         result.unwrap_or_else(|e| Outcome::Dropped(DropReason::Store(e)))
+    }
+
+    fn count_received(&self, kind: MessageType) {
+        self.stats.bump(match kind {
+            MessageType::Discover => Counter::DiscoverReceived,
+            MessageType::Request => Counter::RequestReceived,
+            MessageType::Release => Counter::ReleaseReceived,
+            MessageType::Decline => Counter::DeclineReceived,
+            MessageType::Inform => Counter::InformReceived,
+            _ => Counter::UnknownReceived,
+        });
     }
 
     /// Resolves the client, its subnet, reservation, group and our server identifier.
@@ -602,6 +651,9 @@ impl<S: LeaseStore> Engine<S> {
 
     async fn discover(&self, ctx: &Ctx<'_>, now: Timestamp, out: &mut Vec<u8>) -> Result<Outcome, StoreError> {
         let hold = LeaseState::Offered { until: now + u64::from(ctx.config.offer_hold_time) };
+        if let Some(PingAnswer { addr, in_use: true }) = ctx.meta.ping {
+            self.set_aside(ctx, addr, now).await?;
+        }
         let previous = self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?;
         // A flood of new clients cannot hold more of the pool than `max-offers`; clients this
         // server knows (a lease, current or past, or a reservation) are always answered.
@@ -659,7 +711,55 @@ impl<S: LeaseStore> Engine<S> {
                 }
             }
         }
+        if let Some(check) = self.ping_first(ctx, previous.as_ref(), &lease) {
+            return Ok(Outcome::PingFirst(check));
+        }
         Ok(self.reply(ctx, MessageType::Offer, lease.addr, Some(self.lease_times(ctx)), out))
+    }
+
+    /// The ping check to make before `lease` (just held as an offer) goes out, if any. Only an
+    /// address new to the client is checked: the client's own last address may be answered by
+    /// the client itself (a reboot that kept it), and a reserved address is the client's by
+    /// the operator's word. An address checked once for this datagram is not checked again.
+    fn ping_first(&self, ctx: &Ctx<'_>, previous: Option<&Lease>, lease: &Lease) -> Option<PingCheck> {
+        let timeout_ms = ctx.subnet.ping_check?;
+        let new_to_client = previous.is_none_or(|p| p.addr != lease.addr);
+        let checked = ctx.meta.ping.is_some_and(|p| p.addr == lease.addr);
+        let fresh_offer = matches!(lease.state, LeaseState::Offered { .. });
+        (fresh_offer && new_to_client && !checked && ctx.reserved.is_none())
+            .then_some(PingCheck { addr: lease.addr, timeout_ms })
+    }
+
+    /// A ping check found `addr`, held as an offer for this client, answering: some host uses
+    /// it unknown to us. It is set aside like a declined address, so no client is offered it
+    /// until the probation ends, and the client gets another.
+    async fn set_aside(&self, ctx: &Ctx<'_>, addr: Ipv4Addr, now: Timestamp) -> Result<(), StoreError> {
+        let Some(offer) = self.store.lease_by_addr(addr).await? else { return Ok(()) };
+        if offer.client != ctx.client || !matches!(offer.state, LeaseState::Offered { until } if until > now) {
+            // Bound or offered to someone else meanwhile: not ours to set aside.
+            return Ok(());
+        }
+        // Let go of the offer first, then record the address as declined by no client of ours:
+        // a declined record of this client would, by the one-lease-per-client rule, free the
+        // binding it may hold elsewhere. Someone taking the address in between wins.
+        if self.store.update_state(addr, &ctx.client, LeaseState::Released).await?.is_none() {
+            return Ok(());
+        }
+        let until = now + u64::from(ctx.config.decline_probation_period);
+        let declined = Lease {
+            addr,
+            client: ClientId::from_bytes(PING_CONFLICT_CLIENT),
+            hwaddr: HwAddr::default(),
+            subnet: offer.subnet,
+            state: LeaseState::Declined { until },
+            hostname: None,
+        };
+        self.offer_ended(ctx, &offer, now);
+        if self.store.claim(&declined, now).await?.is_some() {
+            self.stats.bump(Counter::PingConflicts);
+            self.stats.declined(offer.subnet, 1);
+        }
+        Ok(())
     }
 
     async fn request(&self, ctx: &Ctx<'_>, now: Timestamp, out: &mut Vec<u8>) -> Result<Outcome, StoreError> {

@@ -75,7 +75,9 @@ pub mod wire;
 
 pub use config::{Config, ConfigError};
 pub use dhcproto::v4::{MessageType, OptionCode};
-pub use engine::{Destination, DropReason, Engine, NoReplyReason, Outcome, RecvMeta, Reply, TimerReport};
+pub use engine::{
+    Destination, DropReason, Engine, NoReplyReason, Outcome, PingAnswer, PingCheck, RecvMeta, Reply, TimerReport,
+};
 pub use lease::{ClientId, HwAddr, Lease, LeaseState};
 pub use poll::block_on;
 pub use stats::{Counter, Stats, SubnetStats};

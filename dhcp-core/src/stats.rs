@@ -51,6 +51,7 @@ counters! {
     AllocationFail => "v4-allocation-fail", "DISCOVERs and REQUESTs that found no address.";
     StoreErrors => "store-errors", "Store operations that failed.";
     OptionsOmitted => "options-omitted", "Options left out of replies for lack of room.";
+    PingConflicts => "v4-ping-check-conflicts", "Addresses a ping check found answering before they were offered, set aside for the decline probation period.";
     OfferLimitDrop => "pkt4-offer-limit-drop", "DISCOVERs from clients with no lease or reservation dropped because outstanding offers held `max-offers` addresses of the subnet (or `max-offers-per-relay` through the relay).";
 }
 

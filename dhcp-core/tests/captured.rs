@@ -97,6 +97,7 @@ fn replay(name: &str) -> usize {
         let got = match outcome {
             Outcome::Reply(reply) => Some((reply.message_type, reply.yiaddr)),
             Outcome::NoReply(_) => None,
+            Outcome::PingFirst(check) => panic!("{name} packet {i}: no subnet here checks by ping: {check:?}"),
             Outcome::Dropped(reason) => panic!("{name} packet {i} ({:?}) dropped: {reason:?}", request.message_type()),
         };
         assert_eq!(got, expected, "{name} packet {i}: a {:?}", request.message_type());

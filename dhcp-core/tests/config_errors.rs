@@ -267,3 +267,19 @@ fn syntax_errors_are_refused() {
     let err = refused("lease-time = \"long\"\n");
     assert!(err.reason.contains("lease-time") || err.reason.contains("integer"), "{err}");
 }
+
+#[test]
+fn ping_check_settings() {
+    let between = "between 1 and 3000 milliseconds";
+    assert_refused(&format!("ping-timeout-ms = 0\n{}", subnet("ping-check = true", "")), "ping-timeout-ms", between);
+    assert_refused(&subnet("ping-check = true\nping-timeout-ms = 5000", ""), "subnets[0].ping-timeout-ms", between);
+    let checks = |text: &str| Config::from_toml_str(text).expect("valid").subnets[0].ping_check;
+    assert_eq!(checks(&subnet("", "")), None, "off unless asked for");
+    assert_eq!(checks(&format!("ping-check = true\n{}", subnet("", ""))), Some(500), "the default timeout");
+    assert_eq!(checks(&format!("ping-check = true\n{}", subnet("ping-check = false", ""))), None, "a subnet opts out");
+    assert_eq!(
+        checks(&format!("ping-timeout-ms = 200\n{}", subnet("ping-check = true\nping-timeout-ms = 50", ""))),
+        Some(50),
+        "the subnet's own timeout"
+    );
+}

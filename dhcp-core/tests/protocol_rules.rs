@@ -8,7 +8,7 @@ use dhcp_core::testing::{ClientPacket, discover, request};
 use dhcp_core::wire::Packet;
 use dhcp_core::{
     ClientId, Config, Counter, Destination, DropReason, Engine, HwAddr, Lease, LeaseState, LeaseStore, MessageType,
-    NoReplyReason, Outcome, RecvMeta, Reply, Timestamp, block_on,
+    NoReplyReason, Outcome, PingAnswer, PingCheck, RecvMeta, Reply, Timestamp, block_on,
 };
 use dhcp_store::MemoryStore;
 
@@ -412,4 +412,87 @@ fn an_expired_binding_taken_by_its_client_as_an_offer_or_by_another_client_leave
     assert_eq!(s.assigned(1), 1, "client 2's run-out binding left, client 3's came");
     let _ = block_on(s.engine.handle_timeout(s.now)).expect("ready").expect("reclaims");
     assert_eq!(s.assigned(1), 1, "and reclamation does not take it off again");
+}
+
+// Ping check before an offer.
+
+fn pinging() -> Server {
+    Server::new(
+        &CONFIG.replace("[[subnets]]\nid = 1\n", "[[subnets]]\nid = 1\nping-check = true\nping-timeout-ms = 250\n"),
+    )
+}
+
+impl Server {
+    /// Sends `packet` and expects the engine to ask for a ping check first.
+    fn ping_first(&mut self, packet: &[u8], meta: &RecvMeta) -> PingCheck {
+        match self.send(packet, meta) {
+            Outcome::PingFirst(check) => check,
+            other => panic!("expected a ping check, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_new_address_is_pinged_before_it_is_offered_and_the_datagram_counted_once() {
+    let mut s = pinging();
+    let packet = discover(mac(1), 1);
+    let check = s.ping_first(&packet, &direct());
+    assert_eq!(check, PingCheck { addr: pool_addr(100), timeout_ms: 250 });
+    assert_eq!(s.held_by(1), vec![pool_addr(100)], "the offer is held while the check runs");
+    assert_eq!(s.engine.stats().get(Counter::OfferSent), 0, "nothing goes out before the answer");
+    let nobody = direct().with_ping_answer(PingAnswer { addr: check.addr, in_use: false });
+    let offer = s.reply(&packet, &nobody);
+    assert_eq!((offer.message_type, offer.yiaddr), (MessageType::Offer, pool_addr(100)));
+    let stats = s.engine.stats();
+    assert_eq!((stats.get(Counter::Received), stats.get(Counter::DiscoverReceived)), (1, 1), "one datagram");
+    assert_eq!(stats.get(Counter::OfferSent), 1);
+    assert_eq!(stats.subnet(1).expect("subnet").offered_addresses(s.now, 30), 1, "one offer counted");
+    // The retransmitted DISCOVER gets the same offer without another check.
+    assert_eq!(s.reply(&discover(mac(1), 2), &direct()).yiaddr, pool_addr(100));
+}
+
+#[test]
+fn an_address_that_answers_is_set_aside_and_another_offered() {
+    let mut s = pinging();
+    let packet = discover(mac(1), 1);
+    let first = s.ping_first(&packet, &direct());
+    let squatted = direct().with_ping_answer(PingAnswer { addr: first.addr, in_use: true });
+    let second = s.ping_first(&packet, &squatted);
+    assert_ne!(second.addr, first.addr, "another address is checked");
+    let lease = s.lease(first.addr).expect("the answering address is recorded");
+    assert!(matches!(lease.state, LeaseState::Declined { .. }), "set aside like a declined one: {lease:?}");
+    assert_eq!(s.held_by(1), vec![second.addr], "the client holds only the new offer");
+    let stats = s.engine.stats().subnet(1).expect("subnet");
+    assert_eq!((stats.declined_addresses(), stats.offered_addresses(s.now, 30)), (1, 1));
+    assert_eq!(s.engine.stats().get(Counter::PingConflicts), 1);
+    let offer = s.reply(&packet, &direct().with_ping_answer(PingAnswer { addr: second.addr, in_use: false }));
+    assert_eq!(offer.yiaddr, second.addr);
+    // No other client is offered the squatted address while its probation lasts.
+    for n in 2..8 {
+        let check = s.ping_first(&discover(mac(n), u32::from(n)), &direct());
+        assert_ne!(check.addr, first.addr, "client {n}");
+    }
+    // An answer about an address that is no longer this client's offer changes nothing.
+    let stale = direct().with_ping_answer(PingAnswer { addr: pool_addr(103), in_use: true });
+    let _ = s.send(&discover(mac(9), 9), &stale);
+    assert_eq!(s.engine.stats().get(Counter::PingConflicts), 1, "not the client's offer: not set aside");
+    assert!(s.lease(pool_addr(103)).is_some_and(|l| matches!(l.state, LeaseState::Offered { .. })));
+}
+
+#[test]
+fn no_ping_for_the_clients_own_address_a_reservation_or_a_request() {
+    let mut s = pinging();
+    let packet = discover(mac(1), 1);
+    let check = s.ping_first(&packet, &direct());
+    let offer = s.reply(&packet, &direct().with_ping_answer(PingAnswer { addr: check.addr, in_use: false }));
+    let ack = s.reply(&request(mac(1), 1, offer.yiaddr, SERVER), &direct());
+    assert_eq!(ack.message_type, MessageType::Ack, "a REQUEST is never held up");
+    // The bound client's next DISCOVER (a reboot) is offered its own address at once: the
+    // client itself may be the one answering a ping.
+    assert_eq!(s.reply(&discover(mac(1), 3), &direct()).yiaddr, offer.yiaddr);
+    // A reserved client gets its address without a check.
+    assert_eq!(s.reply(&discover(mac(0x97), 4), &direct()).yiaddr, pool_addr(105));
+    // A subnet without ping-check offers at once.
+    let relayed = ClientPacket::new(MessageType::Discover, mac(5)).giaddr(RELAY).build();
+    assert_eq!(s.reply(&relayed, &relayed_from(RELAY, 67)).message_type, MessageType::Offer);
 }

@@ -48,6 +48,7 @@ mod arp;
 mod clock;
 pub mod iface;
 mod park;
+mod ping;
 mod probe;
 mod server;
 mod settings;

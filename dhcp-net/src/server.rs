@@ -1,24 +1,30 @@
 //! The server: sockets feeding one engine, replies routed as RFC 2131 4.1 says, the engine's
 //! timers, and the drivers that run it (blocking here, tokio in [`crate::tokio_driver`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use dhcp_core::{
-    Destination, DropReason, Engine, LeaseStore, MessageType, NoReplyReason, Outcome, RecvMeta, Reply, Timestamp,
+    Destination, DropReason, Engine, LeaseStore, MessageType, NoReplyReason, Outcome, PingAnswer, PingCheck, RecvMeta,
+    Reply, Timestamp,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::{debug, info, warn};
 
+use crate::ping::Pinger;
 use crate::settings::NetSettings;
 use crate::socket::{DhcpSocket, Received};
 use crate::throttle::Throttle;
 use crate::{arp, clock, iface, park};
+
+/// Addresses a ping check may find answering for one DISCOVER before the server gives up on
+/// it (the client retransmits, and the addresses found stay set aside).
+pub(crate) const MAX_PING_CONFLICTS: usize = 3;
 
 /// Room for the largest datagram a client may send (RFC 2131 allows up to the interface MTU).
 pub(crate) const RECV_BUFFER: usize = 1500;
@@ -76,6 +82,13 @@ pub struct Server<S> {
     /// exhausted pool, and replies that could not be sent.
     drop_warnings: Throttle,
     send_warnings: Throttle,
+    /// The ICMP socket for ping checks, opened when the first check is asked for (`None` when
+    /// it could not be: checks are then skipped, and said so).
+    pinger: OnceLock<Option<Arc<Pinger>>>,
+    /// Addresses whose ping check is under way. A client that retransmits its DISCOVER
+    /// meanwhile is not sent the offer the check has yet to clear.
+    checking: Mutex<HashSet<Ipv4Addr>>,
+    ping_warnings: Throttle,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Server<S> {
@@ -129,6 +142,9 @@ impl<S: LeaseStore> Server<S> {
             observer: None,
             drop_warnings: Throttle::default(),
             send_warnings: Throttle::default(),
+            pinger: OnceLock::new(),
+            checking: Mutex::default(),
+            ping_warnings: Throttle::default(),
         })
     }
 
@@ -154,12 +170,83 @@ impl<S: LeaseStore> Server<S> {
         &self.settings
     }
 
-    /// Hands one datagram to the engine and sends the reply, if any.
+    /// Hands one datagram to the engine and sends the reply, if any, on the calling thread: a
+    /// ping check the engine asks for is waited for here.
     pub(crate) async fn process(&self, socket: usize, datagram: &[u8], received: Received, out: &mut Vec<u8>) {
         let now = clock::now();
-        if self.admits(datagram, &received.meta, now) {
-            self.answer(socket, datagram, received.meta, now, out).await;
+        if !self.admits(datagram, &received.meta, now) {
+            return;
         }
+        let mut meta = received.meta;
+        let mut next = self.answer(socket, datagram, meta, now, out).await;
+        let mut conflicts = 0;
+        while let Some(check) = next {
+            let found =
+                self.pinger().map(|p| p.check_blocking(check.addr, Duration::from_millis(check.timeout_ms.into())));
+            let Some(answer) = self.ping_answer(check, found, &meta, &mut conflicts) else { return };
+            meta = meta.with_ping_answer(answer);
+            next = self.answer(socket, datagram, meta, clock::now(), out).await;
+        }
+    }
+
+    /// Whether a ping check of `addr` is under way.
+    fn is_checking(&self, addr: Ipv4Addr) -> bool {
+        self.checking.lock().unwrap_or_else(PoisonError::into_inner).contains(&addr)
+    }
+
+    /// Notes that a ping check of `addr` is under way (`true`) or over.
+    pub(crate) fn set_checking(&self, addr: Ipv4Addr, under_way: bool) {
+        let mut checking = self.checking.lock().unwrap_or_else(PoisonError::into_inner);
+        if under_way {
+            checking.insert(addr);
+        } else {
+            checking.remove(&addr);
+        }
+    }
+
+    /// The ICMP socket for ping checks, opened on first use.
+    pub(crate) fn pinger(&self) -> Option<&Arc<Pinger>> {
+        self.pinger
+            .get_or_init(|| match Pinger::open() {
+                Ok(pinger) => Some(Arc::new(pinger)),
+                Err(e) => {
+                    warn!(error = %e, "cannot open an ICMP socket: addresses are offered without a ping check");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// What to tell the engine after a ping check of `check.addr` found `found` (`None`: no
+    /// ICMP socket), or `None` to give up on the datagram after too many answering addresses.
+    pub(crate) fn ping_answer(
+        &self,
+        check: PingCheck,
+        found: Option<io::Result<bool>>,
+        meta: &RecvMeta,
+        conflicts: &mut usize,
+    ) -> Option<PingAnswer> {
+        let in_use = match found {
+            Some(Ok(in_use)) => in_use,
+            Some(Err(e)) => {
+                if let Some(held_back) = self.ping_warnings.allow(Instant::now()) {
+                    warn!(addr = %check.addr, error = %e, held_back, "ping check failed; offering the address unchecked");
+                }
+                false
+            }
+            None => false,
+        };
+        if in_use {
+            *conflicts += 1;
+            if let Some(held_back) = self.ping_warnings.allow(Instant::now()) {
+                warn!(addr = %check.addr, src = %meta.src, held_back, "address answered a ping before its offer: set aside");
+            }
+            if *conflicts >= MAX_PING_CONFLICTS {
+                debug!(src = %meta.src, conflicts = *conflicts, "every address checked answered; dropped");
+                return None;
+            }
+        }
+        Some(PingAnswer { addr: check.addr, in_use })
     }
 
     /// Whether the engine is to see `datagram`: the observer, when there is one, is told of it
@@ -174,7 +261,10 @@ impl<S: LeaseStore> Server<S> {
         admitted
     }
 
-    /// Hands one admitted datagram to the engine and sends the reply, if any.
+    /// Hands one admitted datagram to the engine and sends the reply, if any. Returns the ping
+    /// check the engine wants made first, if it does: the caller checks and calls again with
+    /// the answer in `meta`.
+    #[must_use]
     pub(crate) async fn answer(
         &self,
         socket: usize,
@@ -182,8 +272,12 @@ impl<S: LeaseStore> Server<S> {
         meta: RecvMeta,
         now: Timestamp,
         out: &mut Vec<u8>,
-    ) {
+    ) -> Option<PingCheck> {
         match self.engine.handle(datagram, &meta, now, out).await {
+            Outcome::PingFirst(check) => return Some(check),
+            Outcome::Reply(reply) if reply.message_type == MessageType::Offer && self.is_checking(reply.yiaddr) => {
+                debug!(addr = %reply.yiaddr, "offer held back: its ping check is under way");
+            }
             Outcome::Reply(reply) => {
                 log_reply(&reply, datagram);
                 if let Some(socket) = self.sockets.get(socket) {
@@ -205,6 +299,7 @@ impl<S: LeaseStore> Server<S> {
             }
             Outcome::Dropped(reason) => debug!(src = %meta.src, ?reason, "dropped"),
         }
+        None
     }
 
     /// Sends a reply where RFC 2131 4.1 says.

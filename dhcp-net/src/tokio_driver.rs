@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dhcp_core::{LeaseStore, Timestamp};
+use dhcp_core::{LeaseStore, PingCheck, RecvMeta, Timestamp};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
@@ -50,7 +50,18 @@ impl<S: LeaseStore + 'static> Server<S> {
                 match watch.try_io(Interest::READABLE, || socket.recv(&mut buf)) {
                     Ok(received) if in_flight.is_none() => {
                         let datagram = buf.get(..received.len).unwrap_or(&[]);
-                        self.process(index, datagram, received, &mut out).await;
+                        let now = clock::now();
+                        if self.admits(datagram, &received.meta, now)
+                            && let Some(check) = self.answer(index, datagram, received.meta, now, &mut out).await
+                        {
+                            // The check waits in a task of its own: the next datagram is read now.
+                            tokio::spawn(Arc::clone(&self).ping_then_answer(
+                                index,
+                                datagram.to_vec(),
+                                received.meta,
+                                check,
+                            ));
+                        }
                     }
                     Ok(received) => {
                         // What the engine will not see (another server's client) costs no task.
@@ -67,14 +78,41 @@ impl<S: LeaseStore + 'static> Server<S> {
                         let server = Arc::clone(&self);
                         tokio::spawn(async move {
                             let mut out = Vec::with_capacity(RECV_BUFFER);
-                            server.answer(index, &datagram, received.meta, now, &mut out).await;
+                            let check = server.answer(index, &datagram, received.meta, now, &mut out).await;
+                            // A ping check waits without a slot: slots bound engine work.
                             drop(permit);
+                            if let Some(check) = check {
+                                server.ping_then_answer(index, datagram, received.meta, check).await;
+                            }
                         });
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => debug!(error = %e, "receive failed"),
                 }
             }
+        }
+    }
+
+    /// Makes the ping check the engine asked for, without holding up other requests, and
+    /// hands the datagram back with the answer, as often as the engine asks.
+    async fn ping_then_answer(self: Arc<Self>, index: usize, datagram: Vec<u8>, mut meta: RecvMeta, check: PingCheck) {
+        let mut out = Vec::with_capacity(RECV_BUFFER);
+        let mut conflicts = 0;
+        let mut next = Some(check);
+        while let Some(check) = next {
+            let timeout = Duration::from_millis(check.timeout_ms.into());
+            let found = match self.pinger() {
+                Some(pinger) => {
+                    self.set_checking(check.addr, true);
+                    let found = pinger.check(check.addr, timeout).await;
+                    self.set_checking(check.addr, false);
+                    Some(found)
+                }
+                None => None,
+            };
+            let Some(answer) = self.ping_answer(check, found, &meta, &mut conflicts) else { return };
+            meta = meta.with_ping_answer(answer);
+            next = self.answer(index, &datagram, meta, clock::now(), &mut out).await;
         }
     }
 
