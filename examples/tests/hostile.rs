@@ -207,11 +207,11 @@ fn a_discover_flood_holds_no_more_offers_than_the_bound_and_known_clients_are_se
     let known = mac_of(&lab, 2);
     let before = held_by(&lab.leases(), &known)[0].address.clone();
 
-    // DISCOVER-only exchanges (-i) from 5000 random MACs at 500 per second, as a relay at
-    // 10.199.0.2 (perfdhcp always relays in DHCPv4).
+    // DISCOVER-only exchanges (-i) from 100,000 random MACs at 5,000 per second for 20 s, as a
+    // relay at 10.199.0.2 (perfdhcp always relays in DHCPv4).
     lab.client(0).ip(&["addr", "add", "10.199.0.2/16", "dev", "vcli"]);
     let flood = lab.client(0).spawn(
-        &["perfdhcp", "-4", "-g", "single", "-i", "-r", "500", "-R", "5000", "-p", "20", "-l", "vcli", SERVER],
+        &["perfdhcp", "-4", "-g", "single", "-i", "-r", "5000", "-R", "100000", "-p", "20", "-l", "vcli", SERVER],
         &lab.path("perfdhcp.log"),
     );
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -238,7 +238,17 @@ fn a_discover_flood_holds_no_more_offers_than_the_bound_and_known_clients_are_se
     assert!(offered <= BOUND, "{offered} offers held, the bound is {BOUND}");
     let log = lab.server_log();
     assert!(log.contains("OfferLimit"), "the flood's DISCOVERs over the bound were dropped:\n{}", tail(&log));
-    drop(flood);
+    // The flood ran its course: perfdhcp reports what it sent.
+    let status = flood.wait(Duration::from_secs(40));
+    assert!(status.is_some(), "perfdhcp ended");
+    let report = std::fs::read_to_string(lab.path("perfdhcp.log")).unwrap_or_default();
+    let sent = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sent packets: "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("perfdhcp reports what it sent:\n{report}"));
+    eprintln!("perfdhcp sent {sent} DISCOVERs");
+    assert!(sent >= 90_000, "the flood sent {sent} DISCOVERs, not the 100,000 asked for:\n{report}");
 }
 
 fn tail(log: &str) -> String {
