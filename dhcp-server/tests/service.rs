@@ -121,3 +121,130 @@ async fn a_service_without_a_file_refuses_config_edits_and_a_busy_port() {
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(5), serving).await.expect("stops").expect("task").expect("served");
 }
+
+/// The leases of [`lease_listings_page_by_address_and_stream_the_same_leases`]: `n` of them in two
+/// subnets and every state, stored in an order other than their addresses'.
+fn scattered_leases(n: u32, now: dhcp_core::Timestamp) -> Vec<dhcp_core::Lease> {
+    use dhcp_core::{ClientId, HwAddr, Lease, LeaseState};
+    (0..n)
+        .map(|i| (i * 7_919) % n)
+        .map(|i| {
+            let hw = HwAddr::mac([2, 0, 0, 0, (i >> 8) as u8, i as u8]);
+            let until = now.plus_secs(3_600);
+            let state = match i % 5 {
+                0 => LeaseState::Bound { expires: until },
+                1 => LeaseState::Offered { until },
+                2 => LeaseState::Declined { until },
+                3 => LeaseState::Released,
+                _ => LeaseState::Expired,
+            };
+            Lease {
+                // Across /24 boundaries: 10.9.0.0 to 10.9.11.183 for 3,000.
+                addr: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 9, 0, 0)) + i),
+                client: ClientId::from_hardware(1, &hw),
+                hwaddr: hw,
+                subnet: if i % 3 == 0 { 2 } else { 1 },
+                state,
+                hostname: (i % 2 == 0).then(|| format!("host-{i}")),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lease_listings_page_by_address_and_stream_the_same_leases() {
+    use dhcp_core::LeaseStore;
+    use dhcp_server::api::model::{LeaseInfo, MAX_LEASE_LIMIT};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = 30_000 + (std::process::id() % 5_000) as u16 * 2;
+    let config = ServerConfig::from_toml_str(&config_text(port, &dir.path().join("leases.csv"))).expect("valid");
+    let running = Service::from_config(config).start().await.expect("starts");
+    let api = format!("http://{}", running.api_addr().expect("API bound"));
+    let now = dhcp_net::now();
+    let stored = scattered_leases(3_000, now);
+    for lease in &stored {
+        let claimed = running.engine().store().claim(lease, now).await.expect("the store answers");
+        assert!(claimed.is_some(), "{lease:?} is stored");
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(running.run(async {
+        let _ = stopped.await;
+    }));
+
+    let checked = tokio::task::spawn_blocking(move || {
+        let client = AdminClient::new(&api, TOKEN);
+        let one_mac = "02-00-00-00-07-D0".to_owned(); // lease 2,000, spelt another way
+        let filters = [
+            LeaseFilter::default(),
+            LeaseFilter { subnet: Some(2), ..LeaseFilter::default() },
+            LeaseFilter { state: Some("bound".into()), ..LeaseFilter::default() },
+            LeaseFilter { subnet: Some(1), state: Some("released".into()), ..LeaseFilter::default() },
+            LeaseFilter { mac: Some(one_mac), ..LeaseFilter::default() },
+            LeaseFilter { subnet: Some(9), ..LeaseFilter::default() },
+        ];
+        for filter in &filters {
+            let mut expected: Vec<LeaseInfo> = stored
+                .iter()
+                .filter(|l| filter.subnet.is_none_or(|s| l.subnet == s))
+                .filter(|l| filter.state.as_deref().is_none_or(|s| l.state.name() == s))
+                .filter(|l| filter.mac.is_none() || l.addr == Ipv4Addr::new(10, 9, 7, 208))
+                .map(|l| LeaseInfo::new(l, None))
+                .collect();
+            expected.sort_by_key(|l| l.address);
+            // The whole list, streamed, in address order.
+            let whole = client.leases(filter).expect("the whole list");
+            assert_eq!(whole.next, None);
+            assert_eq!(whole.leases, expected, "{filter:?}");
+            // Page by page, across page boundaries, the same leases.
+            for limit in [7, 1_000, MAX_LEASE_LIMIT] {
+                let mut union = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = client.leases_page(filter, after, limit).expect("a page");
+                    assert!(page.leases.len() <= limit, "{filter:?} limit {limit}");
+                    union.extend(page.leases.iter().cloned());
+                    match page.next {
+                        Some(next) => {
+                            assert_eq!(page.leases.len(), limit, "only the last page is short");
+                            assert_eq!(Some(next), page.leases.last().map(|l| l.address), "next is the page's last");
+                            after = Some(next);
+                        }
+                        None => break,
+                    }
+                }
+                assert_eq!(union, whole.leases, "{filter:?} in pages of {limit}");
+            }
+        }
+        // `after` without `limit`: the rest of the list, streamed.
+        let tail = client.get("/api/v1/leases?subnet=2&after=10.9.11.0").expect("the tail");
+        // Lease numbers 2,817 to 2,997 in steps of 3.
+        assert_eq!(tail["leases"].as_array().map(Vec::len), Some(61));
+        assert!(tail.get("next").is_none(), "a whole listing has no next");
+        let page = client.get("/api/v1/leases?limit=2&state=bound").expect("a page");
+        assert_eq!(page["next"], serde_json::json!("10.9.0.5"), "{page}");
+
+        let refused = |query: &str| match client.get(&format!("/api/v1/leases?{query}")) {
+            Err(ClientError::Api { status, field, .. }) => (status, field),
+            other => panic!("{query}: expected a refusal, got {other:?}"),
+        };
+        for (query, field) in [
+            ("limit=0", "limit"),
+            ("limit=10001", "limit"),
+            ("limit=many", "limit"),
+            ("after=10.9.0", "after"),
+            ("after=10.9.0.1&limit=", "limit"),
+            ("limit=5&after=ten", "after"),
+            ("subnet=x", "subnet"),
+            ("state=happy", "state"),
+            ("cursor=10.9.0.1", "cursor"),
+        ] {
+            assert_eq!(refused(query), (400, Some(field.to_owned())), "{query}");
+        }
+    })
+    .await;
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), serving).await.expect("stops").expect("task").expect("served");
+    checked.expect("the listing checks");
+}

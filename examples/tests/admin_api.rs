@@ -4,6 +4,7 @@
 
 mod lab;
 
+use dhcp_server::api::model::LeaseFilter;
 use dhcp_server::api::{AdminClient, ClientError};
 use lab::{Server, TempDir, free_port, server_port};
 use serde_json::json;
@@ -56,6 +57,18 @@ fn every_endpoint_with_token_checks_and_refusals() {
     assert_eq!(api.get("/api/v1/leases?state=offered").expect("offered")["leases"], json!([]));
     assert_eq!(api.get("/api/v1/leases?subnet=1").expect("subnet")["leases"].as_array().map(Vec::len), Some(3));
     assert_eq!(field(api.get("/api/v1/leases?state=happy").expect_err("bad state")), (400, Some("state".into())));
+    // Pages by address: `next` until the last page, and together the whole list.
+    let all = api.leases(&LeaseFilter::default()).expect("every lease").leases;
+    assert!(all.windows(2).all(|w| w[0].address < w[1].address), "address order: {all:?}");
+    let first_page = api.leases_page(&LeaseFilter::default(), None, 2).expect("page 1");
+    assert_eq!(first_page.next, Some(all[1].address));
+    let last_page = api.leases_page(&LeaseFilter::default(), first_page.next, 2).expect("page 2");
+    assert_eq!(last_page.next, None);
+    assert_eq!([first_page.leases, last_page.leases].concat(), all);
+    for (query, name) in [("limit=0", "limit"), ("limit=100000", "limit"), ("after=10.0.0", "after")] {
+        let refused = api.get(&format!("/api/v1/leases?{query}")).expect_err(query);
+        assert_eq!(field(refused), (400, Some(name.into())), "{query}");
+    }
     assert_eq!(api.get(&format!("/api/v1/leases/{addr}")).expect("get")["hw-address"], json!(mac));
     assert_eq!(field(api.get("/api/v1/leases/10.1.2").expect_err("bad address")), (400, Some("address".into())));
 
@@ -202,6 +215,12 @@ fn the_cli_says_when_the_server_is_unreachable_or_the_token_wrong() {
     assert!(out.status.success(), "{out:?}");
     let out = cli(&url, TOKEN, &["lease", "del", &addr]);
     assert_eq!(out.status.code(), Some(1), "the second delete finds nothing: {out:?}");
+    let leased = s.server.probe(10).expect("another lease").to_string();
+    let out = cli(&url, TOKEN, &["--json", "show", "leases"]);
+    assert!(out.status.success(), "{out:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the listing as JSON");
+    assert_eq!(listed["leases"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["leases"][0]["address"], json!(leased));
     let out = cli(&url, TOKEN, &["show", "stats"]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("pkt4-received"), "{out:?}");

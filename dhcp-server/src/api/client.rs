@@ -1,7 +1,9 @@
 //! A blocking client of the management API, for `dhcp-cli` and for scripts written in Rust:
 //! typed calls over the [`model`](super::model), and raw JSON calls for anything else.
 
-use std::time::Duration;
+use std::io::BufReader;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -48,6 +50,15 @@ pub enum ClientError {
     },
 }
 
+/// How long [`AdminClient::leases`] waits for each read of a listing (and for the connection
+/// and the answer's start); the call as a whole has no limit, as a listing of millions of
+/// leases takes a while.
+pub const LISTING_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long [`AdminClient::leases`] keeps asking a server that is running as many listings as
+/// it allows.
+pub const LISTING_BUSY_WAIT: Duration = Duration::from_secs(60);
+
 /// The management API of one server.
 #[derive(Debug, Clone)]
 pub struct AdminClient {
@@ -85,10 +96,79 @@ impl AdminClient {
         format!("{}{path}", self.base)
     }
 
-    /// Leases matching `filter`.
+    /// Every lease matching `filter`, in address order.
+    ///
+    /// The server streams the whole list in one answer, read as it arrives: no limit on its
+    /// size, and [`LISTING_READ_TIMEOUT`] on each read rather than a limit on the whole call.
+    /// When the server is running as many listings as it allows (503 with `Retry-After`), the
+    /// call waits as told and asks again, for up to [`LISTING_BUSY_WAIT`]. Should the server
+    /// answer with a page (`next`), the pages are followed to the end.
     pub fn leases(&self, filter: &LeaseFilter) -> Result<LeaseList, ClientError> {
-        let path = filter.path();
-        self.typed(&path, self.get(&path)?)
+        let mut leases = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.lease_list(&filter.page_path(after, None))?;
+            leases.extend(page.leases);
+            match page.next {
+                // A cursor that does not move on would never end.
+                Some(next) if after.is_none_or(|a| next > a) => after = Some(next),
+                _ => return Ok(LeaseList { leases, next: None }),
+            }
+        }
+    }
+
+    /// One page of the leases matching `filter`: at most `limit` (1 to
+    /// [`MAX_LEASE_LIMIT`](model::MAX_LEASE_LIMIT)) with addresses above `after`, in address
+    /// order, and `next` (pass it as `after`) when more match.
+    pub fn leases_page(
+        &self,
+        filter: &LeaseFilter,
+        after: Option<Ipv4Addr>,
+        limit: usize,
+    ) -> Result<LeaseList, ClientError> {
+        self.lease_list(&filter.page_path(after, Some(limit)))
+    }
+
+    /// `GET path` of a lease listing, waiting out a busy server.
+    fn lease_list(&self, path: &str) -> Result<LeaseList, ClientError> {
+        let give_up = Instant::now() + LISTING_BUSY_WAIT;
+        loop {
+            let response = self
+                .agent
+                .get(&self.url(path))
+                .config()
+                .timeout_global(None)
+                .timeout_connect(Some(LISTING_READ_TIMEOUT))
+                .timeout_recv_response(Some(LISTING_READ_TIMEOUT))
+                .timeout_per_read(Some(LISTING_READ_TIMEOUT))
+                .build()
+                .header("Authorization", &self.bearer())
+                .call()
+                .map_err(|e| ClientError::Unreachable { url: self.url(path), reason: e.to_string() })?;
+            if response.status().is_success() {
+                let reader = BufReader::new(response.into_body().into_reader());
+                return serde_json::from_reader(reader).map_err(|e| {
+                    let (url, reason) = (self.url(path), e.to_string());
+                    if e.is_io() {
+                        ClientError::Unreachable { url, reason }
+                    } else {
+                        ClientError::Unexpected { url, reason }
+                    }
+                });
+            }
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|secs| Duration::from_secs(secs.clamp(1, 10)));
+            match retry_after {
+                Some(wait) if response.status().as_u16() == 503 && Instant::now() + wait <= give_up => {
+                    std::thread::sleep(wait);
+                }
+                _ => return self.answer(path, Ok(response)).and_then(|body| self.typed(path, body)),
+            }
+        }
     }
 
     /// The lease of one address.

@@ -1,6 +1,6 @@
 //! The API's refusals: a status and an [`ErrorBody`] naming the field at fault.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::model::ErrorBody;
@@ -12,15 +12,22 @@ pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) error: String,
     pub(crate) field: Option<String>,
+    /// Seconds for a `Retry-After` header: the server is busy, not broken.
+    pub(crate) retry_after: Option<u32>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> Self {
-        ApiError { status, error: error.into(), field: None }
+        ApiError { status, error: error.into(), field: None, retry_after: None }
+    }
+
+    /// 503 with `Retry-After: secs`.
+    pub(crate) fn busy(error: impl Into<String>, secs: u32) -> Self {
+        ApiError { retry_after: Some(secs), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error) }
     }
 
     pub(crate) fn bad(field: impl Into<String>, error: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, error: error.into(), field: Some(field.into()) }
+        ApiError { status: StatusCode::BAD_REQUEST, error: error.into(), field: Some(field.into()), retry_after: None }
     }
 }
 
@@ -32,7 +39,7 @@ impl From<ControlError> for ApiError {
                 let field = (!config.path.is_empty()).then(|| config.path.clone());
                 // A refused store URL is quoted in the message: without its password.
                 let error = crate::redact::redact_secrets(&config.to_string());
-                ApiError { status: StatusCode::BAD_REQUEST, error, field }
+                ApiError { status: StatusCode::BAD_REQUEST, error, field, retry_after: None }
             }
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
@@ -41,6 +48,11 @@ impl From<ControlError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(ErrorBody { error: self.error, field: self.field })).into_response()
+        let mut response =
+            (self.status, axum::Json(ErrorBody { error: self.error, field: self.field })).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }

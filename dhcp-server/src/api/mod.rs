@@ -4,7 +4,8 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /api/v1/leases?subnet=&state=&mac=&client=` | leases, filtered |
+//! | `GET /api/v1/leases?subnet=&state=&mac=&client=` | every lease that matches, in address order, streamed |
+//! | `GET /api/v1/leases?...&limit=N&after=ADDRESS` | a page: at most N (1 to 10,000) above `after`, and `next` when more match |
 //! | `GET /api/v1/leases/{address}` | one lease |
 //! | `DELETE /api/v1/leases/{address}` | delete a lease |
 //! | `GET /api/v1/reservations` | reservations of every subnet |
@@ -30,7 +31,8 @@
 //!
 //! Reservation and group changes edit the running config, are validated as a whole, applied to
 //! the next packet and written to the config file; an invalid change gets 400 naming the field
-//! and changes nothing. Errors are `{"error": "...", "field": "..."}`.
+//! and changes nothing. Errors are `{"error": "...", "field": "..."}`. At most two lease
+//! listings run at once; another gets 503 with `Retry-After`.
 //!
 //! The API is served by [`Service`](crate::Service) when `api-listen` is set; the typed
 //! bodies are in [`model`], and [`AdminClient`] (feature `client`) speaks them.
@@ -38,6 +40,7 @@
 mod client;
 mod edit;
 mod error;
+mod listing;
 pub mod model;
 pub mod report;
 
@@ -45,24 +48,24 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 use dhcp_core::{Lease, LeaseStore};
 use dhcp_net::Server;
 use serde_json::Value;
 use tracing::{info, warn};
 
-pub use client::{AdminClient, ClientError};
+pub use client::{AdminClient, ClientError, LISTING_BUSY_WAIT, LISTING_READ_TIMEOUT};
 
 use self::error::ApiError;
 use self::model::{
-    Changed, ConfigTested, ConfigText, DeletedLease, GroupList, HaStatus, Health, Heartbeat, LEASE_STATES, LeaseFilter,
-    LeaseInfo, LeaseList, LeasePage, LeaseUpdates, ReservationList, StatsMap, UpdatesApplied, normal_id,
+    Changed, ConfigTested, ConfigText, DeletedLease, GroupList, HaStatus, Health, Heartbeat, LeaseInfo, LeasePage,
+    LeaseUpdates, ReservationList, StatsMap, UpdatesApplied,
 };
 use crate::control::{ConfigControl, ControlError};
 use crate::ha::{Ha, LEASE_UPDATES_TYPE, ReplicaStore, change_from_model, decode_updates};
@@ -89,7 +92,10 @@ pub(crate) struct Admin<S> {
 pub(crate) fn router<S: LeaseStore + ReplicaStore + 'static>(admin: Admin<S>) -> Router {
     let admin = Arc::new(admin);
     let api = Router::new()
-        .route("/leases", get(list_leases::<S>))
+        .route(
+            "/leases",
+            get(listing::list_leases::<S>).layer(Extension(listing::Listings::new(listing::CONCURRENT_LISTINGS))),
+        )
         .route("/leases/{addr}", get(get_lease::<S>).delete(delete_lease::<S>))
         .route("/reservations", get(list_reservations::<S>).post(add_reservation::<S>))
         .route("/reservations/{id}", put(replace_reservation::<S>).delete(delete_reservation::<S>))
@@ -155,30 +161,6 @@ fn store_error(e: dhcp_core::StoreError) -> ApiError {
 /// A lease as the API shows it.
 fn lease_info<S>(admin: &Admin<S>, lease: &dhcp_core::Lease) -> LeaseInfo {
     LeaseInfo::new(lease, admin.seen.get(&lease.hwaddr))
-}
-
-async fn list_leases<S: LeaseStore>(
-    State(admin): State<Arc<Admin<S>>>,
-    filter: Result<Query<LeaseFilter>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<LeaseList> {
-    let Query(filter) = filter.map_err(|e| ApiError::bad("query", e.body_text()))?;
-    if let Some(state) = &filter.state
-        && !LEASE_STATES.contains(&state.as_str())
-    {
-        return Err(ApiError::bad("state", format!("{state:?}: offered, bound, declined, released or expired")));
-    }
-    let leases = admin.server.engine().store().list(filter.subnet).await.map_err(store_error)?;
-    // Any spelling of a MAC (`02-00-..`, `0200..`) matches the leases' `02:00:..`.
-    let mac = filter.mac.as_deref().map(normal_id);
-    let client = filter.client.as_deref().map(normal_id);
-    let shown = leases
-        .iter()
-        .filter(|l| filter.state.as_deref().is_none_or(|s| l.state.name() == s))
-        .filter(|l| mac.as_deref().is_none_or(|m| l.hwaddr.to_string() == m))
-        .filter(|l| client.as_deref().is_none_or(|c| l.client.to_string() == c))
-        .map(|l| lease_info(&admin, l))
-        .collect();
-    Ok(axum::Json(LeaseList { leases: shown }))
 }
 
 fn parse_addr(text: &str) -> Result<Ipv4Addr, ApiError> {

@@ -54,11 +54,19 @@ impl LeaseInfo {
     }
 }
 
-/// `GET /api/v1/leases`.
+/// The most leases one page of `GET /api/v1/leases?limit=N` holds.
+pub const MAX_LEASE_LIMIT: usize = 10_000;
+
+/// `GET /api/v1/leases`: every lease that matched, or with `limit` one page of them; in address
+/// order either way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseList {
-    /// The leases that matched.
+    /// The leases that matched (on this page).
     pub leases: Vec<LeaseInfo>,
+    /// Where the next page starts (`after=` this): the page's last address, sent only when more
+    /// leases match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Ipv4Addr>,
 }
 
 /// `DELETE /api/v1/leases/{address}`.
@@ -68,7 +76,8 @@ pub struct DeletedLease {
     pub deleted: LeaseInfo,
 }
 
-/// The query of `GET /api/v1/leases`: every field narrows the list.
+/// The filters of `GET /api/v1/leases`: every field narrows the list. (The query may add
+/// `after` and `limit`, see [`LeaseFilter::page_path`].)
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseFilter {
@@ -83,8 +92,14 @@ pub struct LeaseFilter {
 }
 
 impl LeaseFilter {
-    /// The path with this filter as its query, percent-encoded.
+    /// The path with this filter as its query, percent-encoded: every matching lease.
     pub fn path(&self) -> String {
+        self.page_path(None, None)
+    }
+
+    /// The path of the leases matching this filter with addresses above `after`: at most
+    /// `limit` of them (one page, with `next` when more match), or all when `limit` is none.
+    pub fn page_path(&self, after: Option<Ipv4Addr>, limit: Option<usize>) -> String {
         let mut query = Vec::new();
         if let Some(subnet) = self.subnet {
             query.push(format!("subnet={subnet}"));
@@ -93,6 +108,12 @@ impl LeaseFilter {
             if let Some(value) = value {
                 query.push(format!("{key}={}", encode(value)));
             }
+        }
+        if let Some(after) = after {
+            query.push(format!("after={after}"));
+        }
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
         }
         let mut path = format!("{PREFIX}/leases");
         if !query.is_empty() {
@@ -433,6 +454,9 @@ mod tests {
             LeaseFilter { subnet: Some(2), state: Some("bound".into()), mac: Some("a&b".into()), client: None };
         assert_eq!(filter.path(), "/api/v1/leases?subnet=2&state=bound&mac=a%26b");
         assert_eq!(LeaseFilter::default().path(), "/api/v1/leases");
+        let page = LeaseFilter { subnet: Some(2), ..LeaseFilter::default() }
+            .page_path(Some(Ipv4Addr::new(10, 0, 0, 9)), Some(100));
+        assert_eq!(page, "/api/v1/leases?subnet=2&after=10.0.0.9&limit=100");
     }
 
     #[test]
