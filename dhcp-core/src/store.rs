@@ -125,9 +125,12 @@ pub trait LeaseStore: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
 
-    /// Moves the lease at `addr`, if `client` holds it, to `state` (release or decline).
-    /// Returns the updated lease, or `None` if `client` does not hold `addr`. A decline
-    /// (`LeaseState::Declined`) applies only to the client's binding, never to an offer.
+    /// Moves the lease at `addr`, if `client` holds it (an offer or a binding), to `state`
+    /// (release or decline). Returns the updated lease, or `None`, changing nothing, when
+    /// `client` does not hold `addr`: the address has no lease, or another client's, or one
+    /// that is released, expired (reclaimed) or declined. A decline (`LeaseState::Declined`)
+    /// applies only to the client's binding, never to an offer. The method takes no `now`: an
+    /// offer or binding past its deadline that was not reclaimed yet still counts as held.
     fn update_state(
         &self,
         addr: Ipv4Addr,

@@ -28,11 +28,11 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
-/// A state byte for a slab slot that holds no lease: outside the codec's codes, so it never
-/// decodes as a state.
 /// Records a listing copies while it holds the lock.
 const LIST_SLICE: usize = 4096;
 
+/// A state byte for a slab slot that holds no lease: outside the codec's codes, so it never
+/// decodes as a state.
 const FREE_SLOT: u8 = u8::MAX;
 
 /// One lease, packed.
@@ -146,6 +146,10 @@ struct Inner {
     free_slots: Vec<u32>,
     by_addr: AddrIndex,
     by_client: HashTable<u32>,
+    /// A client's offer that `by_client` does not point at, because it points at the client's
+    /// binding at another address (an offer leaves the binding where it is): keyed as
+    /// `by_client`, so that the client's next lease elsewhere frees the offer.
+    offers: HashTable<u32>,
     /// Deadline (seconds) to the addresses whose deadline was set to it. Lazy: an entry is
     /// stale if the record's deadline has moved since; stale entries are skipped when popped.
     deadlines: BTreeMap<u64, Vec<u32>>,
@@ -153,61 +157,92 @@ struct Inner {
     hasher: DefaultHashBuilder,
 }
 
-impl Inner {
-    fn client_hash(&self, subnet: u32, client: &ClientId) -> u64 {
-        self.hasher.hash_one((subnet, client.as_bytes()))
-    }
+/// The slot `table` (keyed by subnet and client) holds for the client.
+fn index_find(
+    table: &HashTable<u32>,
+    slab: &[Record],
+    hasher: &DefaultHashBuilder,
+    subnet: u32,
+    client: &ClientId,
+) -> Option<u32> {
+    table
+        .find(hasher.hash_one((subnet, client.as_bytes())), |&s| {
+            let r = &slab[s as usize];
+            r.subnet == subnet && r.client == *client
+        })
+        .copied()
+}
 
+/// Points `table`'s entry for the client of the record in `slot` at `slot`.
+fn index_set(table: &mut HashTable<u32>, slab: &[Record], hasher: &DefaultHashBuilder, slot: u32) {
+    let record = &slab[slot as usize];
+    let hash = hasher.hash_one((record.subnet, record.client.as_bytes()));
+    let matches = |&s: &u32| {
+        let r = &slab[s as usize];
+        r.subnet == record.subnet && r.client == record.client
+    };
+    match table.find_mut(hash, matches) {
+        Some(existing) => *existing = slot,
+        None => {
+            table.insert_unique(hash, slot, |&s| {
+                let r = &slab[s as usize];
+                hasher.hash_one((r.subnet, r.client.as_bytes()))
+            });
+        }
+    }
+}
+
+/// Removes `table`'s entry for the client of the record in `slot`, whichever slot it names.
+fn index_forget(table: &mut HashTable<u32>, slab: &[Record], hasher: &DefaultHashBuilder, slot: u32) {
+    let record = &slab[slot as usize];
+    let hash = hasher.hash_one((record.subnet, record.client.as_bytes()));
+    let matches = |&s: &u32| {
+        let r = &slab[s as usize];
+        r.subnet == record.subnet && r.client == record.client
+    };
+    if let Ok(entry) = table.find_entry(hash, matches) {
+        entry.remove();
+    }
+}
+
+/// Removes `table`'s entry naming `slot`, if there is one.
+fn index_unlink(table: &mut HashTable<u32>, slab: &[Record], hasher: &DefaultHashBuilder, slot: u32) {
+    let record = &slab[slot as usize];
+    let hash = hasher.hash_one((record.subnet, record.client.as_bytes()));
+    if let Ok(entry) = table.find_entry(hash, |&s| s == slot) {
+        entry.remove();
+    }
+}
+
+impl Inner {
     fn slot_of_addr(&self, addr: u32) -> Option<u32> {
         self.by_addr.get(addr)
     }
 
     fn slot_of_client(&self, subnet: u32, client: &ClientId) -> Option<u32> {
-        let slab = &self.slab;
-        self.by_client
-            .find(self.client_hash(subnet, client), |&s| {
-                let r = &slab[s as usize];
-                r.subnet == subnet && r.client == *client
-            })
-            .copied()
+        index_find(&self.by_client, &self.slab, &self.hasher, subnet, client)
     }
 
-    /// Removes the client index entry of the record in `slot`, if it points there.
+    /// The client's offer that the client index does not point at (see `offers`).
+    fn offer_of_client(&self, subnet: u32, client: &ClientId) -> Option<u32> {
+        index_find(&self.offers, &self.slab, &self.hasher, subnet, client)
+    }
+
+    /// Removes the client index entries of the record in `slot`, where they point there.
     fn unlink_client(&mut self, slot: u32) {
-        let record = &self.slab[slot as usize];
-        let hash = self.client_hash(record.subnet, &record.client);
-        if let Ok(entry) = self.by_client.find_entry(hash, |&s| s == slot) {
-            entry.remove();
-        }
+        index_unlink(&mut self.by_client, &self.slab, &self.hasher, slot);
+        index_unlink(&mut self.offers, &self.slab, &self.hasher, slot);
     }
 
-    /// Points the client index for the record in `slot` at it, replacing an older slot.
+    /// Points the client index for the record in `slot` at it, replacing an older slot; the
+    /// client has no offer aside any more.
     fn link_client(&mut self, slot: u32) {
-        let Inner { slab, by_client, hasher, .. } = self;
-        let record = &slab[slot as usize];
-        let hash = hasher.hash_one((record.subnet, record.client.as_bytes()));
-        let matches = |&s: &u32| {
-            let r = &slab[s as usize];
-            r.subnet == record.subnet && r.client == record.client
-        };
-        match by_client.find_mut(hash, matches) {
-            Some(existing) => *existing = slot,
-            None => {
-                by_client.insert_unique(hash, slot, |&s| {
-                    let r = &slab[s as usize];
-                    hasher.hash_one((r.subnet, r.client.as_bytes()))
-                });
-            }
-        }
+        index_set(&mut self.by_client, &self.slab, &self.hasher, slot);
+        index_forget(&mut self.offers, &self.slab, &self.hasher, slot);
     }
 
     /// Writes `record` at its address, reusing the slot already there, and points the client
-    /// index at it. Returns the slot.
-    fn write(&mut self, record: Record) -> u32 {
-        self.write_linked(record, true)
-    }
-
-    /// [`write`](Self::write), pointing the client index at the record only when `link`.
+    /// index at it when `link`. Returns the slot.
     fn write_linked(&mut self, record: Record, link: bool) -> u32 {
         let addr = record.addr;
         let deadline = record.has_deadline().then_some(record.deadline);
@@ -262,44 +297,56 @@ impl Inner {
         }
     }
 
-    /// Gives a freed address back to the pool that holds it, if its cursor has passed it.
+    /// Gives a freed address back to the pools that hold it, where their cursor has passed
+    /// it. Every pool state that covers the address gets it: after a reload, the old state
+    /// and the new one may both cover it, and only the new one is used.
     fn return_to_pool(&mut self, addr: u32) {
-        if let Some(pool) = self.pools.values_mut().find(|p| p.contains(addr))
-            && pool.passed(addr)
-        {
-            pool.freed.push_back(addr);
+        for pool in self.pools.values_mut() {
+            if pool.contains(addr) && pool.passed(addr) {
+                pool.freed.push_back(addr);
+            }
         }
     }
 
     fn claim(&mut self, lease: &Lease, now: Timestamp) -> Claimed {
         let addr = u32::from(lease.addr);
+        let offer = matches!(lease.state, LeaseState::Offered { .. });
         if let Some(slot) = self.slot_of_addr(addr) {
             let existing = self.slab[slot as usize].to_lease();
             if !existing.available_to(&lease.client, now) {
                 return Claimed::default();
             }
-            if matches!(lease.state, LeaseState::Offered { .. }) && existing.is_bound_to(&lease.client, now) {
+            if offer && existing.is_bound_to(&lease.client, now) {
                 return Claimed { lease: Some(existing), freed: None };
             }
         }
         // One lease per client and subnet: the client's other held lease goes in the same step,
         // except that an offer leaves the client's binding alone (offering never shortens a
         // lease), and the client index stays on the binding so the REQUEST that moves the client
-        // finds it.
+        // finds it; the offer is then kept aside in `offers`, so that it goes in its turn.
+        let held_elsewhere =
+            |r: &Record| matches!(r.state, OFFERED | BOUND) && r.deadline > now.as_secs() && r.addr != addr;
         let mut link = true;
         let mut freed = None;
-        if let Some(other) = self.slot_of_client(lease.subnet, &lease.client) {
-            let record = &self.slab[other as usize];
-            let held = matches!(record.state, OFFERED | BOUND) && record.deadline > now.as_secs();
-            if record.addr != addr && held {
-                if matches!(lease.state, LeaseState::Offered { .. }) && record.state == BOUND {
-                    link = false;
-                } else {
-                    freed = Some(self.release_slot(other));
-                }
+        if let Some(other) = self.slot_of_client(lease.subnet, &lease.client)
+            && held_elsewhere(&self.slab[other as usize])
+        {
+            if offer && self.slab[other as usize].state == BOUND {
+                link = false;
+            } else {
+                freed = Some(self.release_slot(other));
             }
         }
-        self.write_linked(Record::from_lease(lease), link);
+        if let Some(aside) = self.offer_of_client(lease.subnet, &lease.client)
+            && held_elsewhere(&self.slab[aside as usize])
+        {
+            let released = self.release_slot(aside);
+            freed.get_or_insert(released);
+        }
+        let slot = self.write_linked(Record::from_lease(lease), link);
+        if !link {
+            index_set(&mut self.offers, &self.slab, &self.hasher, slot);
+        }
         Claimed { lease: Some(lease.clone()), freed }
     }
 
@@ -391,7 +438,9 @@ impl Inner {
         }
         let mut lease = record.to_lease();
         lease.state = state;
-        self.write(Record::from_lease(&lease));
+        // The client index stays where it is: releasing an offer made aside must not hide the
+        // client's binding elsewhere from `lease_by_client`.
+        self.write_linked(Record::from_lease(&lease), false);
         if !matches!(state, LeaseState::Offered { .. } | LeaseState::Bound { .. } | LeaseState::Declined { .. }) {
             self.return_to_pool(addr.into());
         }
@@ -425,7 +474,7 @@ impl MemoryStore {
     /// already decided who may hold what.
     #[cfg(feature = "journal")]
     pub(crate) fn restore(&self, lease: &Lease) {
-        self.lock().write(Record::from_lease(lease));
+        self.lock().write_linked(Record::from_lease(lease), true);
     }
 
     /// Marks the lease at `addr` released if `client` still holds it there: for replaying a

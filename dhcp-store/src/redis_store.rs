@@ -30,8 +30,11 @@
 //!   `state` (0 offered, 1 bound, 2 declined, 3 released, 4 expired), `deadline`, `free_at`,
 //!   `host`;
 //! - `client:SUBNET:CLIENT`: the address of the client's last lease in the subnet;
+//! - `offer:SUBNET:CLIENT`: the address of the client's offer made while it is bound at another
+//!   address (the `client:` key stays on the binding), so that its next lease frees the offer;
 //! - `deadlines`: sorted set of addresses by deadline, for reclamation;
-//! - `free:SUBNET`: sorted set of the subnet's leased addresses by when they are free, for reuse;
+//! - `free:SUBNET`: sorted set of the subnet's leased addresses by when they are free, for reuse,
+//!   and of its addresses whose lease was deleted or whose probation ended (free now, no lease);
 //! - `cursor:POOLKEY`: the offset of the pool's next never-used address.
 //!
 //! Lease keys expire in Redis as well (`EXPIRE`): a lease and its client index live until the
@@ -110,43 +113,70 @@ local function claimable(addr, client, new_state)
   return 1
 end
 
-local function unlink(addr)
+-- Removes the lease at `addr` and its index entries. With `still_free`, the address stays in
+-- its subnet's free set, free now: allocation's cursor may have passed it, and a deleted lease
+-- or an ended probation must not take the address out of the pool.
+local function unlink(addr, still_free)
   local key = p .. 'lease:' .. addr
   local old = redis.call('HMGET', key, 'subnet', 'client')
   if old[1] then
     local ck = p .. 'client:' .. old[1] .. ':' .. old[2]
     if redis.call('GET', ck) == tostring(addr) then redis.call('DEL', ck) end
-    redis.call('ZREM', p .. 'free:' .. old[1], addr)
+    local ok = p .. 'offer:' .. old[1] .. ':' .. old[2]
+    if redis.call('GET', ok) == tostring(addr) then redis.call('DEL', ok) end
+    if still_free then
+      redis.call('ZADD', p .. 'free:' .. old[1], 0, addr)
+    else
+      redis.call('ZREM', p .. 'free:' .. old[1], addr)
+    end
   end
   redis.call('ZREM', p .. 'deadlines', addr)
   redis.call('DEL', key)
 end
 
--- One lease per client and subnet: before `addr` is written for client f[2], the client's
--- other held lease (the one its index names) is released, except that an offer leaves the
--- client's binding alone and the index on it (offering never shortens a lease). Returns
--- whether the index must stay where it is.
-local function move_client(addr, f)
-  local ck = p .. 'client:' .. f[1] .. ':' .. f[2]
-  local old = redis.call('GET', ck)
-  if not old or old == tostring(addr) then return false end
-  local key = p .. 'lease:' .. old
-  local cur = redis.call('HMGET', key, 'client', 'state', 'deadline', 'subnet')
-  if cur[1] ~= f[2] or cur[4] ~= f[1] or not cur[3] or tonumber(cur[3]) <= now then return false end
-  if cur[2] ~= OFFERED and cur[2] ~= BOUND then return false end
-  if f[4] == OFFERED and cur[2] == BOUND then return true end
+-- The state of the lease at `addr` if it is client f[2]'s in subnet f[1], offered or bound,
+-- and unexpired at `now`; nil otherwise.
+local function held_by(addr, f)
+  local cur = redis.call('HMGET', p .. 'lease:' .. addr, 'client', 'state', 'deadline', 'subnet')
+  if cur[1] ~= f[2] or cur[4] ~= f[1] or not cur[3] or tonumber(cur[3]) <= now then return nil end
+  if cur[2] ~= OFFERED and cur[2] ~= BOUND then return nil end
+  return cur[2]
+end
+
+local function release(addr, subnet)
+  local key = p .. 'lease:' .. addr
   redis.call('HSET', key, 'state', RELEASED, 'free_at', RELEASED_FREE_AT)
   redis.call('HDEL', key, 'deadline')
-  redis.call('ZREM', p .. 'deadlines', old)
-  redis.call('ZADD', p .. 'free:' .. f[1], RELEASED_FREE_AT, old)
+  redis.call('ZREM', p .. 'deadlines', addr)
+  redis.call('ZADD', p .. 'free:' .. subnet, RELEASED_FREE_AT, addr)
   keep(key, now)
-  return false
+end
+
+-- One lease per client and subnet: before `addr` is written for client f[2], the client's
+-- other held lease (the one its index names) is released, except that an offer leaves the
+-- client's binding alone and the index on it (offering never shortens a lease); the offer is
+-- then noted aside (`offer:`), and the client's next lease elsewhere releases it. Returns
+-- whether the index must stay where it is.
+local function move_client(addr, f)
+  local keep_index = false
+  local old = redis.call('GET', p .. 'client:' .. f[1] .. ':' .. f[2])
+  if old and old ~= tostring(addr) then
+    local state = held_by(old, f)
+    if state == BOUND and f[4] == OFFERED then
+      keep_index = true
+    elseif state then
+      release(old, f[1])
+    end
+  end
+  local aside = redis.call('GET', p .. 'offer:' .. f[1] .. ':' .. f[2])
+  if aside and aside ~= tostring(addr) and held_by(aside, f) == OFFERED then release(aside, f[1]) end
+  return keep_index
 end
 
 -- f: subnet, client, hw, state, deadline ('' for none), free_at, host ('-' for none)
 local function put(addr, f)
   local keep_index = move_client(addr, f)
-  unlink(addr)
+  unlink(addr, false)
   local key = p .. 'lease:' .. addr
   redis.call('HSET', key, 'subnet', f[1], 'client', f[2], 'hw', f[3], 'state', f[4], 'free_at', f[6])
   if f[5] ~= '' then
@@ -154,10 +184,18 @@ local function put(addr, f)
     redis.call('ZADD', p .. 'deadlines', f[5], addr)
   end
   if f[7] ~= '-' then redis.call('HSET', key, 'host', f[7]) end
-  if not keep_index then redis.call('SET', p .. 'client:' .. f[1] .. ':' .. f[2], addr) end
+  local ck = p .. 'client:' .. f[1] .. ':' .. f[2]
+  local ok = p .. 'offer:' .. f[1] .. ':' .. f[2]
+  if keep_index then
+    redis.call('SET', ok, addr)
+    keep(ok, tonumber(f[6]))
+  else
+    redis.call('DEL', ok)
+    redis.call('SET', ck, addr)
+    keep(ck, tonumber(f[6]))
+  end
   redis.call('ZADD', p .. 'free:' .. f[1], f[6], addr)
   keep(key, tonumber(f[6]))
-  if not keep_index then keep(p .. 'client:' .. f[1] .. ':' .. f[2], tonumber(f[6])) end
 end
 "#;
 
@@ -210,9 +248,13 @@ return 0
 /// ARGV: prefix, now, addr, client, state, deadline, free_at. Returns 1 when updated.
 const UPDATE_STATE: &str = r#"
 local key = p .. 'lease:' .. ARGV[3]
-if redis.call('HGET', key, 'client') ~= ARGV[4] then return 0 end
+local cur = redis.call('HMGET', key, 'client', 'state')
+if cur[1] ~= ARGV[4] then return 0 end
+-- Only the client's offer or binding: a released, expired or declined lease is no longer the
+-- client's to change.
+if cur[2] ~= OFFERED and cur[2] ~= BOUND then return 0 end
 -- Only a binding can be declined: an offer the client never took is not its to decline.
-if ARGV[5] == DECLINED and redis.call('HGET', key, 'state') ~= BOUND then return 0 end
+if ARGV[5] == DECLINED and cur[2] ~= BOUND then return 0 end
 local subnet = redis.call('HGET', key, 'subnet')
 redis.call('HSET', key, 'state', ARGV[5], 'free_at', ARGV[7])
 if ARGV[6] ~= '' then
@@ -241,7 +283,7 @@ for _, addr in ipairs(due) do
     table.insert(out, addr)
     table.insert(out, fields)
     if redis.call('HGET', key, 'state') == DECLINED then
-      unlink(addr)
+      unlink(addr, true)
     else
       redis.call('HSET', key, 'state', EXPIRED, 'free_at', EXPIRED_FREE_AT)
       redis.call('HDEL', key, 'deadline')
@@ -259,7 +301,7 @@ return out
 /// ARGV: prefix, now, addr. Returns 1 when there was a lease.
 const DELETE: &str = r#"
 if redis.call('EXISTS', p .. 'lease:' .. ARGV[3]) == 0 then return 0 end
-unlink(ARGV[3])
+unlink(ARGV[3], true)
 return 1
 "#;
 

@@ -7,8 +7,10 @@
 //! when the store opens.
 //!
 //! Allocation follows the in-memory store: a cursor per pool over never-used addresses (kept in
-//! the `pool_cursor` table), then the lease rows that are free (`free_at <= now`), found through
-//! an index, so its cost does not grow with the pool.
+//! the `pool_cursor` table), then addresses the cursor passed that are free again: those left
+//! without a lease (deleted, or an ended probation: the `free_addrs` table), then the lease rows
+//! that are free (`free_at <= now`), each found through an index, so its cost does not grow
+//! with the pool.
 //!
 //! Reads run on the caller's thread (SQLite answers from local disk in tens of microseconds).
 //! Writes go to a writer thread with a connection of its own, which commits the writes that
@@ -30,7 +32,7 @@ mod writer;
 use writer::{Writer, backend};
 
 /// The schema version this code writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // Version 1: leases by address, with the indexes allocation, affinity and reclamation use.
@@ -48,6 +50,14 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX leases_by_deadline ON leases (deadline) WHERE deadline IS NOT NULL;
      CREATE INDEX leases_free ON leases (subnet, free_at, addr);
      CREATE TABLE pool_cursor (pool_key INTEGER PRIMARY KEY, next INTEGER NOT NULL);",
+    // Version 2: addresses whose lease was deleted (or whose probation ended) stay free for
+    // allocation, though no lease row is left to find them by.
+    "CREATE TABLE free_addrs (
+         addr     INTEGER PRIMARY KEY,   -- IPv4 address, host order
+         subnet   INTEGER NOT NULL,
+         freed_at INTEGER NOT NULL       -- Unix seconds (0 when deleted): longest free first
+     );
+     CREATE INDEX free_addrs_by_subnet ON free_addrs (subnet, freed_at, addr);",
 ];
 
 const COLUMNS: &str = "addr, subnet, client, hwaddr, state, deadline, hostname";
@@ -113,7 +123,26 @@ fn write(conn: &Connection, lease: &Lease) -> Result<(), StoreError> {
         ])
     })
     .map_err(backend)?;
+    conn.prepare_cached("DELETE FROM free_addrs WHERE addr = ?1")
+        .and_then(|mut stmt| stmt.execute([i64::from(u32::from(lease.addr))]))
+        .map_err(backend)?;
     Ok(())
+}
+
+/// Deletes the lease at `addr`, keeping the address free for allocation (as freed at
+/// `freed_at`, Unix seconds). Returns whether there was a lease.
+fn forget(conn: &Connection, addr: u32, freed_at: u64) -> Result<bool, StoreError> {
+    let addr = i64::from(addr);
+    let subnet: Option<i64> = conn
+        .prepare_cached("SELECT subnet FROM leases WHERE addr = ?1")
+        .and_then(|mut stmt| stmt.query_row([addr], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    let Some(subnet) = subnet else { return Ok(false) };
+    conn.execute("DELETE FROM leases WHERE addr = ?1", [addr]).map_err(backend)?;
+    conn.prepare_cached("INSERT OR REPLACE INTO free_addrs (addr, subnet, freed_at) VALUES (?1, ?2, ?3)")
+        .and_then(|mut stmt| stmt.execute(params![addr, subnet, sql_secs(freed_at)]))
+        .map_err(backend)?;
+    Ok(true)
 }
 
 /// The claim rule, inside a write transaction.
@@ -250,27 +279,30 @@ impl LeaseStore for SqliteStore {
                 if found.is_some() {
                     return Ok(found);
                 }
-                // Then addresses whose last lease is over, longest free first.
+                // Then addresses the cursor passed that are free again, longest free first: those
+                // without a lease first, so that a released or expired lease stays its client's as
+                // long as it can.
                 let now_secs = sql_secs(now.as_secs());
-                for range in &ranges {
-                    let mut stmt = conn
-                        .prepare_cached(
-                            "SELECT addr FROM leases WHERE subnet = ?1 AND free_at <= ?2 AND addr BETWEEN ?3 AND ?4
-                         ORDER BY free_at LIMIT 8",
-                        )
-                        .map_err(backend)?;
-                    let free: Vec<i64> = stmt
-                        .query_map(
-                            params![i64::from(subnet), now_secs, i64::from(*range.start()), i64::from(*range.end())],
-                            |r| r.get(0),
-                        )
-                        .map_err(backend)?
-                        .collect::<Result<_, _>>()
-                        .map_err(backend)?;
-                    for addr in free.into_iter().filter_map(|a| u32::try_from(a).ok()) {
-                        let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
-                        if let Some(got) = claim_in(conn, &candidate, now)? {
-                            return Ok(Some(got));
+                for sql in [
+                    "SELECT addr FROM free_addrs WHERE subnet = ?1 AND freed_at <= ?2 AND addr BETWEEN ?3 AND ?4
+                     ORDER BY freed_at LIMIT 8",
+                    "SELECT addr FROM leases WHERE subnet = ?1 AND free_at <= ?2 AND addr BETWEEN ?3 AND ?4
+                     ORDER BY free_at LIMIT 8",
+                ] {
+                    for range in &ranges {
+                        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+                        let bounds =
+                            params![i64::from(subnet), now_secs, i64::from(*range.start()), i64::from(*range.end())];
+                        let free: Vec<i64> = stmt
+                            .query_map(bounds, |r| r.get(0))
+                            .map_err(backend)?
+                            .collect::<Result<_, _>>()
+                            .map_err(backend)?;
+                        for addr in free.into_iter().filter_map(|a| u32::try_from(a).ok()) {
+                            let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
+                            if let Some(got) = claim_in(conn, &candidate, now)? {
+                                return Ok(Some(got));
+                            }
                         }
                     }
                 }
@@ -289,7 +321,10 @@ impl LeaseStore for SqliteStore {
         self.writer
             .write(move |conn| {
                 let Some(existing) = lease_at(conn, addr.into())? else { return Ok(None) };
-                if existing.client != client {
+                // Only the client's offer or binding: a released, expired or declined lease is
+                // no longer the client's to change.
+                let held = matches!(existing.state, LeaseState::Offered { .. } | LeaseState::Bound { .. });
+                if existing.client != client || !held {
                     return Ok(None);
                 }
                 // Only a binding can be declined: an offer the client never took is not its to decline.
@@ -316,7 +351,7 @@ impl LeaseStore for SqliteStore {
                 let addr = i64::from(u32::from(lease.addr));
                 if matches!(lease.state, LeaseState::Declined { .. }) {
                     // No affinity to an address a client said was in use.
-                    conn.execute("DELETE FROM leases WHERE addr = ?1", [addr]).map_err(backend)?;
+                    forget(conn, u32::from(lease.addr), now.as_secs())?;
                 } else {
                     conn.execute(
                         "UPDATE leases SET state = ?2, deadline = ?3, free_at = ?4 WHERE addr = ?1",
@@ -331,14 +366,7 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
-        self.writer
-            .write(move |conn| {
-                let n = conn
-                    .execute("DELETE FROM leases WHERE addr = ?1", [i64::from(u32::from(addr))])
-                    .map_err(backend)?;
-                Ok(n > 0)
-            })
-            .await
+        self.writer.write(move |conn| forget(conn, u32::from(addr), 0)).await
     }
 
     async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {

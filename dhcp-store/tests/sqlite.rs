@@ -46,6 +46,48 @@ async fn a_newer_schema_is_refused() {
     assert!(err.to_string().contains("newer"), "{err}");
 }
 
+#[tokio::test]
+async fn a_version_1_file_is_migrated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("leases.db");
+    {
+        // As a server of schema version 1 left it: one lease, allocated from a pool of one.
+        let conn = rusqlite::Connection::open(&path).expect("create");
+        conn.execute_batch(
+            "CREATE TABLE leases (addr INTEGER PRIMARY KEY, subnet INTEGER NOT NULL, client BLOB NOT NULL,
+                 hwaddr BLOB NOT NULL, state INTEGER NOT NULL, deadline INTEGER, free_at INTEGER NOT NULL,
+                 hostname TEXT);
+             CREATE INDEX leases_by_client ON leases (subnet, client);
+             CREATE INDEX leases_by_deadline ON leases (deadline) WHERE deadline IS NOT NULL;
+             CREATE INDEX leases_free ON leases (subnet, free_at, addr);
+             CREATE TABLE pool_cursor (pool_key INTEGER PRIMARY KEY, next INTEGER NOT NULL);
+             PRAGMA user_version = 1;",
+        )
+        .expect("version 1 schema");
+        let (addr5, expires) = (i64::from(u32::from(addr(5))), i64::try_from((T0 + 3600).as_secs()).expect("fits"));
+        conn.execute(
+            "INSERT INTO leases VALUES (?1, 1, ?2, ?3, 1, ?4, ?4, NULL)",
+            rusqlite::params![addr5, client(1).as_bytes(), [2u8, 0, 0, 0, 0, 1], expires],
+        )
+        .expect("a lease");
+        conn.execute("INSERT INTO pool_cursor VALUES (7, ?1)", [addr5 + 1]).expect("the pool's cursor");
+    }
+    let store = SqliteStore::open(&path).expect("migrated");
+    let version: i64 = rusqlite::Connection::open(&path)
+        .expect("open directly")
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 2);
+    let kept = store.lease_by_addr(addr(5)).await.expect("store").expect("kept");
+    assert_eq!((kept.client, kept.state), (client(1), LeaseState::Bound { expires: T0 + 3600 }));
+    // A deleted lease's address goes back to the pool the cursor has passed.
+    assert!(store.delete(addr(5)).await.expect("store"));
+    let ranges = [u32::from(addr(5))..=u32::from(addr(5))];
+    let pool = PoolRef { key: 7, subnet: 1, ranges: &ranges };
+    let got = store.allocate(pool, &bound(2, Ipv4Addr::UNSPECIFIED, 3600), T0).await.expect("store");
+    assert_eq!(got.map(|l| l.addr), Some(addr(5)));
+}
+
 #[test]
 fn concurrent_connections_never_share_an_address() {
     // Four connections to one file, as four server processes would have, allocating from a pool

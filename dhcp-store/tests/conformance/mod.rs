@@ -284,6 +284,254 @@ pub async fn only_a_binding_is_declined(store: impl LeaseStore) {
     assert_eq!(declined.map(|l| l.state), Some(probation));
 }
 
+/// A lapsed offer or binding is free for anyone; an offer still held is not.
+pub async fn claim_refuses_another_clients_offer(store: impl LeaseStore) {
+    store.claim(&offered(1, addr(5), 30), T0).await.expect("store").expect("granted");
+    assert_eq!(store.claim(&bound(2, addr(5), 3600), T0 + 10).await.expect("store"), None);
+    assert_eq!(store.claim(&offered(2, addr(5), 30), T0 + 29).await.expect("store"), None);
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Offered { until: T0 + 30 }), "unchanged");
+    let taken = offered(2, addr(5), 60);
+    assert_eq!(store.claim(&taken, T0 + 30).await.expect("store"), Some(taken.clone()), "the hold is over");
+    assert_eq!(store.lease_by_addr(addr(5)).await.expect("store"), Some(taken));
+}
+
+/// An offer meets the client's binding only while the binding runs: over a binding that ran
+/// out (not reclaimed yet) the offer is written.
+pub async fn an_offer_over_the_clients_expired_binding_is_written(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 100), T0).await.expect("store").expect("granted");
+    let offer = offered(1, addr(5), 130);
+    assert_eq!(store.claim(&offer, T0 + 100).await.expect("store"), Some(offer.clone()));
+    assert_eq!(store.lease_by_addr(addr(5)).await.expect("store"), Some(offer));
+}
+
+/// Allocation passes over offers and probations, whoever asks.
+pub async fn allocate_skips_offers_and_probations(store: impl LeaseStore) {
+    store.claim(&offered(8, addr(10), 30), T0).await.expect("store").expect("granted");
+    store.claim(&bound(9, addr(11), 3600), T0).await.expect("store").expect("granted");
+    let probation = LeaseState::Declined { until: T0 + 600 };
+    store.update_state(addr(11), &client(9), probation).await.expect("store").expect("declined");
+    let ranges = [range(10, 12)];
+    let got = store.allocate(pool(&ranges), &bound(1, Ipv4Addr::UNSPECIFIED, 3600), T0 + 1).await.expect("store");
+    assert_eq!(got.map(|l| l.addr), Some(addr(12)));
+    for n in [2, 9] {
+        let got = store.allocate(pool(&ranges), &bound(n, Ipv4Addr::UNSPECIFIED, 3600), T0 + 2).await.expect("store");
+        assert_eq!(got, None, "client {n}: the pool is full");
+    }
+    assert_eq!(state_at(&store, addr(10)).await, Some(LeaseState::Offered { until: T0 + 30 }));
+    assert_eq!(state_at(&store, addr(11)).await, Some(probation));
+}
+
+/// A claim that is refused changes nothing: the client keeps the lease it holds.
+pub async fn a_refused_claim_changes_nothing(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    store.claim(&bound(2, addr(6), 3600), T0).await.expect("store").expect("granted");
+    assert_eq!(store.claim(&bound(1, addr(6), 3600), T0 + 10).await.expect("store"), None);
+    assert_eq!(store.claim(&offered(1, addr(6), 30), T0 + 10).await.expect("store"), None);
+    assert_eq!(store.lease_by_addr(addr(5)).await.expect("store"), Some(bound(1, addr(5), 3600)));
+    assert_eq!(store.lease_by_addr(addr(6)).await.expect("store"), Some(bound(2, addr(6), 3600)));
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store"), Some(bound(1, addr(5), 3600)));
+}
+
+/// A binding frees the client's offer at another address.
+pub async fn a_binding_frees_the_clients_offer_elsewhere(store: impl LeaseStore) {
+    store.claim(&offered(1, addr(5), 30), T0).await.expect("store").expect("granted");
+    store.claim(&bound(1, addr(9), 3600), T0 + 1).await.expect("store").expect("granted");
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Released));
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store").map(|l| l.addr), Some(addr(9)));
+    assert!(store.claim(&offered(2, addr(5), 30), T0 + 2).await.expect("store").is_some());
+}
+
+/// While the client is bound, a second offer elsewhere frees the first one and still leaves the
+/// binding; the binding of the offered address then frees the old binding. The client never
+/// holds more than its binding and one offer.
+pub async fn a_second_offer_elsewhere_frees_the_first_and_keeps_the_binding(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    store.claim(&offered(1, addr(9), 40), T0 + 10).await.expect("store").expect("granted");
+    store.claim(&offered(1, addr(11), 40), T0 + 20).await.expect("store").expect("granted");
+    assert_eq!(state_at(&store, addr(9)).await, Some(LeaseState::Released), "the first offer is freed");
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Bound { expires: T0 + 3600 }));
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store").map(|l| l.addr), Some(addr(5)));
+    assert!(store.claim(&offered(2, addr(9), 30), T0 + 21).await.expect("store").is_some(), "free for others");
+
+    store.claim(&bound(1, addr(11), 3600), T0 + 30).await.expect("store").expect("granted");
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Released));
+    let held: Vec<Ipv4Addr> = store
+        .list(Some(1))
+        .await
+        .expect("store")
+        .into_iter()
+        .filter(|l| l.client == client(1) && l.is_held(T0 + 30))
+        .map(|l| l.addr)
+        .collect();
+    assert_eq!(held, vec![addr(11)]);
+}
+
+/// An allocated offer leaves the client's binding as a claimed one does.
+pub async fn an_allocated_offer_keeps_the_binding(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    let ranges = [range(10, 12)];
+    let got = store.allocate(pool(&ranges), &offered(1, Ipv4Addr::UNSPECIFIED, 30), T0 + 1).await.expect("store");
+    let got = got.expect("room");
+    assert_eq!(got.state, LeaseState::Offered { until: T0 + 30 });
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Bound { expires: T0 + 3600 }));
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store").map(|l| l.addr), Some(addr(5)));
+}
+
+/// Another client cannot release or decline a lease, and an address without a lease cannot be
+/// released or declined: `None`, and nothing changes.
+pub async fn update_state_needs_the_holder(store: impl LeaseStore) {
+    let binding = bound(1, addr(5), 3600);
+    store.claim(&binding, T0).await.expect("store").expect("granted");
+    let offer = offered(1, addr(7), 30);
+    store.claim(&offer, T0).await.expect("store").expect("granted");
+    for state in [LeaseState::Released, LeaseState::Declined { until: T0 + 600 }, LeaseState::Expired] {
+        for at in [addr(5), addr(7)] {
+            assert_eq!(store.update_state(at, &client(2), state).await.expect("store"), None, "{at} {state:?}");
+        }
+        assert_eq!(store.update_state(addr(6), &client(1), state).await.expect("store"), None, "no lease");
+    }
+    assert_eq!(store.lease_by_addr(addr(5)).await.expect("store"), Some(binding));
+    assert_eq!(store.lease_by_addr(addr(7)).await.expect("store"), Some(offer));
+    assert_eq!(store.lease_by_addr(addr(6)).await.expect("store"), None, "no record made");
+    assert_eq!(store.lease_by_client(1, &client(2)).await.expect("store"), None);
+    assert_eq!(store.list(None).await.expect("store").len(), 2);
+}
+
+/// The client may release its offer (a client that chose another server): the address is free.
+pub async fn an_offer_can_be_released(store: impl LeaseStore) {
+    store.claim(&offered(1, addr(5), 30), T0).await.expect("store").expect("granted");
+    let released = store.update_state(addr(5), &client(1), LeaseState::Released).await.expect("store");
+    assert_eq!(released, Some(lease(1, addr(5), LeaseState::Released)));
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Released));
+    assert!(store.claim(&bound(2, addr(5), 3600), T0 + 1).await.expect("store").is_some());
+}
+
+/// Releasing an offer made while the client is bound elsewhere leaves the binding the client's
+/// lease in the subnet.
+pub async fn releasing_an_offer_elsewhere_keeps_the_binding(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    store.claim(&offered(1, addr(9), 40), T0 + 10).await.expect("store").expect("granted");
+    let released = store.update_state(addr(9), &client(1), LeaseState::Released).await.expect("store");
+    assert_eq!(released.map(|l| l.state), Some(LeaseState::Released));
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store"), Some(bound(1, addr(5), 3600)));
+}
+
+/// A lease the client no longer holds (reclaimed, released, declined) cannot be released or
+/// declined again: a client cannot end its own probation, nor decline an address it gave up.
+pub async fn update_state_needs_a_held_lease(store: impl LeaseStore) {
+    let probation = LeaseState::Declined { until: T0 + 600 };
+    // Reclaimed.
+    store.claim(&bound(1, addr(5), 100), T0).await.expect("store").expect("granted");
+    assert_eq!(store.reclaim_expired(T0 + 100, 100).await.expect("store").len(), 1);
+    for state in [LeaseState::Released, probation] {
+        assert_eq!(store.update_state(addr(5), &client(1), state).await.expect("store"), None, "{state:?}");
+    }
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Expired));
+    // Released.
+    store.claim(&bound(2, addr(6), 3600), T0).await.expect("store").expect("granted");
+    store.update_state(addr(6), &client(2), LeaseState::Released).await.expect("store").expect("held");
+    for state in [LeaseState::Released, probation] {
+        assert_eq!(store.update_state(addr(6), &client(2), state).await.expect("store"), None, "{state:?}");
+    }
+    assert_eq!(state_at(&store, addr(6)).await, Some(LeaseState::Released));
+    // Declined: the probation stands.
+    store.claim(&bound(3, addr(7), 3600), T0).await.expect("store").expect("granted");
+    store.update_state(addr(7), &client(3), probation).await.expect("store").expect("held");
+    for state in [LeaseState::Released, LeaseState::Declined { until: T0 + 1 }] {
+        assert_eq!(store.update_state(addr(7), &client(3), state).await.expect("store"), None, "{state:?}");
+    }
+    assert_eq!(state_at(&store, addr(7)).await, Some(probation));
+    assert_eq!(store.claim(&offered(4, addr(7), 30), T0 + 10).await.expect("store"), None);
+}
+
+/// Reclamation takes what is due at its current deadline only: a renewed binding is not
+/// reclaimed at its old deadline, a released lease is not reclaimed at all.
+pub async fn reclaim_skips_renewed_and_released_leases(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 100), T0).await.expect("store").expect("granted");
+    store.claim(&bound(1, addr(5), 1000), T0 + 50).await.expect("store").expect("renewed");
+    store.claim(&bound(2, addr(6), 100), T0).await.expect("store").expect("granted");
+    store.update_state(addr(6), &client(2), LeaseState::Released).await.expect("store").expect("held");
+    assert_eq!(store.reclaim_expired(T0 + 100, 100).await.expect("store"), vec![]);
+    assert_eq!(state_at(&store, addr(5)).await, Some(LeaseState::Bound { expires: T0 + 1000 }));
+    assert_eq!(state_at(&store, addr(6)).await, Some(LeaseState::Released));
+    let reclaimed = store.reclaim_expired(T0 + 1000, 100).await.expect("store");
+    assert_eq!(reclaimed, vec![bound(1, addr(5), 1000)]);
+}
+
+/// Reclaimed bindings and offers stay the client's last lease (affinity); an ended probation
+/// leaves no lease for its client.
+pub async fn reclaim_keeps_affinity_and_forgets_probations(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 100), T0).await.expect("store").expect("granted");
+    store.claim(&bound(2, addr(6), 50), T0).await.expect("store").expect("granted");
+    store.update_state(addr(6), &client(2), LeaseState::Declined { until: T0 + 60 }).await.expect("store");
+    assert_eq!(store.reclaim_expired(T0 + 100, 100).await.expect("store").len(), 2);
+    assert_eq!(
+        store.lease_by_client(1, &client(1)).await.expect("store"),
+        Some(lease(1, addr(5), LeaseState::Expired))
+    );
+    assert_eq!(store.lease_by_client(1, &client(2)).await.expect("store"), None);
+    // The expired address is free for anyone, its client first.
+    let again = bound(1, addr(5), 3600);
+    assert_eq!(store.claim(&again, T0 + 101).await.expect("store"), Some(again));
+    assert!(store.claim(&bound(3, addr(6), 3600), T0 + 101).await.expect("store").is_some());
+}
+
+/// An address whose lease is gone (deleted, or its probation over) is free at once, for
+/// allocation as for a claim, though no record of it is left.
+pub async fn a_deleted_address_is_free_for_anyone(store: impl LeaseStore) {
+    let ranges = [range(5, 5)];
+    let alloc = |n: u8, at: Timestamp| {
+        let store = &store;
+        let pool = pool(&ranges);
+        async move {
+            let got = store.allocate(pool, &bound(n, Ipv4Addr::UNSPECIFIED, 3600), at).await.expect("store");
+            got.map(|l| l.addr)
+        }
+    };
+    assert_eq!(alloc(1, T0).await, Some(addr(5)));
+    assert_eq!(alloc(2, T0).await, None);
+    assert!(store.delete(addr(5)).await.expect("store"));
+    assert_eq!(alloc(2, T0 + 1).await, Some(addr(5)), "deleted");
+    let probation = LeaseState::Declined { until: T0 + 600 };
+    store.update_state(addr(5), &client(2), probation).await.expect("store").expect("held");
+    assert_eq!(alloc(3, T0 + 10).await, None, "in probation");
+    assert_eq!(store.reclaim_expired(T0 + 600, 100).await.expect("store").len(), 1);
+    assert_eq!(alloc(3, T0 + 600).await, Some(addr(5)), "the probation is over");
+    assert!(store.delete(addr(5)).await.expect("store"));
+    assert!(store.claim(&bound(4, addr(5), 3600), T0 + 601).await.expect("store").is_some());
+}
+
+/// A released address claimed by another client is that client's: the releasing client's
+/// last lease is gone with it.
+pub async fn a_released_address_claimed_by_another_is_theirs(store: impl LeaseStore) {
+    store.claim(&bound(1, addr(5), 3600), T0).await.expect("store").expect("granted");
+    store.update_state(addr(5), &client(1), LeaseState::Released).await.expect("store").expect("held");
+    let taken = bound(2, addr(5), 3600);
+    assert_eq!(store.claim(&taken, T0 + 1).await.expect("store"), Some(taken.clone()));
+    assert_eq!(store.lease_by_addr(addr(5)).await.expect("store"), Some(taken.clone()));
+    assert_eq!(store.lease_by_client(1, &client(2)).await.expect("store"), Some(taken));
+    assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store"), None);
+    assert_eq!(store.update_state(addr(5), &client(1), LeaseState::Released).await.expect("store"), None);
+}
+
+/// After a reload that changes a pool's ranges (so its key), an address freed later is found
+/// by the new pool, whatever the old pool's allocation state still says.
+pub async fn a_reloaded_pool_reuses_addresses_freed_after_the_reload(store: impl LeaseStore) {
+    let old = [range(10, 12)];
+    let old_pool = PoolRef { key: 1, subnet: 1, ranges: &old };
+    for n in 1..=3 {
+        store.allocate(old_pool, &bound(n, Ipv4Addr::UNSPECIFIED, 3600), T0).await.expect("store").expect("room");
+    }
+    let new = [range(10, 13)];
+    let new_pool = PoolRef { key: 2, subnet: 1, ranges: &new };
+    let got = store.allocate(new_pool, &bound(4, Ipv4Addr::UNSPECIFIED, 3600), T0 + 1).await.expect("store");
+    assert_eq!(got.map(|l| l.addr), Some(addr(13)));
+    let freed = store.lease_by_client(1, &client(2)).await.expect("store").expect("bound").addr;
+    store.update_state(freed, &client(2), LeaseState::Released).await.expect("store").expect("held");
+    let got = store.allocate(new_pool, &bound(5, Ipv4Addr::UNSPECIFIED, 3600), T0 + 2).await.expect("store");
+    assert_eq!(got.map(|l| l.addr), Some(freed));
+}
+
 /// One `#[tokio::test]` per check, each on a fresh store from `$factory`.
 #[macro_export]
 macro_rules! suite {
@@ -308,6 +556,22 @@ macro_rules! suite {
             an_allocation_frees_the_old_binding,
             an_expired_binding_is_left_to_reclamation,
             only_a_binding_is_declined,
+            claim_refuses_another_clients_offer,
+            an_offer_over_the_clients_expired_binding_is_written,
+            allocate_skips_offers_and_probations,
+            a_refused_claim_changes_nothing,
+            a_binding_frees_the_clients_offer_elsewhere,
+            a_second_offer_elsewhere_frees_the_first_and_keeps_the_binding,
+            an_allocated_offer_keeps_the_binding,
+            update_state_needs_the_holder,
+            an_offer_can_be_released,
+            releasing_an_offer_elsewhere_keeps_the_binding,
+            update_state_needs_a_held_lease,
+            reclaim_skips_renewed_and_released_leases,
+            reclaim_keeps_affinity_and_forgets_probations,
+            a_deleted_address_is_free_for_anyone,
+            a_released_address_claimed_by_another_is_theirs,
+            a_reloaded_pool_reuses_addresses_freed_after_the_reload,
         );
     };
     (@tests $factory:expr; $($check:ident),* $(,)?) => {
