@@ -717,13 +717,17 @@ impl<S: LeaseStore> Engine<S> {
         Ok(self.reply(ctx, MessageType::Offer, lease.addr, Some(self.lease_times(ctx)), out))
     }
 
-    /// The ping check to make before `lease` (just held as an offer) goes out, if any. Only an
-    /// address new to the client is checked: the client's own last address may be answered by
-    /// the client itself (a reboot that kept it), and a reserved address is the client's by
-    /// the operator's word. An address checked once for this datagram is not checked again.
+    /// The ping check to make before `lease` (just held as an offer) goes out, if any. The
+    /// address the client last had (bound, released or run out) is not checked: the client
+    /// itself may answer for it (a reboot that kept it); nor is a reserved address, the
+    /// client's by the operator's word. An address the client only held as an offer is checked
+    /// again: the engine keeps no record that its check ended (the driver may have given up,
+    /// or restarted), and a driver remembers recent answers if it wants to save the echo. An
+    /// address checked for this very datagram is not checked again.
     fn ping_first(&self, ctx: &Ctx<'_>, previous: Option<&Lease>, lease: &Lease) -> Option<PingCheck> {
         let timeout_ms = ctx.subnet.ping_check?;
-        let new_to_client = previous.is_none_or(|p| p.addr != lease.addr);
+        let new_to_client =
+            previous.is_none_or(|p| p.addr != lease.addr || matches!(p.state, LeaseState::Offered { .. }));
         let checked = ctx.meta.ping.is_some_and(|p| p.addr == lease.addr);
         let fresh_offer = matches!(lease.state, LeaseState::Offered { .. });
         (fresh_offer && new_to_client && !checked && ctx.reserved.is_none())

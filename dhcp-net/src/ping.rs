@@ -7,15 +7,19 @@
 //! driver one reader task hands each echo reply to the check waiting for it, so any number of
 //! checks wait together without holding up other requests.
 
+#[cfg(feature = "tokio")]
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+#[cfg(feature = "tokio")]
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+#[cfg(feature = "tokio")]
+use std::sync::{Arc, Mutex};
+#[cfg(feature = "tokio")]
+use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, recvfrom, sendto, socket,
 };
@@ -26,7 +30,8 @@ const ECHO_REPLY: u8 = 0;
 const PAYLOAD: &[u8] = b"dhcp-rs ping-check";
 
 /// Where a check waits for its reply: keyed by the checked address and the sequence number.
-type Waiters = Mutex<HashMap<(Ipv4Addr, u16), tokio_waiter::Sender>>;
+#[cfg(feature = "tokio")]
+type Waiters = Mutex<HashMap<(Ipv4Addr, u16), tokio::sync::oneshot::Sender<()>>>;
 
 /// The shared ICMP socket and the checks waiting on it.
 #[derive(Debug)]
@@ -37,6 +42,7 @@ pub(crate) struct Pinger {
     raw: bool,
     ident: u16,
     seq: AtomicU16,
+    #[cfg(feature = "tokio")]
     waiters: Arc<Waiters>,
     #[cfg(feature = "tokio")]
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -55,6 +61,7 @@ impl Pinger {
             raw,
             ident: (std::process::id() & 0xffff) as u16,
             seq: AtomicU16::new(0),
+            #[cfg(feature = "tokio")]
             waiters: Arc::default(),
             #[cfg(feature = "tokio")]
             reader: Mutex::new(None),
@@ -62,7 +69,7 @@ impl Pinger {
     }
 
     /// Sends one echo request to `addr`; returns its sequence number.
-    fn send_echo(&self, addr: Ipv4Addr) -> io::Result<u16> {
+    pub(crate) fn send_echo(&self, addr: Ipv4Addr) -> io::Result<u16> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let packet = echo_request(self.ident, seq);
         sendto(self.fd.as_raw_fd(), &packet, &SockaddrIn::from(SocketAddrV4::new(addr, 0)), MsgFlags::empty())?;
@@ -71,38 +78,16 @@ impl Pinger {
 
     /// Reads one queued ICMP message: the echo reply's source and sequence number, if it is an
     /// echo reply meant for us. `Err(WouldBlock)` when nothing is queued.
-    fn receive(&self, fd: RawFd, buf: &mut [u8]) -> io::Result<Option<(Ipv4Addr, u16)>> {
-        let (len, from) = recvfrom::<SockaddrIn>(fd, buf)?;
+    pub(crate) fn receive(&self, buf: &mut [u8]) -> io::Result<Option<(Ipv4Addr, u16)>> {
+        let (len, from) = recvfrom::<SockaddrIn>(self.fd.as_raw_fd(), buf)?;
         let Some(from) = from else { return Ok(None) };
         Ok(parse_echo_reply(buf.get(..len).unwrap_or_default(), self.raw, self.ident).map(|seq| (from.ip(), seq)))
     }
+}
 
-    /// Checks `addr` on the calling thread: whether it answered within `timeout`. For the
-    /// blocking driver, which handles one datagram at a time anyway.
-    pub(crate) fn check_blocking(&self, addr: Ipv4Addr, timeout: Duration) -> io::Result<bool> {
-        let seq = self.send_echo(addr)?;
-        let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 1500];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            let wait = PollTimeout::try_from(left.as_millis().max(1)).unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, wait) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-            loop {
-                match self.receive(self.fd.as_raw_fd(), &mut buf) {
-                    Ok(Some(reply)) if reply == (addr, seq) => return Ok(true),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+impl AsFd for Pinger {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -167,17 +152,6 @@ impl Drop for Pinger {
             task.abort();
         }
     }
-}
-
-/// The waiter type: a tokio oneshot with the tokio driver; without it no check waits on the
-/// map, and a unit type keeps the map's type the same.
-#[cfg(feature = "tokio")]
-mod tokio_waiter {
-    pub(crate) type Sender = tokio::sync::oneshot::Sender<()>;
-}
-#[cfg(not(feature = "tokio"))]
-mod tokio_waiter {
-    pub(crate) type Sender = ();
 }
 
 /// An ICMP echo request with its checksum.
@@ -249,7 +223,18 @@ mod tests {
     fn loopback_answers_both_drivers() {
         let Ok(pinger) = Pinger::open() else { return };
         let pinger = Arc::new(pinger);
-        assert_eq!(pinger.check_blocking(Ipv4Addr::LOCALHOST, Duration::from_secs(2)).ok(), Some(true));
+        // As the blocking driver does it: send, then read what comes.
+        let seq = pinger.send_echo(Ipv4Addr::LOCALHOST).expect("echo sent");
+        let mut buf = [0u8; 1500];
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut got = None;
+        while got.is_none() && std::time::Instant::now() < deadline {
+            match pinger.receive(&mut buf) {
+                Ok(Some(reply)) if reply == (Ipv4Addr::LOCALHOST, seq) => got = Some(reply),
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        assert_eq!(got, Some((Ipv4Addr::LOCALHOST, seq)), "loopback answered");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let answered = runtime.block_on(async {
             let checks = (0..5).map(|_| pinger.check(Ipv4Addr::LOCALHOST, Duration::from_secs(2)));

@@ -25,6 +25,11 @@ use crate::{arp, clock, iface, park};
 /// Addresses a ping check may find answering for one DISCOVER before the server gives up on
 /// it (the client retransmits, and the addresses found stay set aside).
 pub(crate) const MAX_PING_CONFLICTS: usize = 3;
+/// How long an address a ping check found free is taken as free without another echo (Kea's
+/// ping-check hook has the same idea, `ping-cache-time`, 60 s by default).
+pub(crate) const PING_CACHE_TIME: Duration = Duration::from_secs(60);
+/// The most addresses remembered as free at once.
+const PING_CACHE_ENTRIES: usize = 4096;
 
 /// Room for the largest datagram a client may send (RFC 2131 allows up to the interface MTU).
 pub(crate) const RECV_BUFFER: usize = 1500;
@@ -88,6 +93,8 @@ pub struct Server<S> {
     /// Addresses whose ping check is under way. A client that retransmits its DISCOVER
     /// meanwhile is not sent the offer the check has yet to clear.
     checking: Mutex<HashSet<Ipv4Addr>>,
+    /// Addresses recently found free, and when.
+    recently_free: Mutex<HashMap<Ipv4Addr, Instant>>,
     ping_warnings: Throttle,
 }
 
@@ -144,6 +151,7 @@ impl<S: LeaseStore> Server<S> {
             send_warnings: Throttle::default(),
             pinger: OnceLock::new(),
             checking: Mutex::default(),
+            recently_free: Mutex::default(),
             ping_warnings: Throttle::default(),
         })
     }
@@ -170,22 +178,102 @@ impl<S: LeaseStore> Server<S> {
         &self.settings
     }
 
-    /// Hands one datagram to the engine and sends the reply, if any, on the calling thread: a
-    /// ping check the engine asks for is waited for here.
-    pub(crate) async fn process(&self, socket: usize, datagram: &[u8], received: Received, out: &mut Vec<u8>) {
+    /// Hands one datagram to the engine and sends the reply, if any, for the blocking driver:
+    /// a ping check the engine asks for is started and left in `checks`, which the driver's
+    /// loop finishes as echo replies come or time runs out.
+    fn process_blocking(
+        &self,
+        socket: usize,
+        datagram: &[u8],
+        received: Received,
+        out: &mut Vec<u8>,
+        checks: &mut Vec<PendingCheck>,
+    ) {
         let now = clock::now();
         if !self.admits(datagram, &received.meta, now) {
             return;
         }
-        let mut meta = received.meta;
-        let mut next = self.answer(socket, datagram, meta, now, out).await;
-        let mut conflicts = 0;
-        while let Some(check) = next {
-            let found =
-                self.pinger().map(|p| p.check_blocking(check.addr, Duration::from_millis(check.timeout_ms.into())));
-            let Some(answer) = self.ping_answer(check, found, &meta, &mut conflicts) else { return };
-            meta = meta.with_ping_answer(answer);
-            next = self.answer(socket, datagram, meta, clock::now(), out).await;
+        if let Some(check) = park::park_on(self.answer(socket, datagram, received.meta, now, out)) {
+            let pending = PendingCheck {
+                socket,
+                datagram: datagram.to_vec(),
+                meta: received.meta,
+                check,
+                seq: 0,
+                deadline: Instant::now(),
+                conflicts: 0,
+            };
+            self.start_check(pending, checks);
+        }
+    }
+
+    /// Sends the echo request of `pending`'s check and leaves it in `checks`; without an ICMP
+    /// socket, or when the request cannot be sent, the datagram is answered at once.
+    fn start_check(&self, mut pending: PendingCheck, checks: &mut Vec<PendingCheck>) {
+        if self.recently_free(pending.check.addr) {
+            return self.finish_check(pending, Some(Ok(false)), checks);
+        }
+        match self.pinger().map(|p| p.send_echo(pending.check.addr)) {
+            Some(Ok(seq)) => {
+                pending.seq = seq;
+                pending.deadline = Instant::now() + Duration::from_millis(pending.check.timeout_ms.into());
+                self.set_checking(pending.check.addr, true);
+                checks.push(pending);
+            }
+            found => {
+                let found = found.map(|sent| sent.map(|_| false));
+                self.finish_check(pending, found, checks);
+            }
+        }
+    }
+
+    /// Hands `pending`'s datagram back to the engine with what its check `found`, and starts
+    /// the next check if the engine asks for one.
+    fn finish_check(&self, mut pending: PendingCheck, found: Option<io::Result<bool>>, checks: &mut Vec<PendingCheck>) {
+        let answer = self.ping_answer(pending.check, found, &pending.meta, &mut pending.conflicts);
+        pending.meta = pending.meta.with_ping_answer(answer);
+        let mut out = Vec::with_capacity(RECV_BUFFER);
+        let next = park::park_on(self.answer(pending.socket, &pending.datagram, pending.meta, clock::now(), &mut out));
+        if let Some(check) = next
+            && self.keep_checking(&pending.meta, pending.conflicts)
+        {
+            pending.check = check;
+            self.start_check(pending, checks);
+        }
+    }
+
+    /// Finishes the checks whose echo reply came (read from the ICMP socket) or whose time
+    /// ran out.
+    fn run_checks(&self, checks: &mut Vec<PendingCheck>) {
+        let Some(pinger) = self.pinger() else { return };
+        let mut answered = Vec::new();
+        let mut buf = [0u8; 1500];
+        loop {
+            match pinger.receive(&mut buf) {
+                Ok(Some(reply)) => answered.push(reply),
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // An ICMP error for an earlier echo and the like: the rest may still be read.
+                Err(_) => {}
+            }
+            if answered.len() > 4096 {
+                break;
+            }
+        }
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        checks.retain(|c| {
+            let in_use = answered.contains(&(c.check.addr, c.seq));
+            if in_use || c.deadline <= now {
+                self.set_checking(c.check.addr, false);
+                ready.push((c.clone(), in_use));
+                false
+            } else {
+                true
+            }
+        });
+        for (pending, in_use) in ready {
+            self.finish_check(pending, Some(Ok(in_use)), checks);
         }
     }
 
@@ -218,14 +306,15 @@ impl<S: LeaseStore> Server<S> {
     }
 
     /// What to tell the engine after a ping check of `check.addr` found `found` (`None`: no
-    /// ICMP socket), or `None` to give up on the datagram after too many answering addresses.
+    /// ICMP socket). Counts the addresses that answered in `conflicts`, and remembers a free
+    /// address for a while so a retransmitted DISCOVER need not wait for another echo.
     pub(crate) fn ping_answer(
         &self,
         check: PingCheck,
         found: Option<io::Result<bool>>,
         meta: &RecvMeta,
         conflicts: &mut usize,
-    ) -> Option<PingAnswer> {
+    ) -> PingAnswer {
         let in_use = match found {
             Some(Ok(in_use)) => in_use,
             Some(Err(e)) => {
@@ -236,17 +325,41 @@ impl<S: LeaseStore> Server<S> {
             }
             None => false,
         };
+        let mut recent = self.recently_free.lock().unwrap_or_else(PoisonError::into_inner);
         if in_use {
             *conflicts += 1;
+            recent.remove(&check.addr);
             if let Some(held_back) = self.ping_warnings.allow(Instant::now()) {
                 warn!(addr = %check.addr, src = %meta.src, held_back, "address answered a ping before its offer: set aside");
             }
-            if *conflicts >= MAX_PING_CONFLICTS {
-                debug!(src = %meta.src, conflicts = *conflicts, "every address checked answered; dropped");
-                return None;
+        } else {
+            let now = Instant::now();
+            if recent.len() >= PING_CACHE_ENTRIES {
+                recent.retain(|_, at| now.duration_since(*at) < PING_CACHE_TIME);
+            }
+            if recent.len() < PING_CACHE_ENTRIES {
+                recent.insert(check.addr, now);
             }
         }
-        Some(PingAnswer { addr: check.addr, in_use })
+        PingAnswer { addr: check.addr, in_use }
+    }
+
+    /// Whether `addr` was found free by a ping check within [`PING_CACHE_TIME`]: the check the
+    /// engine asks for again (a retransmitted DISCOVER) is answered from memory.
+    pub(crate) fn recently_free(&self, addr: Ipv4Addr) -> bool {
+        let recent = self.recently_free.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.get(&addr).is_some_and(|at| at.elapsed() < PING_CACHE_TIME)
+    }
+
+    /// Whether to make the check the engine asks for after `conflicts` answering addresses:
+    /// past [`MAX_PING_CONFLICTS`] the datagram is given up (its offer stays held, unsent, and
+    /// is checked again when the client retransmits).
+    pub(crate) fn keep_checking(&self, meta: &RecvMeta, conflicts: usize) -> bool {
+        let keep = conflicts < MAX_PING_CONFLICTS;
+        if !keep {
+            debug!(src = %meta.src, conflicts, "every address checked answered; the DISCOVER is dropped");
+        }
+        keep
     }
 
     /// Whether the engine is to see `datagram`: the observer, when there is one, is told of it
@@ -345,14 +458,26 @@ impl<S: LeaseStore> Server<S> {
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut out = Vec::with_capacity(RECV_BUFFER);
         let mut next_timer = self.engine.poll_timeout();
+        // Ping checks under way: they wait here, beside the sockets, not in line.
+        let mut checks: Vec<PendingCheck> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             let now = clock::now();
             if now >= next_timer {
                 next_timer = park::park_on(self.run_timers(now));
             }
-            let wait_ms = (next_timer.as_secs().saturating_sub(now.as_secs()) * 1000).clamp(10, 200);
-            let mut fds: Vec<PollFd<'_>> =
-                self.sockets.iter().map(|s| PollFd::new(s.as_fd(), PollFlags::POLLIN)).collect();
+            let mut wait_ms = (next_timer.as_secs().saturating_sub(now.as_secs()) * 1000).clamp(10, 200);
+            if let Some(first) = checks.iter().map(|c| c.deadline).min() {
+                let left = first.saturating_duration_since(Instant::now()).as_millis();
+                wait_ms = wait_ms.min(u64::try_from(left).unwrap_or(u64::MAX).max(1));
+            }
+            let pinger = self.pinger.get().and_then(Option::as_ref).filter(|_| !checks.is_empty());
+            let mut fds: Vec<PollFd<'_>> = self
+                .sockets
+                .iter()
+                .map(|s| s.as_fd())
+                .chain(pinger.map(|p| p.as_fd()))
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+                .collect();
             let timeout = PollTimeout::from(u16::try_from(wait_ms).unwrap_or(200));
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
@@ -362,25 +487,30 @@ impl<S: LeaseStore> Server<S> {
             let ready: Vec<usize> = fds
                 .iter()
                 .enumerate()
-                .filter(|(_, fd)| fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+                .filter(|(i, fd)| {
+                    *i < self.sockets.len() && fd.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))
+                })
                 .map(|(i, _)| i)
                 .collect();
             drop(fds);
             for index in ready {
-                self.drain_blocking(index, &mut buf, &mut out);
+                self.drain_blocking(index, &mut buf, &mut out, &mut checks);
+            }
+            if !checks.is_empty() {
+                self.run_checks(&mut checks);
             }
         }
         Ok(())
     }
 
     /// Handles every datagram queued on socket `index`.
-    fn drain_blocking(&self, index: usize, buf: &mut [u8], out: &mut Vec<u8>) {
+    fn drain_blocking(&self, index: usize, buf: &mut [u8], out: &mut Vec<u8>, checks: &mut Vec<PendingCheck>) {
         let Some(socket) = self.sockets.get(index) else { return };
         loop {
             match socket.recv(buf) {
                 Ok(received) => {
                     let datagram = buf.get(..received.len).unwrap_or(&[]);
-                    park::park_on(self.process(index, datagram, received, out));
+                    self.process_blocking(index, datagram, received, out, checks);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -390,6 +520,18 @@ impl<S: LeaseStore> Server<S> {
             }
         }
     }
+}
+
+/// A ping check the blocking driver waits for beside its sockets.
+#[derive(Clone)]
+struct PendingCheck {
+    socket: usize,
+    datagram: Vec<u8>,
+    meta: RecvMeta,
+    check: PingCheck,
+    seq: u16,
+    deadline: Instant,
+    conflicts: usize,
 }
 
 /// One info line per lease event, one debug line per other reply.

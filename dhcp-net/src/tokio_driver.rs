@@ -102,6 +102,7 @@ impl<S: LeaseStore + 'static> Server<S> {
         while let Some(check) = next {
             let timeout = Duration::from_millis(check.timeout_ms.into());
             let found = match self.pinger() {
+                _ if self.recently_free(check.addr) => Some(Ok(false)),
                 Some(pinger) => {
                     self.set_checking(check.addr, true);
                     let found = pinger.check(check.addr, timeout).await;
@@ -110,9 +111,12 @@ impl<S: LeaseStore + 'static> Server<S> {
                 }
                 None => None,
             };
-            let Some(answer) = self.ping_answer(check, found, &meta, &mut conflicts) else { return };
+            let answer = self.ping_answer(check, found, &meta, &mut conflicts);
             meta = meta.with_ping_answer(answer);
             next = self.answer(index, &datagram, meta, clock::now(), &mut out).await;
+            if next.is_some() && !self.keep_checking(&meta, conflicts) {
+                return;
+            }
         }
     }
 

@@ -105,3 +105,45 @@ async fn tokio_driver_serves_and_shuts_down() {
         .expect("served");
     assert_eq!(engine.stats().get(dhcp_core::Counter::AckSent), 1);
 }
+
+/// The blocking driver's ping check, on loopback, where every 127/8 address answers: each
+/// address of the pool is found in use and set aside, and the DISCOVER is given up after
+/// three. Needs an ICMP socket (root); skipped without one.
+#[test]
+fn blocking_driver_sets_aside_addresses_that_answer_a_ping() {
+    let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        return;
+    }
+    let port = 24_000 + (std::process::id() % 10_000) as u16 * 2;
+    let text = r#"
+decline-probation-period = 600
+ping-check = true
+ping-timeout-ms = 1000
+
+[[subnets]]
+id = 1
+subnet = "127.100.0.0/24"
+pools = ["127.100.0.10-127.100.0.14"]
+relay-addresses = ["127.0.0.2"]
+"#;
+    let (_, settings) = config(port);
+    let engine = Arc::new(Engine::new(Config::from_toml_str(text).expect("valid config"), MemoryStore::new()));
+    let server = Server::bind(Arc::clone(&engine), settings).expect("bind loopback");
+    let stop = Arc::new(AtomicBool::new(false));
+    let got = std::thread::scope(|scope| {
+        let stop_flag = Arc::clone(&stop);
+        let serving = scope.spawn(move || server.run_blocking(&stop_flag));
+        let got = probe(&probe_options(port, 4, false));
+        stop.store(true, Ordering::Relaxed);
+        serving.join().expect("server thread").expect("server ran");
+        got
+    });
+    assert!(got.is_err(), "every address answered, so nothing was offered: {got:?}");
+    let leases = block_on(engine.store().list(None)).expect("ready").expect("store");
+    let declined: Vec<_> = leases.iter().filter(|l| matches!(l.state, LeaseState::Declined { .. })).collect();
+    // The probe's DISCOVER and its retransmissions each find up to three answering addresses.
+    assert!(declined.len() >= 3, "addresses that answered are set aside: {leases:?}");
+    assert_eq!(engine.stats().get(dhcp_core::Counter::PingConflicts), declined.len() as u64);
+    assert_eq!(engine.stats().get(dhcp_core::Counter::OfferSent), 0, "no unchecked offer went out");
+}
