@@ -125,6 +125,30 @@ pub trait LeaseStore: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
 
+    /// [`allocate`](Self::allocate), also saying what the write replaced: `Some((stored,
+    /// replaced))` where `stored` is what `allocate` returns and `replaced` is the record that
+    /// was stored at `stored.addr` before this call and that the write overwrote, as it was (in
+    /// any state, of any client). `replaced` is `None` when the address had no record, and when
+    /// nothing was overwritten (an offer meeting the client's own unexpired binding, which is
+    /// returned as it is).
+    ///
+    /// A caller that keeps counts per lease state learns here of a record it will never see
+    /// again: another client's binding that ran out but was not reclaimed yet, which the
+    /// allocation takes over and [`reclaim_expired`](Self::reclaim_expired) will not return.
+    ///
+    /// The default calls [`allocate`](Self::allocate) and reports `None` for the replaced
+    /// record: a store that does not override it says nothing about what it replaced. The
+    /// stores of `dhcp-store` override it, and wrappers forward it.
+    fn allocate_replacing(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<(Lease, Option<Lease>)>, StoreError>> + Send {
+        let allocated = self.allocate(pool, lease, now);
+        async move { Ok(allocated.await?.map(|stored| (stored, None))) }
+    }
+
     /// Moves the lease at `addr`, if `client` holds it (an offer or a binding), to `state`
     /// (release or decline). Returns the updated lease, or `None`, changing nothing, when
     /// `client` does not hold `addr`: the address has no lease, or another client's, or one

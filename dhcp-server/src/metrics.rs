@@ -219,6 +219,15 @@ impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
         self.timed_deadline(3, self.inner.allocate(pool, lease, now)).await
     }
 
+    async fn allocate_replacing(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<(Lease, Option<Lease>)>, StoreError> {
+        self.timed_deadline(3, self.inner.allocate_replacing(pool, lease, now)).await
+    }
+
     async fn update_state(
         &self,
         addr: Ipv4Addr,

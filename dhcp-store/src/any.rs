@@ -260,6 +260,15 @@ impl LeaseStore for AnyStore {
         dispatch!(self, s => s.allocate(pool, lease, now))
     }
 
+    async fn allocate_replacing(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<(Lease, Option<Lease>)>, StoreError> {
+        dispatch!(self, s => s.allocate_replacing(pool, lease, now))
+    }
+
     async fn update_state(
         &self,
         addr: Ipv4Addr,

@@ -443,14 +443,32 @@ fn journaled(lease: &Option<Lease>) -> Vec<Entry> {
 /// The entries to journal for a claim: as [`journaled`], but a claim that moved the client off
 /// a binding is one `M` line, so a torn write cannot keep the new lease without the freeing of
 /// the old (or the reverse). Freed offers need no line: offers are not journaled.
-fn journaled_claim(claimed: crate::memory::Claimed) -> (Option<Lease>, Vec<Entry>) {
-    let entries = match (&claimed.lease, &claimed.freed) {
+fn journaled_claim(claimed: &crate::memory::Claimed) -> Vec<Entry> {
+    match (&claimed.lease, &claimed.freed) {
         (Some(new), Some(old)) if !matches!(new.state, LeaseState::Offered { .. }) => {
             vec![Entry::Moved(new.clone(), old.addr)]
         }
         _ => journaled(&claimed.lease),
-    };
-    (claimed.lease, entries)
+    }
+}
+
+impl JournalStore {
+    /// An allocation, journaled: what the memory store did, once its line is on disk.
+    async fn allocate_journaled(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<crate::memory::Claimed, StoreError> {
+        let (claimed, line) = {
+            let mut journal = self.lock();
+            let claimed = self.memory.allocate_moving(pool, lease, now);
+            let line = self.append(&mut journal, &journaled_claim(&claimed))?;
+            (claimed, line)
+        };
+        self.durable(line).await?;
+        Ok(claimed)
+    }
 }
 
 impl LeaseStore for JournalStore {
@@ -468,23 +486,26 @@ impl LeaseStore for JournalStore {
         // nothing is awaited while the lock is held; the wait for the sync comes after it.
         let (got, line) = {
             let mut journal = self.lock();
-            let (got, entries) = journaled_claim(self.memory.claim_moving(lease, now));
-            let line = self.append(&mut journal, &entries)?;
-            (got, line)
+            let claimed = self.memory.claim_moving(lease, now);
+            let line = self.append(&mut journal, &journaled_claim(&claimed))?;
+            (claimed.lease, line)
         };
         self.durable(line).await?;
         Ok(got)
     }
 
     async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        let (got, line) = {
-            let mut journal = self.lock();
-            let (got, entries) = journaled_claim(self.memory.allocate_moving(pool, lease, now));
-            let line = self.append(&mut journal, &entries)?;
-            (got, line)
-        };
-        self.durable(line).await?;
-        Ok(got)
+        Ok(self.allocate_journaled(pool, lease, now).await?.lease)
+    }
+
+    async fn allocate_replacing(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<(Lease, Option<Lease>)>, StoreError> {
+        let claimed = self.allocate_journaled(pool, lease, now).await?;
+        Ok(claimed.lease.map(|stored| (stored, claimed.replaced)))
     }
 
     async fn update_state(

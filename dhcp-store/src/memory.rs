@@ -132,12 +132,13 @@ impl PoolState {
     }
 }
 
-/// What a claim did: the lease stored (or the binding kept), and the client's other lease it
-/// freed, as that lease now is.
+/// What a claim did: the lease stored (or the binding kept), the client's other lease it
+/// freed, as that lease now is, and the record the write overwrote, as it was.
 #[derive(Debug, Default)]
 pub(crate) struct Claimed {
     pub(crate) lease: Option<Lease>,
     pub(crate) freed: Option<Lease>,
+    pub(crate) replaced: Option<Lease>,
 }
 
 #[derive(Debug, Default)]
@@ -311,14 +312,16 @@ impl Inner {
     fn claim(&mut self, lease: &Lease, now: Timestamp) -> Claimed {
         let addr = u32::from(lease.addr);
         let offer = matches!(lease.state, LeaseState::Offered { .. });
+        let mut replaced = None;
         if let Some(slot) = self.slot_of_addr(addr) {
             let existing = self.slab[slot as usize].to_lease();
             if !existing.available_to(&lease.client, now) {
                 return Claimed::default();
             }
             if offer && existing.is_bound_to(&lease.client, now) {
-                return Claimed { lease: Some(existing), freed: None };
+                return Claimed { lease: Some(existing), freed: None, replaced: None };
             }
+            replaced = Some(existing);
         }
         // One lease per client and subnet: the client's other held lease goes in the same step,
         // except that an offer leaves the client's binding alone (offering never shortens a
@@ -347,7 +350,7 @@ impl Inner {
         if !link {
             index_set(&mut self.offers, &self.slab, &self.hasher, slot);
         }
-        Claimed { lease: Some(lease.clone()), freed }
+        Claimed { lease: Some(lease.clone()), freed, replaced }
     }
 
     /// Marks the lease in `slot` released and gives its address back to its pool. Returns it
@@ -495,7 +498,8 @@ impl MemoryStore {
         self.lock().claim(lease, now)
     }
 
-    /// [`LeaseStore::allocate`], also saying which other lease of the client it freed.
+    /// [`LeaseStore::allocate`], also saying which other lease of the client it freed and
+    /// which record it overwrote.
     pub(crate) fn allocate_moving(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Claimed {
         let mut inner = self.lock();
         let Some(addr) = inner.find_free(pool.key, pool.ranges, &lease.client, now) else {
@@ -526,6 +530,16 @@ impl LeaseStore for MemoryStore {
 
     fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Answer<Option<Lease>> {
         ready(Ok(self.allocate_moving(pool, lease, now).lease))
+    }
+
+    fn allocate_replacing(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Answer<Option<(Lease, Option<Lease>)>> {
+        let claimed = self.allocate_moving(pool, lease, now);
+        ready(Ok(claimed.lease.map(|stored| (stored, claimed.replaced))))
     }
 
     fn update_state(&self, addr: Ipv4Addr, client: &ClientId, state: LeaseState) -> Answer<Option<Lease>> {

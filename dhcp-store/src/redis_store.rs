@@ -209,8 +209,9 @@ return verdict
 "#;
 
 /// ARGV: prefix, now, pool key, pool size, the seven lease fields, then range bounds as pairs.
-/// Returns the address granted, 0 when the pool is full, or -1 when it looked at its limit of
-/// candidates without finding one (the caller calls again, so Redis is never held for long).
+/// Returns `{addr, HGETALL of the record it replaced}` (empty when there was none), `{0}` when
+/// the pool is full, or `{-1}` when it looked at its limit of candidates without finding one
+/// (the caller calls again, so Redis is never held for long).
 const ALLOCATE: &str = r#"
 local f = {ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]}
 local size = tonumber(ARGV[4])
@@ -228,21 +229,26 @@ local function inside(addr)
   for _, r in ipairs(ranges) do if addr >= r[1] and addr <= r[2] then return true end end
   return false
 end
+local function grant(addr)
+  local before = redis.call('HGETALL', p .. 'lease:' .. addr)
+  put(addr, f)
+  return {addr, before}
+end
 local cursor = p .. 'cursor:' .. ARGV[3]
 for _ = 1, 256 do
   local offset = tonumber(redis.call('GET', cursor) or '0')
   if offset >= size then break end
   redis.call('SET', cursor, offset + 1)
   local addr = nth(offset)
-  if claimable(addr, f[2], f[4]) == 1 then put(addr, f); return addr end
+  if claimable(addr, f[2], f[4]) == 1 then return grant(addr) end
 end
-if tonumber(redis.call('GET', cursor) or '0') < size then return -1 end
+if tonumber(redis.call('GET', cursor) or '0') < size then return {-1} end
 local free = redis.call('ZRANGEBYSCORE', p .. 'free:' .. f[1], '-inf', now, 'LIMIT', 0, 256)
 for _, a in ipairs(free) do
   local addr = tonumber(a)
-  if inside(addr) and claimable(addr, f[2], f[4]) == 1 then put(addr, f); return addr end
+  if inside(addr) and claimable(addr, f[2], f[4]) == 1 then return grant(addr) end
 end
-return 0
+return {0}
 "#;
 
 /// ARGV: prefix, now, addr, client, state, deadline, free_at. Returns 1 when updated.
@@ -857,6 +863,15 @@ impl LeaseStore for RedisStore {
     }
 
     async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        Ok(self.allocate_replacing(pool, lease, now).await?.map(|(stored, _)| stored))
+    }
+
+    async fn allocate_replacing(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<(Lease, Option<Lease>)>, StoreError> {
         let mut conn = self.conn.clone();
         loop {
             let mut call = self.scripts.allocate.prepare_invoke();
@@ -867,14 +882,23 @@ impl LeaseStore for RedisStore {
             for range in pool.ranges {
                 call.arg(*range.start()).arg(*range.end());
             }
-            let got: i64 = call.invoke_async(&mut conn).await.map_err(failed)?;
-            match got {
-                -1 => continue,
-                0 => return Ok(None),
-                addr => {
+            let got: Vec<Value> = call.invoke_async(&mut conn).await.map_err(failed)?;
+            let corrupt = || StoreError::Corrupt("redis allocate answer".into());
+            match got.as_slice() {
+                [code] => match redis::from_redis_value::<i64>(code).map_err(|_| corrupt())? {
+                    -1 => continue,
+                    _ => return Ok(None),
+                },
+                [addr, Value::Array(before)] => {
+                    let addr: i64 = redis::from_redis_value(addr).map_err(|_| corrupt())?;
                     let addr = u32::try_from(addr).map_err(|_| StoreError::Corrupt(format!("redis address {addr}")))?;
-                    return Ok(Some(Lease { addr: Ipv4Addr::from(addr), ..lease.clone() }));
+                    // The lease is stored by now: a replaced record that does not decode is
+                    // not reported rather than failing the allocation.
+                    let replaced =
+                        if before.is_empty() { None } else { lease_from_hash(addr, &hash_from_values(before)).ok() };
+                    return Ok(Some((Lease { addr: Ipv4Addr::from(addr), ..lease.clone() }, replaced)));
                 }
+                _ => return Err(corrupt()),
             }
         }
     }

@@ -145,14 +145,18 @@ fn forget(conn: &Connection, addr: u32, freed_at: u64) -> Result<bool, StoreErro
     Ok(true)
 }
 
+/// What a claim stored (or the binding it kept), and the record it overwrote, as it was.
+type Claimed = (Lease, Option<Lease>);
+
 /// The claim rule, inside a write transaction.
-fn claim_in(conn: &Connection, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-    if let Some(existing) = lease_at(conn, lease.addr.into())? {
+fn claim_in(conn: &Connection, lease: &Lease, now: Timestamp) -> Result<Option<Claimed>, StoreError> {
+    let existing = lease_at(conn, lease.addr.into())?;
+    if let Some(existing) = &existing {
         if !existing.available_to(&lease.client, now) {
             return Ok(None);
         }
         if matches!(lease.state, LeaseState::Offered { .. }) && existing.is_bound_to(&lease.client, now) {
-            return Ok(Some(existing));
+            return Ok(Some((existing.clone(), None)));
         }
     }
     // One lease per client and subnet, in the same transaction: the client's other held offer
@@ -180,7 +184,65 @@ fn claim_in(conn: &Connection, lease: &Lease, now: Timestamp) -> Result<Option<L
     })
     .map_err(backend)?;
     write(conn, lease)?;
-    Ok(Some(lease.clone()))
+    Ok(Some((lease.clone(), existing)))
+}
+
+/// Allocation inside a write transaction: never-used addresses through the pool's cursor, then
+/// addresses whose last lease is over.
+fn allocate_in(
+    conn: &Connection,
+    key: i64,
+    subnet: u32,
+    ranges: &[std::ops::RangeInclusive<u32>],
+    lease: &Lease,
+    now: Timestamp,
+) -> Result<Option<Claimed>, StoreError> {
+    let cursor: Option<i64> = conn
+        .query_row("SELECT next FROM pool_cursor WHERE pool_key = ?1", [key], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    let mut next = cursor.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+    let mut found = None;
+    // Never-used addresses first, advancing the cursor past any that are taken.
+    while let Some(addr) = next_in(ranges, next) {
+        next = u64::from(addr) + 1;
+        let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
+        if let Some(got) = claim_in(conn, &candidate, now)? {
+            found = Some(got);
+            break;
+        }
+    }
+    conn.execute(
+        "INSERT OR REPLACE INTO pool_cursor (pool_key, next) VALUES (?1, ?2)",
+        params![key, i64::try_from(next).unwrap_or(i64::MAX)],
+    )
+    .map_err(backend)?;
+    if found.is_some() {
+        return Ok(found);
+    }
+    // Then addresses the cursor passed that are free again, longest free first: those without
+    // a lease first, so that a released or expired lease stays its client's as long as it can.
+    let now_secs = sql_secs(now.as_secs());
+    for sql in [
+        "SELECT addr FROM free_addrs WHERE subnet = ?1 AND freed_at <= ?2 AND addr BETWEEN ?3 AND ?4
+         ORDER BY freed_at LIMIT 8",
+        "SELECT addr FROM leases WHERE subnet = ?1 AND free_at <= ?2 AND addr BETWEEN ?3 AND ?4
+         ORDER BY free_at LIMIT 8",
+    ] {
+        for range in ranges {
+            let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+            let bounds = params![i64::from(subnet), now_secs, i64::from(*range.start()), i64::from(*range.end())];
+            let free: Vec<i64> =
+                stmt.query_map(bounds, |r| r.get(0)).map_err(backend)?.collect::<Result<_, _>>().map_err(backend)?;
+            for addr in free.into_iter().filter_map(|a| u32::try_from(a).ok()) {
+                let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
+                if let Some(got) = claim_in(conn, &candidate, now)? {
+                    return Ok(Some(got));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The first address of `ranges` at or after `from`.
@@ -248,67 +310,22 @@ impl LeaseStore for SqliteStore {
 
     async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
         let lease = lease.clone();
-        self.writer.write(move |conn| claim_in(conn, &lease, now)).await
+        Ok(self.writer.write(move |conn| claim_in(conn, &lease, now)).await?.map(|(stored, _)| stored))
     }
 
     async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        Ok(self.allocate_replacing(pool, lease, now).await?.map(|(stored, _)| stored))
+    }
+
+    async fn allocate_replacing(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<(Lease, Option<Lease>)>, StoreError> {
         let key = pool.key as i64;
         let (subnet, ranges, lease) = (pool.subnet, pool.ranges.to_vec(), lease.clone());
-        self.writer
-            .write(move |conn| {
-                let cursor: Option<i64> = conn
-                    .query_row("SELECT next FROM pool_cursor WHERE pool_key = ?1", [key], |r| r.get(0))
-                    .optional()
-                    .map_err(backend)?;
-                let mut next = cursor.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-                let mut found = None;
-                // Never-used addresses first, advancing the cursor past any that are taken.
-                while let Some(addr) = next_in(&ranges, next) {
-                    next = u64::from(addr) + 1;
-                    let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
-                    if let Some(got) = claim_in(conn, &candidate, now)? {
-                        found = Some(got);
-                        break;
-                    }
-                }
-                conn.execute(
-                    "INSERT OR REPLACE INTO pool_cursor (pool_key, next) VALUES (?1, ?2)",
-                    params![key, i64::try_from(next).unwrap_or(i64::MAX)],
-                )
-                .map_err(backend)?;
-                if found.is_some() {
-                    return Ok(found);
-                }
-                // Then addresses the cursor passed that are free again, longest free first: those
-                // without a lease first, so that a released or expired lease stays its client's as
-                // long as it can.
-                let now_secs = sql_secs(now.as_secs());
-                for sql in [
-                    "SELECT addr FROM free_addrs WHERE subnet = ?1 AND freed_at <= ?2 AND addr BETWEEN ?3 AND ?4
-                     ORDER BY freed_at LIMIT 8",
-                    "SELECT addr FROM leases WHERE subnet = ?1 AND free_at <= ?2 AND addr BETWEEN ?3 AND ?4
-                     ORDER BY free_at LIMIT 8",
-                ] {
-                    for range in &ranges {
-                        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
-                        let bounds =
-                            params![i64::from(subnet), now_secs, i64::from(*range.start()), i64::from(*range.end())];
-                        let free: Vec<i64> = stmt
-                            .query_map(bounds, |r| r.get(0))
-                            .map_err(backend)?
-                            .collect::<Result<_, _>>()
-                            .map_err(backend)?;
-                        for addr in free.into_iter().filter_map(|a| u32::try_from(a).ok()) {
-                            let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
-                            if let Some(got) = claim_in(conn, &candidate, now)? {
-                                return Ok(Some(got));
-                            }
-                        }
-                    }
-                }
-                Ok(None)
-            })
-            .await
+        self.writer.write(move |conn| allocate_in(conn, key, subnet, &ranges, &lease, now)).await
     }
 
     async fn update_state(

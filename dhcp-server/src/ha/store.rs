@@ -171,19 +171,28 @@ impl<S: LeaseStore> LeaseStore for HaStore<S> {
     }
 
     async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        Ok(self.allocate_replacing(pool, lease, now).await?.map(|(stored, _)| stored))
+    }
+
+    async fn allocate_replacing(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<(Lease, Option<Lease>)>, StoreError> {
         let share = self.replicating().map_or(Share::Whole, Ha::share);
         if let Some(ha) = self.replicating() {
             ha.note_pool(pool);
         }
         let allocated = if share == Share::Whole {
-            self.inner.allocate(pool, lease, now).await?
+            self.inner.allocate_replacing(pool, lease, now).await?
         } else {
             let ranges = half(pool.ranges, share);
             // A key of its own: the store's per-pool state is kept apart for each half.
             let key = pool.key ^ if share == Share::Lower { 0x5bd1_e995_0000_0001 } else { 0x5bd1_e995_0000_0002 };
-            self.inner.allocate(PoolRef { key, subnet: pool.subnet, ranges: &ranges }, lease, now).await?
+            self.inner.allocate_replacing(PoolRef { key, subnet: pool.subnet, ranges: &ranges }, lease, now).await?
         };
-        if let (Some(ha), Some(stored)) = (self.replicating(), &allocated) {
+        if let (Some(ha), Some((stored, _))) = (self.replicating(), &allocated) {
             ha.replicate(stored).await?;
         }
         Ok(allocated)

@@ -532,6 +532,31 @@ pub async fn a_reloaded_pool_reuses_addresses_freed_after_the_reload(store: impl
     assert_eq!(got.map(|l| l.addr), Some(freed));
 }
 
+/// `allocate_replacing` says which record the allocation overwrote: none for a fresh address,
+/// and another client's binding that ran out but was not reclaimed yet, as it was (which
+/// reclamation will then never return).
+pub async fn allocate_reports_the_record_it_replaced(store: impl LeaseStore) {
+    let ranges = [range(5, 5)];
+    let alloc = |template: Lease, at: Timestamp| {
+        let store = &store;
+        let pool = pool(&ranges);
+        async move { store.allocate_replacing(pool, &template, at).await.expect("store") }
+    };
+    let got = alloc(bound(1, Ipv4Addr::UNSPECIFIED, 100), T0).await;
+    assert_eq!(got, Some((bound(1, addr(5), 100), None)), "a fresh address replaces nothing");
+    assert_eq!(alloc(bound(2, Ipv4Addr::UNSPECIFIED, 3600), T0 + 50).await, None, "still held");
+    // Client 1's binding ran out at T0 + 100 and nobody reclaimed it.
+    let got = alloc(bound(2, Ipv4Addr::UNSPECIFIED, 3600), T0 + 200).await;
+    let taken = lease(2, addr(5), LeaseState::Bound { expires: T0 + 3600 });
+    assert_eq!(got, Some((taken.clone(), Some(bound(1, addr(5), 100)))), "client 1's binding, as it was");
+    assert_eq!(store.lease_by_addr(addr(5)).await.expect("store"), Some(taken));
+    assert_eq!(store.reclaim_expired(T0 + 200, 100).await.expect("store"), vec![], "never reclaimed");
+    // A released record is reported too.
+    store.update_state(addr(5), &client(2), LeaseState::Released).await.expect("store").expect("held");
+    let got = alloc(offered(3, Ipv4Addr::UNSPECIFIED, 230), T0 + 201).await;
+    assert_eq!(got, Some((offered(3, addr(5), 230), Some(lease(2, addr(5), LeaseState::Released)))));
+}
+
 /// One `#[tokio::test]` per check, each on a fresh store from `$factory`.
 #[macro_export]
 macro_rules! suite {
@@ -572,6 +597,7 @@ macro_rules! suite {
             a_deleted_address_is_free_for_anyone,
             a_released_address_claimed_by_another_is_theirs,
             a_reloaded_pool_reuses_addresses_freed_after_the_reload,
+            allocate_reports_the_record_it_replaced,
         );
     };
     (@tests $factory:expr; $($check:ident),* $(,)?) => {
