@@ -665,6 +665,50 @@ mod tests {
         }
     }
 
+    /// The journal store is the memory store underneath: floods of renewals leave its
+    /// bookkeeping bounded as they do the memory store's, and compaction keeps the file short.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_renewal_flood_leaves_memory_and_journal_bounded() {
+        const OFFERS: u64 = if cfg!(debug_assertions) { 200_000 } else { 1_000_000 };
+        const BATCH: u64 = 1000;
+        const BOUND_RENEWALS: u64 = 3 * COMPACT_MIN_LINES;
+        let dir = tempfile::tempdir().expect("tmp");
+        let (store, _) = JournalStore::open(dir.path().join("leases.journal")).expect("open");
+        let t0 = 1_700_000_000;
+        // Offers are not journaled: a DISCOVER flood renews the offer in memory only.
+        for i in 0..OFFERS {
+            let offer = Lease { state: LeaseState::Offered { until: Timestamp::from_secs(t0 + i + 30) }, ..bound(7) };
+            store.claim(&offer, Timestamp::from_secs(t0 + i)).await.expect("store").expect("granted");
+        }
+        // Bindings are, and synced: renewals in flight together share a sync.
+        let start = t0 + OFFERS;
+        for batch in 0..BOUND_RENEWALS / BATCH {
+            let mut renewals = tokio::task::JoinSet::new();
+            for i in 0..BATCH {
+                let store = store.clone();
+                let secs = start + batch * BATCH + i;
+                renewals.spawn(async move {
+                    let renewal =
+                        Lease { state: LeaseState::Bound { expires: Timestamp::from_secs(secs + 3600) }, ..bound(7) };
+                    store.claim(&renewal, Timestamp::from_secs(secs)).await
+                });
+            }
+            while let Some(done) = renewals.join_next().await {
+                assert!(done.expect("task").expect("store").is_some(), "renewed");
+            }
+        }
+        let b = store.memory().bookkeeping();
+        assert!(b.deadline_entries <= 2 * b.records + 1024, "{b:?}");
+        assert_eq!((b.records, b.clients, b.offers), (1, 1, 0), "{b:?}");
+        // Compaction runs in the background; once it is done, the file is short again.
+        let waited = std::time::Instant::now();
+        while store.lock().compacting && waited.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let lines = store.lock().lines;
+        assert!(lines <= COMPACT_MIN_LINES + BATCH, "{lines} lines for one lease");
+    }
+
     #[test]
     fn the_directory_of_a_bare_name_is_the_current_one() {
         assert_eq!(dir_of(Path::new("leases.journal")), Path::new("."));

@@ -1,6 +1,6 @@
 //! The in-memory lease store.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::{Ready, ready};
 use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
@@ -21,6 +21,12 @@ use crate::codec::{self, BOUND, DECLINED, EXPIRED, OFFERED, RELEASED};
 ///   last to lose it to someone else), so its cost does not depend on the pool's size;
 /// - reclamation pops deadlines in time order, so its cost is proportional to what expired.
 ///
+/// Its bookkeeping stays bounded whatever the traffic: per-pool allocation state is dropped
+/// for pools not used lately (a config reload that changes a pool's ranges changes its key,
+/// leaving the old state unused) and rebuilt from the ranges when needed again; stale entries
+/// of the deadline index (left by renewals and releases) and repeated entries of a pool's
+/// queue of freed addresses are pruned once they outnumber the live ones.
+///
 /// About 100 bytes per lease (see BENCHMARKS.md): records live in one vector, the address index
 /// is laid out by address in pages of 256, and both indexes hold 4-byte slot numbers.
 #[derive(Debug, Default)]
@@ -34,6 +40,28 @@ const LIST_SLICE: usize = 4096;
 /// A state byte for a slab slot that holds no lease: outside the codec's codes, so it never
 /// decodes as a state.
 const FREE_SLOT: u8 = u8::MAX;
+
+/// At most this many pools keep allocation state; beyond it, the least recently used is dropped.
+/// A dropped state is rebuilt from the pool's ranges on its next allocation, at the cost of
+/// walking its fresh-address cursor once more over the addresses already leased.
+const MAX_POOL_STATES: usize = 1024;
+
+/// A pool state not used for this many allocations (of any pool) is dropped when another is
+/// made: what a config reload that changed the ranges leaves behind.
+const POOL_IDLE_ALLOCATIONS: u64 = 1 << 20;
+
+/// The deadline index is rebuilt from the leases once it holds more than this many entries
+/// beyond twice the number of lease records: at least half of them are then stale.
+const DEADLINE_SLACK: usize = 1024;
+
+/// A lease that loses its deadline (renewed, released, deleted) takes its entry out of the
+/// deadline index when no more than this many addresses share that second; beyond, the entry
+/// is left stale rather than searched for (many leases made in one burst).
+const PRECISE_REMOVAL: usize = 64;
+
+/// A pool's queue of freed addresses is pruned of repeats and of addresses held again once it
+/// grows past twice its size after the last pruning, and never below this.
+const FREED_MIN_LIMIT: usize = 1024;
 
 /// One lease, packed.
 #[derive(Debug, Clone)]
@@ -96,14 +124,46 @@ struct PoolState {
     /// The next never-used address in `ranges[range]`.
     next: u32,
     /// Addresses freed after the cursor passed them, oldest first. May hold stale entries
-    /// (claimed again since); they are checked when popped.
+    /// (claimed again since) and repeats; they are checked when popped, and pruned when the
+    /// queue outgrows `freed_limit`.
     freed: VecDeque<u32>,
+    /// The queue length that triggers pruning.
+    freed_limit: usize,
+    /// The store's allocation count when this pool last allocated.
+    last_used: u64,
 }
 
 impl PoolState {
     fn new(ranges: &[RangeInclusive<u32>]) -> Self {
         let next = ranges.first().map_or(0, |r| *r.start());
-        PoolState { ranges: ranges.to_vec(), range: 0, next, freed: VecDeque::new() }
+        PoolState {
+            ranges: ranges.to_vec(),
+            range: 0,
+            next,
+            freed: VecDeque::new(),
+            freed_limit: FREED_MIN_LIMIT,
+            last_used: 0,
+        }
+    }
+
+    /// Queues a freed address; prunes the queue when it has grown past its limit, keeping each
+    /// address once, at its latest place, and only while `held` says it is not held again.
+    fn push_freed(&mut self, addr: u32, held: impl Fn(u32) -> bool) {
+        self.freed.push_back(addr);
+        if self.freed.len() <= self.freed_limit {
+            return;
+        }
+        let mut seen = HashSet::with_capacity(self.freed.len());
+        let mut kept = VecDeque::new();
+        // Newest first: an address freed again keeps its latest place, so the client that freed
+        // it last is still the last to lose it.
+        for &addr in self.freed.iter().rev() {
+            if seen.insert(addr) && !held(addr) {
+                kept.push_front(addr);
+            }
+        }
+        self.freed = kept;
+        self.freed_limit = (2 * self.freed.len()).max(FREED_MIN_LIMIT);
     }
 
     fn contains(&self, addr: u32) -> bool {
@@ -151,10 +211,17 @@ struct Inner {
     /// binding at another address (an offer leaves the binding where it is): keyed as
     /// `by_client`, so that the client's next lease elsewhere frees the offer.
     offers: HashTable<u32>,
-    /// Deadline (seconds) to the addresses whose deadline was set to it. Lazy: an entry is
-    /// stale if the record's deadline has moved since; stale entries are skipped when popped.
+    /// Deadline (seconds) to the addresses whose deadline was set to it. Every record with a
+    /// deadline has an entry for it. An entry whose record's deadline moved is removed when its
+    /// second's list is short ([`PRECISE_REMOVAL`]), else left stale: stale entries are skipped
+    /// when popped, and the index is rebuilt when they outnumber the records
+    /// ([`DEADLINE_SLACK`]).
     deadlines: BTreeMap<u64, Vec<u32>>,
+    /// Entries in `deadlines`, stale ones included.
+    deadline_entries: usize,
     pools: HashMap<u64, PoolState>,
+    /// Allocations so far: the clock that pool states' use is measured by.
+    allocations: u64,
     hasher: DefaultHashBuilder,
 }
 
@@ -215,6 +282,19 @@ fn index_unlink(table: &mut HashTable<u32>, slab: &[Record], hasher: &DefaultHas
     }
 }
 
+/// Sizes of the store's bookkeeping, for the tests that check it stays bounded.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bookkeeping {
+    pub(crate) records: usize,
+    pub(crate) deadline_entries: usize,
+    pub(crate) deadline_keys: usize,
+    pub(crate) pools: usize,
+    pub(crate) freed: usize,
+    pub(crate) offers: usize,
+    pub(crate) clients: usize,
+}
+
 impl Inner {
     fn slot_of_addr(&self, addr: u32) -> Option<u32> {
         self.by_addr.get(addr)
@@ -246,9 +326,19 @@ impl Inner {
     /// index at it when `link`. Returns the slot.
     fn write_linked(&mut self, record: Record, link: bool) -> u32 {
         let addr = record.addr;
-        let deadline = record.has_deadline().then_some(record.deadline);
+        let mut deadline = record.has_deadline().then_some(record.deadline);
         let slot = match self.slot_of_addr(addr) {
             Some(slot) => {
+                let old = &self.slab[slot as usize];
+                if old.has_deadline() {
+                    if Some(old.deadline) == deadline {
+                        // The old record's entry stands for the new one too: a renewal to the
+                        // same second adds none.
+                        deadline = None;
+                    } else {
+                        self.drop_deadline_entry(slot);
+                    }
+                }
                 let old = &self.slab[slot as usize];
                 if old.client != record.client || old.subnet != record.subnet {
                     self.unlink_client(slot);
@@ -276,11 +366,50 @@ impl Inner {
         }
         if let Some(deadline) = deadline {
             self.deadlines.entry(deadline).or_default().push(addr);
+            self.deadline_entries += 1;
+            if self.deadline_entries > 2 * self.by_addr.len() + DEADLINE_SLACK {
+                self.rebuild_deadlines();
+            }
         }
         slot
     }
 
+    /// Removes the deadline entry of the record in `slot`, which is about to lose its deadline,
+    /// when the list of that second is short enough to search ([`PRECISE_REMOVAL`]); otherwise
+    /// the entry is left stale, for reclamation to skip or a rebuild to drop.
+    fn drop_deadline_entry(&mut self, slot: u32) {
+        let Record { deadline, addr, .. } = self.slab[slot as usize];
+        let Some(addrs) = self.deadlines.get_mut(&deadline) else { return };
+        if addrs.len() > PRECISE_REMOVAL {
+            return;
+        }
+        if let Some(at) = addrs.iter().position(|&a| a == addr) {
+            addrs.swap_remove(at);
+            self.deadline_entries = self.deadline_entries.saturating_sub(1);
+            if addrs.is_empty() {
+                self.deadlines.remove(&deadline);
+            }
+        }
+    }
+
+    /// Rebuilds the deadline index from the records, without its stale entries. Called when
+    /// they outnumber the records, so its cost is spread over at least as many writes.
+    fn rebuild_deadlines(&mut self) {
+        let mut due: Vec<(u64, u32)> =
+            self.slab.iter().filter(|r| r.has_deadline()).map(|r| (r.deadline, r.addr)).collect();
+        due.sort_unstable();
+        self.deadline_entries = due.len();
+        let mut deadlines: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        for (deadline, addr) in due {
+            deadlines.entry(deadline).or_default().push(addr);
+        }
+        self.deadlines = deadlines;
+    }
+
     fn remove(&mut self, slot: u32) {
+        if self.slab[slot as usize].has_deadline() {
+            self.drop_deadline_entry(slot);
+        }
         self.unlink_client(slot);
         let addr = self.slab[slot as usize].addr;
         self.by_addr.remove(addr);
@@ -302,9 +431,11 @@ impl Inner {
     /// it. Every pool state that covers the address gets it: after a reload, the old state
     /// and the new one may both cover it, and only the new one is used.
     fn return_to_pool(&mut self, addr: u32) {
-        for pool in self.pools.values_mut() {
+        let Inner { pools, slab, by_addr, .. } = self;
+        let held = |a: u32| by_addr.get(a).is_some_and(|s| slab[s as usize].has_deadline());
+        for pool in pools.values_mut() {
             if pool.contains(addr) && pool.passed(addr) {
-                pool.freed.push_back(addr);
+                pool.push_freed(addr, held);
             }
         }
     }
@@ -356,6 +487,9 @@ impl Inner {
     /// Marks the lease in `slot` released and gives its address back to its pool. Returns it
     /// as it now is.
     fn release_slot(&mut self, slot: u32) -> Lease {
+        if self.slab[slot as usize].has_deadline() {
+            self.drop_deadline_entry(slot);
+        }
         let record = &mut self.slab[slot as usize];
         record.state = RELEASED;
         record.deadline = 0;
@@ -371,10 +505,34 @@ impl Inner {
         client: &ClientId,
         now: Timestamp,
     ) -> Option<u32> {
-        let mut pool = self.pools.remove(&key).unwrap_or_else(|| PoolState::new(ranges));
+        self.allocations += 1;
+        let mut pool = match self.pools.remove(&key) {
+            Some(pool) => pool,
+            None => {
+                self.make_room_for_a_pool();
+                // A new pool, or one whose state was dropped: its cursor starts over, and
+                // `available` skips the addresses leased meanwhile.
+                PoolState::new(ranges)
+            }
+        };
+        pool.last_used = self.allocations;
         let found = self.take_from(&mut pool, client, now);
         self.pools.insert(key, pool);
         found
+    }
+
+    /// Before a pool state is added: drops the states not used for [`POOL_IDLE_ALLOCATIONS`],
+    /// then the least recently used ones beyond [`MAX_POOL_STATES`]. Runs only when a state is
+    /// made (a reload, or a state dropped earlier), so its scan of the states is rare.
+    fn make_room_for_a_pool(&mut self) {
+        let now = self.allocations;
+        self.pools.retain(|_, p| now.saturating_sub(p.last_used) <= POOL_IDLE_ALLOCATIONS);
+        while self.pools.len() >= MAX_POOL_STATES {
+            let Some(oldest) = self.pools.iter().min_by_key(|(_, p)| p.last_used).map(|(k, _)| *k) else {
+                break;
+            };
+            self.pools.remove(&oldest);
+        }
     }
 
     fn take_from(&mut self, pool: &mut PoolState, client: &ClientId, now: Timestamp) -> Option<u32> {
@@ -410,6 +568,7 @@ impl Inner {
                 entry.remove();
                 continue;
             };
+            self.deadline_entries = self.deadline_entries.saturating_sub(1);
             let Some(slot) = self.slot_of_addr(addr) else {
                 continue;
             };
@@ -498,6 +657,21 @@ impl MemoryStore {
         self.lock().claim(lease, now)
     }
 
+    /// The sizes of the bookkeeping, for the tests that check it stays bounded.
+    #[cfg(test)]
+    pub(crate) fn bookkeeping(&self) -> Bookkeeping {
+        let inner = self.lock();
+        Bookkeeping {
+            records: inner.by_addr.len(),
+            deadline_entries: inner.deadline_entries,
+            deadline_keys: inner.deadlines.len(),
+            pools: inner.pools.len(),
+            freed: inner.pools.values().map(|p| p.freed.len()).sum(),
+            offers: inner.offers.len(),
+            clients: inner.by_client.len(),
+        }
+    }
+
     /// [`LeaseStore::allocate`], also saying which other lease of the client it freed and
     /// which record it overwrote.
     pub(crate) fn allocate_moving(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Claimed {
@@ -583,5 +757,200 @@ impl LeaseStore for MemoryStore {
             }
         }
         ready(Ok(leases))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dhcp_core::block_on;
+
+    /// Floods run this many times: a million in release builds, fewer in debug ones, which are
+    /// about ten times slower.
+    const FLOOD: u32 = if cfg!(debug_assertions) { 200_000 } else { 1_000_000 };
+
+    const T0: u64 = 1_700_000_000;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_secs(T0 + secs)
+    }
+
+    fn lease(n: u32, addr: u32, state: LeaseState) -> Lease {
+        Lease {
+            addr: Ipv4Addr::from(addr),
+            client: ClientId::from_bytes(&n.to_be_bytes()),
+            hwaddr: HwAddr::default(),
+            subnet: 1,
+            state,
+            hostname: None,
+        }
+    }
+
+    fn bound(n: u32, addr: u32, expires: u64) -> Lease {
+        lease(n, addr, LeaseState::Bound { expires: at(expires) })
+    }
+
+    const BASE: u32 = 0x0a00_0000;
+
+    fn claim(store: &MemoryStore, lease: &Lease, now: Timestamp) -> Option<Lease> {
+        block_on(store.claim(lease, now)).and_then(Result::ok).flatten()
+    }
+
+    fn allocate(store: &MemoryStore, key: u64, ranges: &[RangeInclusive<u32>], n: u32, now: Timestamp) -> Option<u32> {
+        let pool = PoolRef { key, subnet: 1, ranges };
+        let got = block_on(store.allocate(pool, &bound(n, 0, 3600), now)).and_then(Result::ok).flatten();
+        got.map(|l| u32::from(l.addr))
+    }
+
+    fn release(store: &MemoryStore, addr: u32, n: u32) -> Option<Lease> {
+        let client = ClientId::from_bytes(&n.to_be_bytes());
+        block_on(store.update_state(Ipv4Addr::from(addr), &client, LeaseState::Released)).and_then(Result::ok).flatten()
+    }
+
+    /// The deadline index holds no more than its bound: twice the records plus the slack.
+    fn assert_deadlines_bounded(store: &MemoryStore) {
+        let b = store.bookkeeping();
+        assert!(b.deadline_entries <= 2 * b.records + DEADLINE_SLACK, "{b:?}");
+        assert!(b.deadline_keys <= b.deadline_entries, "{b:?}");
+    }
+
+    #[test]
+    fn a_renewal_flood_leaves_the_deadline_index_bounded() {
+        let store = MemoryStore::new();
+        // Each renewal a second later, so to a deadline of its own: each leaves a stale entry.
+        for i in 0..u64::from(FLOOD) {
+            assert!(claim(&store, &bound(1, BASE + 1, i + 3600), at(i)).is_some());
+        }
+        assert_deadlines_bounded(&store);
+        // Renewals to the same deadline add nothing.
+        let last = u64::from(FLOOD) - 1 + 3600;
+        let before = store.bookkeeping().deadline_entries;
+        for _ in 0..1000 {
+            assert!(claim(&store, &bound(1, BASE + 1, last), at(last - 3600)).is_some());
+        }
+        assert_eq!(store.bookkeeping().deadline_entries, before);
+        // Reclamation still finds the binding once, at its last deadline.
+        assert!(block_on(store.reclaim_expired(at(last - 1), 10)).and_then(Result::ok).expect("ready").is_empty());
+        let reclaimed = block_on(store.reclaim_expired(at(last), usize::MAX)).and_then(Result::ok).expect("ready");
+        assert_eq!(reclaimed, vec![bound(1, BASE + 1, last)]);
+        let b = store.bookkeeping();
+        assert_eq!((b.records, b.clients, b.offers), (1, 1, 0), "{b:?}");
+    }
+
+    #[test]
+    fn renewals_in_bursts_leave_the_deadline_index_bounded() {
+        let store = MemoryStore::new();
+        // A hundred clients renewing together, so to one second: more than is searched for an
+        // entry to take out, so each renewal leaves a stale one and the index is rebuilt.
+        let clients = 2 * PRECISE_REMOVAL as u32;
+        let rounds = u64::from(FLOOD / clients);
+        for round in 0..rounds {
+            for n in 0..clients {
+                assert!(claim(&store, &bound(n, BASE + n, round + 3600), at(round)).is_some());
+            }
+            assert_deadlines_bounded(&store);
+        }
+        let last = rounds - 1 + 3600;
+        assert!(block_on(store.reclaim_expired(at(last - 1), 10)).and_then(Result::ok).expect("ready").is_empty());
+        let reclaimed = block_on(store.reclaim_expired(at(last), usize::MAX)).and_then(Result::ok).expect("ready");
+        assert_eq!(reclaimed.len(), clients as usize);
+        assert_eq!(store.bookkeeping().deadline_entries, 0);
+    }
+
+    #[test]
+    fn a_release_flood_leaves_the_queues_bounded() {
+        let store = MemoryStore::new();
+        let ranges = [BASE + 10..=BASE + 12];
+        // The pool's cursor passes every address, so freed ones go to its queue.
+        for n in 1..=3 {
+            assert!(allocate(&store, 7, &ranges, n, at(0)).is_some());
+        }
+        assert_eq!(release(&store, BASE + 11, 2).map(|l| l.state), Some(LeaseState::Released));
+        // Claimed directly and released, over and over: the queue is never popped.
+        for i in 0..FLOOD {
+            let n = 100 + i % 2;
+            assert!(claim(&store, &bound(n, BASE + 11, 3600 + u64::from(i)), at(0)).is_some());
+            assert!(release(&store, BASE + 11, n).is_some());
+        }
+        let b = store.bookkeeping();
+        assert!(b.freed <= FREED_MIN_LIMIT + 1, "{b:?}");
+        assert_deadlines_bounded(&store);
+        // Allocated and released: each allocation pops what the release pushed.
+        for i in 0..FLOOD / 10 {
+            assert_eq!(allocate(&store, 7, &ranges, 200, at(1)), Some(BASE + 11), "round {i}");
+            assert!(release(&store, BASE + 11, 200).is_some());
+        }
+        let b = store.bookkeeping();
+        assert!(b.freed <= FREED_MIN_LIMIT + 1, "{b:?}");
+        assert_deadlines_bounded(&store);
+        // The queue still works: the address comes back once, then the pool is full.
+        assert_eq!(allocate(&store, 7, &ranges, 300, at(2)), Some(BASE + 11));
+        assert_eq!(allocate(&store, 7, &ranges, 301, at(2)), None);
+        assert_eq!((b.records, b.offers), (3, 0), "{b:?}");
+    }
+
+    #[test]
+    fn an_offer_flood_beside_a_binding_keeps_one_offer_aside() {
+        let store = MemoryStore::new();
+        assert!(claim(&store, &bound(1, BASE + 1, 3600), at(0)).is_some());
+        for i in 0..10_000u32 {
+            let offer = lease(1, BASE + 2 + i % 100, LeaseState::Offered { until: at(u64::from(i) + 30) });
+            assert!(claim(&store, &offer, at(u64::from(i) / 10)).is_some());
+        }
+        let b = store.bookkeeping();
+        assert_eq!((b.clients, b.offers), (1, 1), "{b:?}");
+        let held = block_on(store.list(None)).and_then(Result::ok).expect("ready");
+        let held: Vec<_> = held.iter().filter(|l| l.is_held(at(1000))).map(|l| l.addr).collect();
+        assert_eq!(held.len(), 2, "the binding and the last offer: {held:?}");
+        assert_deadlines_bounded(&store);
+    }
+
+    #[test]
+    fn pool_states_stay_bounded_over_reloads() {
+        let store = MemoryStore::new();
+        // Every reload moves the pool, so its key changes; each new pool is used once.
+        for reload in 0..(4 * MAX_POOL_STATES as u32) {
+            let start = BASE + 0x1_0000 + reload * 4;
+            assert!(allocate(&store, u64::from(reload) + 1000, &[start..=start + 3], reload, at(0)).is_some());
+        }
+        assert_eq!(store.bookkeeping().pools, MAX_POOL_STATES);
+        // States unused for long are dropped when a new one is made.
+        store.lock().allocations += POOL_IDLE_ALLOCATIONS + 1;
+        let start = BASE + 0x2_0000;
+        assert!(allocate(&store, 1, &[start..=start + 3], 1, at(0)).is_some());
+        assert_eq!(store.bookkeeping().pools, 1);
+    }
+
+    #[test]
+    fn a_dropped_pool_state_is_rebuilt_correctly() {
+        let store = MemoryStore::new();
+        let ranges = [BASE + 10..=BASE + 13, BASE + 20..=BASE + 21];
+        let mut granted: Vec<u32> = (1..=3).filter_map(|n| allocate(&store, 7, &ranges, n, at(0))).collect();
+        assert_eq!(granted, [BASE + 10, BASE + 11, BASE + 12]);
+        // Someone takes the next fresh address directly, and the second one is released.
+        assert!(claim(&store, &bound(50, BASE + 13, 3600), at(0)).is_some());
+        assert!(release(&store, BASE + 11, 2).is_some());
+        granted.retain(|&a| a != BASE + 11);
+        // Enough other pools to push this one's state out.
+        for other in 0..=(MAX_POOL_STATES as u32) {
+            let start = BASE + 0x1_0000 + other * 4;
+            assert!(allocate(&store, u64::from(other) + 1000, &[start..=start + 3], 1000 + other, at(0)).is_some());
+        }
+        assert!(!store.lock().pools.contains_key(&7), "dropped");
+        // Rebuilt from the ranges: the cursor starts over and passes what is leased.
+        let mut more: Vec<u32> = (4..=10).filter_map(|n| allocate(&store, 7, &ranges, n, at(1))).collect();
+        more.sort_unstable();
+        assert_eq!(more, [BASE + 11, BASE + 20, BASE + 21], "the free ones, each once");
+        granted.extend(more);
+        granted.push(BASE + 13);
+        granted.sort_unstable();
+        let leased: Vec<u32> = block_on(store.list(Some(1)))
+            .and_then(Result::ok)
+            .expect("ready")
+            .iter()
+            .filter(|l| l.is_held(at(1)) && ranges.iter().any(|r| r.contains(&u32::from(l.addr))))
+            .map(|l| u32::from(l.addr))
+            .collect();
+        assert_eq!(leased, granted);
     }
 }
