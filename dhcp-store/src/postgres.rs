@@ -3,6 +3,15 @@
 //! Claims are one `INSERT ... ON CONFLICT (addr) DO UPDATE ... WHERE <the address is available
 //! to this client>` statement: PostgreSQL locks the conflicting row and re-checks the condition,
 //! so two servers claiming one address at once cannot both win, with no read-then-write race.
+//! The same statement releases the client's other held lease in the subnet (one lease per
+//! client and subnet). That part reads rows the statement did not lock, as of the statement's
+//! snapshot, so two servers claiming two addresses for one client at once would each miss the
+//! other's new lease and both keep theirs: each claim therefore runs in a transaction that first
+//! takes a per-client advisory lock (`pg_advisory_xact_lock` on a hash of the subnet and the
+//! client id), and the claim statement, taking its snapshot after the lock, sees the other
+//! server's committed lease and releases it. The lock cannot go into the claim statement itself,
+//! whose snapshot predates anything it waits for. `BEGIN`, the lock, the claim and `COMMIT`
+//! go out together (pipelined), so a claim still costs one round trip.
 //! Allocation takes never-used addresses from a per-pool cursor row (`UPDATE ... RETURNING`,
 //! which serialises servers on that row), then addresses whose last lease is over, through an
 //! index; each candidate is then claimed with the same atomic statement. A commit is durable
@@ -96,6 +105,52 @@ const CLAIM: &str = "
     )
     SELECT addr FROM claimed";
 
+/// Serialises the claims of one client in one subnet (see the module docs): taken first in each
+/// claim's transaction, with the client's [`client_lock_key`], and held until its commit.
+const LOCK_CLIENT: &str = "SELECT pg_advisory_xact_lock($1)";
+
+/// The advisory lock key of `client`'s leases in `subnet`: FNV-1a (64 bits) over the subnet id
+/// (four bytes, big-endian) and the client id. It must be the same in every server sharing the
+/// database, whatever its version or platform, so it is spelled out here rather than left to a
+/// hasher that may change. Two clients whose keys collide only wait for each other's claims.
+fn client_lock_key(subnet: u32, client: &ClientId) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in subnet.to_be_bytes().iter().chain(client.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::from_be_bytes(hash.to_be_bytes())
+}
+
+/// Runs two futures at once and returns both outputs. Requests on one connection made this way
+/// are pipelined: tokio-postgres sends each request when its future is first polled, and this
+/// polls both at once, `a` first, so both are on their way, in order, before either answer.
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    use std::task::Poll;
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut out_a, mut out_b) = (None, None);
+    std::future::poll_fn(|cx| {
+        if out_a.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            out_a = Some(v);
+        }
+        if out_b.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            out_b = Some(v);
+        }
+        match (out_a.take(), out_b.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (a, b) => {
+                (out_a, out_b) = (a, b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
 /// Leases in PostgreSQL, shared by any number of servers.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -136,7 +191,7 @@ fn backend(e: tokio_postgres::Error) -> StoreError {
         None => true,
         Some(db) => is_outage_code(db.code().code()),
     };
-    if e.is_closed() || outage { unavailable(e) } else { StoreError::Backend(format!("postgres: {e}")) }
+    if e.is_closed() || outage { unavailable(e) } else { StoreError::Backend(format!("postgres: {}", with_causes(&e))) }
 }
 
 /// SQLSTATEs of a server that cannot take work now, though it may soon (or another host can):
@@ -280,6 +335,10 @@ impl PostgresStore {
         client.query_opt(&stmt, &[&i64::from(addr)]).await.map_err(backend)?.map(|r| lease_from_row(&r)).transpose()
     }
 
+    /// The atomic claim (see the module docs): `BEGIN`, the client's lock, [`CLAIM`] and
+    /// `COMMIT`, sent together. Either all four reach the server or none does: each is sent
+    /// when first polled, and they are all polled at once, so a caller that gives up (the
+    /// engine's store deadline) leaves no transaction open on the pooled connection.
     async fn claim_with(
         &self,
         client: &deadpool_postgres::Client,
@@ -287,24 +346,31 @@ impl PostgresStore {
         now: Timestamp,
     ) -> Result<Option<Lease>, StoreError> {
         let (state, deadline, free_at) = state_columns(lease.state);
+        // Prepared (or found in the cache) first: preparing would hold back the requests.
+        let lock = client.prepare_cached(LOCK_CLIENT).await.map_err(backend)?;
         let stmt = client.prepare_cached(CLAIM).await.map_err(backend)?;
-        let written = client
-            .query_opt(
-                &stmt,
-                &[
-                    &i64::from(u32::from(lease.addr)),
-                    &i64::from(lease.subnet),
-                    &lease.client.as_bytes(),
-                    &lease.hwaddr.as_bytes(),
-                    &state,
-                    &deadline,
-                    &free_at,
-                    &lease.hostname,
-                    &secs(now),
-                ],
-            )
-            .await
-            .map_err(backend)?;
+        let key = client_lock_key(lease.subnet, &lease.client);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+            &i64::from(u32::from(lease.addr)),
+            &i64::from(lease.subnet),
+            &lease.client.as_bytes(),
+            &lease.hwaddr.as_bytes(),
+            &state,
+            &deadline,
+            &free_at,
+            &lease.hostname,
+            &secs(now),
+        ];
+        let ((begun, locked), (written, committed)) = both(
+            both(client.batch_execute("BEGIN"), client.execute(&lock, &[&key])),
+            both(client.query_opt(&stmt, &params), client.batch_execute("COMMIT")),
+        )
+        .await;
+        // After a failed statement the server rolls the transaction back at the COMMIT.
+        begun.map_err(backend)?;
+        locked.map_err(backend)?;
+        let written = written.map_err(backend)?;
+        committed.map_err(backend)?;
         if written.is_some() {
             return Ok(Some(lease.clone()));
         }
@@ -510,6 +576,16 @@ mod tests {
         for code in ["23505", "42P01", "40001", "57014"] {
             assert!(!is_outage_code(code), "{code}");
         }
+    }
+
+    #[test]
+    fn the_client_lock_key_never_changes() {
+        // Servers of different versions share one database: they must lock the same key.
+        assert_eq!(client_lock_key(1, &ClientId::from_bytes(&[1, 2, 3])), -0x1fbf_49f3_9ac0_8b3a);
+        assert_ne!(
+            client_lock_key(2, &ClientId::from_bytes(&[1, 2, 3])),
+            client_lock_key(1, &ClientId::from_bytes(&[1, 2, 3]))
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The PostgreSQL store against a real server (127.0.0.1:5432, database `test`, as the test
 //! command sets up): the shared contract, each test in its own schema, and several stores with
 //! their own connection pools, as several servers would be, allocating from one small pool at once;
+//! two servers claiming or allocating two addresses for one client at the same moment leave it
+//! one lease;
 //! multi-host strings with `target_session_attrs=read-write` skip a host that is down and never
 //! settle on a read-only one.
 //!
@@ -14,7 +16,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use conformance::{T0, addr, bound};
-use dhcp_core::{LeaseStore, PoolRef};
+use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef};
 use dhcp_store::PostgresStore;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -23,7 +25,14 @@ fn server() -> String {
     std::env::var("DHCP_TEST_POSTGRES").unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
 }
 
-/// A fresh schema of its own; schemas left by earlier runs of this test binary are dropped.
+/// Whether the test process `pid` (of this machine) still runs, so its schemas are in use:
+/// another run of these tests, beside this one. Without `/proc` every process counts as gone.
+fn still_running(pid: &str) -> bool {
+    std::path::Path::new("/proc/self").exists() && std::path::Path::new("/proc").join(pid).exists()
+}
+
+/// A fresh schema of its own; schemas left by earlier runs of this test binary, whose process
+/// has ended, are dropped.
 async fn fresh_schema() -> String {
     let (client, connection) = tokio_postgres::connect(&server(), tokio_postgres::NoTls)
         .await
@@ -40,6 +49,10 @@ async fn fresh_schema() -> String {
         .expect("list schemas");
     for row in stale {
         let name: String = row.get(0);
+        let owner = name.strip_prefix("dhcp_t_").and_then(|rest| rest.split('_').next()).unwrap_or_default();
+        if still_running(owner) {
+            continue;
+        }
         let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await;
     }
     client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.expect("create schema");
@@ -154,4 +167,107 @@ async fn a_read_only_server_is_never_written_to() {
         Err(dhcp_core::StoreError::Unavailable(why)) => assert!(why.contains("read-only"), "{why}"),
         other => panic!("a write on a read-only server: {other:?}"),
     }
+}
+
+/// Rounds of each race below. Without the store's per-client lock, 80-92% of the claim rounds
+/// and 45-50% of the allocation rounds ended with the client holding two leases (on one
+/// machine, 3 runs each), so one round in a few hundred would do; 200 make it certain.
+const RACE_ROUNDS: u16 = 200;
+
+fn race_addr(round: u16, which: u8) -> Ipv4Addr {
+    let [hi, lo] = round.to_be_bytes();
+    Ipv4Addr::new(10, 100 + which + 2 * hi, lo, 1)
+}
+
+/// The client of a race's round: a fresh one each round, so that what one round leaves (an
+/// offer leaves the client's binding alone) is no part of the next.
+fn race_client(round: u16) -> ClientId {
+    let [hi, lo] = round.to_be_bytes();
+    ClientId::from_bytes(&[b'r', b'a', b'c', b'e', hi, lo])
+}
+
+fn race_lease(round: u16, at: Ipv4Addr, state: LeaseState) -> Lease {
+    Lease {
+        addr: at,
+        client: race_client(round),
+        hwaddr: HwAddr::mac([2, 0, 0, 0, 0, 0xee]),
+        subnet: 1,
+        state,
+        hostname: None,
+    }
+}
+
+/// The leases of `round`'s client in subnet 1 that are held (offered or bound, unexpired) at `T0`.
+async fn held_by_the_racing_client(store: &PostgresStore, round: u16) -> Vec<Lease> {
+    let client = race_client(round);
+    let all = store.list(Some(1)).await.expect("store");
+    all.into_iter()
+        .filter(|l| l.client == client && l.is_held(T0))
+        .filter(|l| matches!(l.state, LeaseState::Offered { .. } | LeaseState::Bound { .. }))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_claiming_two_addresses_for_one_client_at_once_leave_it_one() {
+    // Two servers (stores with their own connections) each claim a different address for the
+    // same client at the same moment, round after round with fresh addresses: whichever commits
+    // second must release the other's, so the client never ends a round holding two leases.
+    let schema = fresh_schema().await;
+    let first = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    let second = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    let mut doubled = Vec::new();
+    for round in 0..RACE_ROUNDS {
+        let state = if round % 2 == 0 {
+            LeaseState::Bound { expires: T0 + 3600 }
+        } else {
+            LeaseState::Offered { until: T0 + 60 }
+        };
+        let (x, y) = (race_lease(round, race_addr(round, 0), state), race_lease(round, race_addr(round, 1), state));
+        let (got_x, got_y) = tokio::join!(first.claim(&x, T0), second.claim(&y, T0));
+        assert!(got_x.expect("store").is_some() && got_y.expect("store").is_some(), "both addresses were free");
+        let held = held_by_the_racing_client(&first, round).await;
+        if held.len() > 1 {
+            doubled.push((round, held.len()));
+        }
+    }
+    assert!(
+        doubled.is_empty(),
+        "{} of {RACE_ROUNDS} rounds left the client more than one lease: {doubled:?}",
+        doubled.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_allocating_for_one_client_at_once_leave_it_one() {
+    // Both servers see the same broadcast DISCOVER and allocate from one pool for the client at
+    // once; the pool's cursor hands them different addresses, and one offer must go.
+    let schema = fresh_schema().await;
+    let first = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    let second = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    let mut doubled = Vec::new();
+    for round in 0..RACE_ROUNDS {
+        let ranges = [
+            u32::from(race_addr(round, 0))..=u32::from(race_addr(round, 0)),
+            u32::from(race_addr(round, 1))..=u32::from(race_addr(round, 1)),
+        ];
+        let pool = PoolRef { key: 1000 + u64::from(round), subnet: 1, ranges: &ranges };
+        let state = if round % 2 == 0 {
+            LeaseState::Offered { until: T0 + 60 }
+        } else {
+            LeaseState::Bound { expires: T0 + 3600 }
+        };
+        let lease = race_lease(round, Ipv4Addr::UNSPECIFIED, state);
+        let (got_x, got_y) = tokio::join!(first.allocate(pool, &lease, T0), second.allocate(pool, &lease, T0));
+        let (got_x, got_y) = (got_x.expect("store").expect("granted"), got_y.expect("store").expect("granted"));
+        assert_ne!(got_x.addr, got_y.addr, "the cursor hands out each address once");
+        let held = held_by_the_racing_client(&first, round).await;
+        if held.len() > 1 {
+            doubled.push((round, held.len()));
+        }
+    }
+    assert!(
+        doubled.is_empty(),
+        "{} of {RACE_ROUNDS} rounds left the client more than one lease: {doubled:?}",
+        doubled.len()
+    );
 }
