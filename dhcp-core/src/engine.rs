@@ -662,7 +662,7 @@ impl<S: LeaseStore> Engine<S> {
         }
         let mut offered = None;
         if let Some(addr) = ctx.reserved {
-            offered = self.store.claim(&self.new_lease(ctx, addr, hold), now).await?;
+            offered = self.claim_over(ctx, self.new_lease(ctx, addr, hold), previous.as_ref(), now).await?;
         } else {
             let mut candidates = previous
                 .as_ref()
@@ -673,15 +673,17 @@ impl<S: LeaseStore> Engine<S> {
             while offered.is_none() {
                 let Some(addr) = candidates.next() else { break };
                 if self.may_lease(ctx, addr) {
-                    offered = self.store.claim(&self.new_lease(ctx, addr, hold), now).await?;
+                    offered = self.claim_over(ctx, self.new_lease(ctx, addr, hold), previous.as_ref(), now).await?;
                 }
             }
         }
         if offered.is_none() {
             let template = self.new_lease(ctx, Ipv4Addr::UNSPECIFIED, hold);
             for pool in &ctx.subnet.pools {
-                offered = self.store.allocate(pool.as_ref(ctx.subnet.id), &template, now).await?;
-                if offered.is_some() {
+                let allocated = self.store.allocate_replacing(pool.as_ref(ctx.subnet.id), &template, now).await?;
+                if let Some((lease, replaced)) = allocated {
+                    self.replaced(ctx, replaced.as_ref(), &lease);
+                    offered = Some(lease);
                     break;
                 }
             }
@@ -715,6 +717,40 @@ impl<S: LeaseStore> Engine<S> {
             return Ok(Outcome::PingFirst(check));
         }
         Ok(self.reply(ctx, MessageType::Offer, lease.addr, Some(self.lease_times(ctx)), out))
+    }
+
+    /// Claims `lease` for the client. What the claim overwrites leaves the gauges (see
+    /// [`replaced`](Self::replaced)): the client's own record is `previous`, already read;
+    /// another address is read first.
+    async fn claim_over(
+        &self,
+        ctx: &Ctx<'_>,
+        lease: Lease,
+        previous: Option<&Lease>,
+        now: Timestamp,
+    ) -> Result<Option<Lease>, StoreError> {
+        let before = match previous.filter(|p| p.addr == lease.addr) {
+            Some(own) => Some(own.clone()),
+            None => self.store.lease_by_addr(lease.addr).await?,
+        };
+        let stored = self.store.claim(&lease, now).await?;
+        if let Some(stored) = &stored {
+            self.replaced(ctx, before.as_ref(), stored);
+        }
+        Ok(stored)
+    }
+
+    /// Takes out of the gauges what a write of `stored` overwrote, when `old` was still counted
+    /// there: another client's binding that ran out and an ended probation are counted until
+    /// reclamation, which will not see them now. (The client's own binding is the caller's to
+    /// count: it may be kept, renewed or turned into an offer.)
+    fn replaced(&self, ctx: &Ctx<'_>, old: Option<&Lease>, stored: &Lease) {
+        let Some(old) = old.filter(|o| o.addr == stored.addr && *o != stored) else { return };
+        match old.state {
+            LeaseState::Bound { .. } if old.client != ctx.client => self.stats.assigned(old.subnet, -1),
+            LeaseState::Declined { .. } => self.stats.declined(old.subnet, -1),
+            _ => {}
+        }
     }
 
     /// The ping check to make before `lease` (just held as an offer) goes out, if any. The
@@ -863,18 +899,14 @@ impl<S: LeaseStore> Engine<S> {
         let counted =
             before.as_ref().is_some_and(|l| l.client == ctx.client && matches!(l.state, LeaseState::Bound { .. }));
         match self.store.claim(&self.new_lease(ctx, addr, state), now).await? {
-            Some(_) => {
+            Some(stored) => {
                 if !counted {
                     self.stats.assigned(ctx.subnet.id, 1);
                 }
-                // Another client's binding that ran out but was not reclaimed yet is gone now:
-                // it leaves the gauge here rather than at a reclamation that will not see it.
-                if let Some(old) = &before
-                    && old.client != ctx.client
-                    && matches!(old.state, LeaseState::Bound { .. })
-                {
-                    self.stats.assigned(old.subnet, -1);
-                }
+                // Another client's binding that ran out, or an ended probation, not reclaimed
+                // yet, is gone now: it leaves the gauge here rather than at a reclamation that
+                // will not see it.
+                self.replaced(ctx, before.as_ref(), &stored);
                 if let Some(old) = &previous {
                     if old.is_bound_to(&ctx.client, now) {
                         self.stats.assigned(old.subnet, -1);

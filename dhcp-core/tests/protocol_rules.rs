@@ -501,3 +501,42 @@ fn no_ping_for_the_clients_own_address_a_reservation_or_a_request() {
     let relayed = ClientPacket::new(MessageType::Discover, mac(5)).giaddr(RELAY).build();
     assert_eq!(s.reply(&relayed, &relayed_from(RELAY, 67)).message_type, MessageType::Offer);
 }
+
+// Gauges when an allocation or a claim overwrites a record reclamation would have counted.
+
+#[test]
+fn an_expired_binding_or_ended_probation_taken_over_leaves_the_gauges_once() {
+    let one = CONFIG.replace("192.0.2.100-192.0.2.109", "192.0.2.100-192.0.2.100");
+    let mut s = Server::new(&one);
+    let addr = s.dora(1);
+    s.now = s.now + 3600 + 5;
+    // The pool's one address is another client's binding that ran out, not reclaimed yet:
+    // the allocator gives it to client 2, and the gauge counts client 2's binding only.
+    assert_eq!(s.dora(2), addr);
+    assert_eq!(s.assigned(1), 1, "client 1's run-out binding left the gauge when it was overwritten");
+    let _ = block_on(s.engine.handle_timeout(s.now + 10_000)).expect("ready").expect("reclaims");
+    assert_eq!(s.assigned(1), 0, "and client 2's binding leaves at its own reclamation, once");
+
+    // A requested address (option 50) that is another client's run-out binding.
+    let mut s = Server::new(CONFIG);
+    let first = s.dora(1);
+    s.now = s.now + 3600 + 5;
+    let asking = ClientPacket::new(MessageType::Discover, mac(3)).addr_option(50, first).build();
+    assert_eq!(s.reply(&asking, &direct()).yiaddr, first);
+    assert_eq!(s.assigned(1), 0, "the run-out binding became client 3's offer");
+    let _ = block_on(s.engine.handle_timeout(s.now + 10_000)).expect("ready").expect("reclaims");
+    assert_eq!(s.assigned(1), 0, "not taken off twice");
+
+    // An ended probation overwritten by an allocation.
+    let mut s = Server::new(&one.replace("max-offers = 100", "max-offers = 100\ndecline-probation-period = 60"));
+    let addr = s.dora(1);
+    let decline = ClientPacket::new(MessageType::Decline, mac(1)).addr_option(50, addr).addr_option(54, SERVER).build();
+    assert_eq!(s.send(&decline, &direct()), Outcome::NoReply(NoReplyReason::Declined));
+    assert_eq!(s.engine.stats().subnet(1).expect("subnet").declined_addresses(), 1);
+    s.now = s.now + 61;
+    assert_eq!(s.dora(2), addr, "the address is free again once its probation ended");
+    assert_eq!(s.engine.stats().subnet(1).expect("subnet").declined_addresses(), 0);
+    let _ = block_on(s.engine.handle_timeout(s.now)).expect("ready").expect("reclaims");
+    assert_eq!(s.engine.stats().subnet(1).expect("subnet").declined_addresses(), 0, "not below zero");
+    assert_eq!(s.assigned(1), 1);
+}
