@@ -5,7 +5,9 @@
 //! alone: a fixed prelude leases addresses to two clients (one relayed), then the input is
 //! handled as one datagram, handled again later (the client is known by then: renewals, a
 //! second DISCOVER, a RELEASE of what the first one bound), and the timers run past every
-//! deadline. The input is a raw datagram, so the packets in `corpus/engine/captured-*` (and
+//! deadline. Subnet 2 checks addresses by ping before it offers them: the first byte says
+//! whether the checks find the addresses in use, and one more pass hands the datagram in with
+//! a ping answer about an address the input picks. The input is a raw datagram, so the packets in `corpus/engine/captured-*` (and
 //! anything `scripts/pcap-to-corpus.py` writes) are seeds as they are.
 #![no_main]
 
@@ -13,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, OnceLock};
 
 use dhcp_core::wire::Packet;
-use dhcp_core::{Config, Engine, Outcome, RecvMeta, Timestamp, block_on, testing};
+use dhcp_core::{Config, Engine, Outcome, PingAnswer, RecvMeta, Timestamp, block_on, testing};
 use dhcp_store::MemoryStore;
 use libfuzzer_sys::fuzz_target;
 
@@ -32,6 +34,7 @@ ip-address = "192.0.2.10"
 id = 2
 subnet = "198.51.100.0/24"
 pools = ["198.51.100.10-198.51.100.20"]
+ping-check = true
 "#;
 
 /// Where every input's clock starts.
@@ -51,16 +54,37 @@ fn config() -> Arc<Config> {
         .clone()
 }
 
-/// Handles one datagram and checks what came back.
-fn handle(engine: &Engine<MemoryStore>, datagram: &[u8], meta: &RecvMeta, now: Timestamp) -> Outcome {
+/// Handles one datagram and checks what came back; ping checks the engine asks for find the
+/// address in use when `in_use` says so (at most three times, as the driver does).
+fn handle_pinging(
+    engine: &Engine<MemoryStore>,
+    datagram: &[u8],
+    meta: &RecvMeta,
+    now: Timestamp,
+    in_use: bool,
+) -> Outcome {
     let mut out = Vec::new();
-    let outcome = block_on(engine.handle(datagram, meta, now, &mut out)).expect("the memory store answers at once");
+    let mut outcome =
+        block_on(engine.handle(datagram, meta, now, &mut out)).expect("the memory store answers at once");
+    let mut checks = 0;
+    while let Outcome::PingFirst(check) = outcome {
+        checks += 1;
+        assert!(checks <= 32, "the engine keeps asking for checks: {check:?}");
+        let answer = PingAnswer { addr: check.addr, in_use: in_use && checks <= 3 };
+        outcome = block_on(engine.handle(datagram, &meta.with_ping_answer(answer), now, &mut out))
+            .expect("the memory store answers at once");
+    }
     if let Outcome::Reply(reply) = &outcome {
         assert_eq!(reply.len, out.len());
         assert!(out.len() <= 1472);
         Packet::parse_reply(&out).expect("every reply parses");
     }
     outcome
+}
+
+/// Handles one datagram; ping checks find nothing.
+fn handle(engine: &Engine<MemoryStore>, datagram: &[u8], meta: &RecvMeta, now: Timestamp) -> Outcome {
+    handle_pinging(engine, datagram, meta, now, false)
 }
 
 /// DISCOVER then REQUEST, as a client that takes the first offer.
@@ -102,8 +126,16 @@ fuzz_target!(|data: &[u8]| {
     // Again later, by as much as the last byte says: up to 2040 s, past the 600 s leases.
     let later = start + data.last().map_or(0, |&b| u64::from(b) * 8);
     let _ = handle(&engine, data, &direct, later);
-    // As if relayed to subnet 2 from its relay's address.
-    let _ = handle(&engine, data, &RecvMeta::new(SocketAddrV4::new(RELAY, 67)), later);
+    // As if relayed to subnet 2 from its relay's address, whose ping checks find what the
+    // first byte says; then with a ping answer about an address the input picks.
+    let relayed = RecvMeta::new(SocketAddrV4::new(RELAY, 67));
+    let in_use = data.first().is_some_and(|b| b & 1 == 1);
+    let _ = handle_pinging(&engine, data, &relayed, later, in_use);
+    let picked = match data {
+        [.., a, b, c, d, _] => Ipv4Addr::new(*a, *b, *c, *d),
+        _ => Ipv4Addr::new(198, 51, 100, 10),
+    };
+    let _ = handle_pinging(&engine, data, &relayed.with_ping_answer(PingAnswer { addr: picked, in_use }), later, in_use);
     let _ = block_on(engine.handle_timeout(later)).expect("the memory store answers at once");
     let _ = block_on(engine.handle_timeout(later + 1_000_000)).expect("the memory store answers at once");
 });
