@@ -105,6 +105,11 @@ const CLAIM: &str = "
     )
     SELECT addr FROM claimed";
 
+/// The condition of `update_state`: only the client's offer or binding moves (a released,
+/// expired or declined lease is no longer the client's to change), and only a binding can be
+/// declined (`$3` is the new state's code). The codes are the codec's, checked by a test below.
+const UPDATE_STATE_HELD: &str = "state IN (0, 1) AND ($3::SMALLINT <> 2 OR state = 1)";
+
 /// Serialises the claims of one client in one subnet (see the module docs): taken first in each
 /// claim's transaction, with the client's [`client_lock_key`], and held until its commit.
 const LOCK_CLIENT: &str = "SELECT pg_advisory_xact_lock($1)";
@@ -468,7 +473,7 @@ impl LeaseStore for PostgresStore {
         let stmt = client
             .prepare_cached(&format!(
                 "UPDATE dhcp_leases SET state = $3, deadline = $4, free_at = $5
-                 WHERE addr = $1 AND client = $2 AND ($3::SMALLINT <> 2 OR state = 1) RETURNING {COLUMNS}"
+                 WHERE addr = $1 AND client = $2 AND {UPDATE_STATE_HELD} RETURNING {COLUMNS}"
             ))
             .await
             .map_err(backend)?;
@@ -600,5 +605,13 @@ mod tests {
         assert!(CLAIM.contains(&free), "{CLAIM}");
         let moved = format!("(state = {} OR (state = {} AND $5 <> {}))", codec::OFFERED, codec::BOUND, codec::OFFERED);
         assert!(CLAIM.contains(&moved), "{CLAIM}");
+        let held = format!(
+            "state IN ({}, {}) AND ($3::SMALLINT <> {} OR state = {})",
+            codec::OFFERED,
+            codec::BOUND,
+            codec::DECLINED,
+            codec::BOUND
+        );
+        assert_eq!(UPDATE_STATE_HELD, held);
     }
 }
