@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use conformance::{T0, addr, bound};
+use conformance::{T0, addr, bound, client};
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef};
 use dhcp_store::PostgresStore;
 
@@ -270,4 +270,33 @@ async fn two_servers_allocating_for_one_client_at_once_leave_it_one() {
         "{} of {RACE_ROUNDS} rounds left the client more than one lease: {doubled:?}",
         doubled.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_given_up_on_leaves_no_transaction_open() {
+    // A claim is BEGIN, the client's lock, the claim and COMMIT, sent together. A caller that
+    // gives up on it (the engine's store deadline) while the server waits (here for a table
+    // lock another session holds) must not leave its pooled connection inside the transaction:
+    // the next call on that connection would never commit.
+    let schema = fresh_schema().await;
+    let store = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    // One claim first, so its statements are prepared: preparing also waits for the table lock,
+    // and a caller that gives up then has sent nothing of the transaction.
+    store.claim(&bound(3, addr(3), 3600), T0).await.expect("store").expect("granted");
+    let (mut other, connection) = tokio_postgres::connect(&url(&schema), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let blocker = other.transaction().await.expect("begin");
+    blocker.batch_execute("LOCK TABLE dhcp_leases IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let first = bound(1, addr(1), 3600);
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(300), store.claim(&first, T0)).await;
+    assert!(gave_up.is_err(), "the claim waited for the table lock: {gave_up:?}");
+    blocker.commit().await.expect("unlock");
+    // The same (only) connection again, for a statement of its own (it runs once the abandoned
+    // claim is through): what it writes is committed, so another connection sees it, and so is
+    // the abandoned claim, sent whole.
+    let released = store.update_state(addr(3), &client(3), LeaseState::Released).await.expect("store");
+    assert_eq!(released.map(|l| l.state), Some(LeaseState::Released));
+    let fresh = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    assert_eq!(fresh.lease_by_addr(addr(3)).await.expect("store").map(|l| l.state), Some(LeaseState::Released));
+    assert_eq!(fresh.lease_by_addr(addr(1)).await.expect("store"), Some(first), "sent whole, so done whole");
 }
