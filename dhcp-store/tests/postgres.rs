@@ -170,9 +170,9 @@ async fn a_read_only_server_is_never_written_to() {
 }
 
 /// Rounds of each race below. Without the store's per-client lock, 80-92% of the claim rounds
-/// and 45-50% of the allocation rounds ended with the client holding two leases (on one
-/// machine, 3 runs each), so one round in a few hundred would do; 200 make it certain.
-const RACE_ROUNDS: u16 = 200;
+/// and 45-49% of the allocation rounds ended with the client holding two leases (one machine,
+/// four runs of 200 rounds each): 100 rounds leave no chance of missing it.
+const RACE_ROUNDS: u16 = 100;
 
 fn race_addr(round: u16, which: u8) -> Ipv4Addr {
     let [hi, lo] = round.to_be_bytes();
