@@ -74,6 +74,19 @@ impl PoolRef<'_> {
     }
 }
 
+/// Of `leases` (in any order), the first `limit` in address order above `after`: what
+/// [`LeaseStore::list_page`] answers from a whole listing.
+fn first_page(mut leases: Vec<Lease>, after: Option<Ipv4Addr>, limit: usize) -> Vec<Lease> {
+    leases.retain(|l| after.is_none_or(|a| l.addr > a));
+    if leases.len() > limit {
+        // The lowest `limit` without sorting the rest.
+        leases.select_nth_unstable_by_key(limit, |l| l.addr);
+        leases.truncate(limit);
+    }
+    leases.sort_unstable_by_key(|l| l.addr);
+    leases
+}
+
 /// Where leases live. One implementation per backend, in `dhcp-store`.
 ///
 /// The methods return futures so that network stores can wait on I/O without blocking an
@@ -181,6 +194,43 @@ pub trait LeaseStore: Send + Sync {
     /// Every lease in `subnet` (all subnets when `None`), for operators. Not on the packet path.
     fn list(&self, subnet: Option<u32>) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send;
 
+    /// One page of [`list`](Self::list): the first `limit` leases, in ascending address order,
+    /// of those in `subnet` (all subnets when `None`) whose address is above `after` (all when
+    /// `None`; `after` itself is never included). Leases in every state are listed, as by
+    /// `list`. Fewer than `limit` come back only when no more leases follow: a caller walks the
+    /// store by passing the last address of each page as the next `after` until a page is short.
+    /// Not on the packet path.
+    ///
+    /// A page is not one instant's snapshot of the store, and a walk over several pages even
+    /// less so: the store keeps serving meanwhile. Each lease is whole and each address comes
+    /// at most once in a walk, in order; a lease held throughout the walk is listed exactly once,
+    /// one deleted or moved meanwhile may be missing or appear at its new address, and one
+    /// created above the walk's position appears.
+    ///
+    /// A store that can read a range of addresses in order overrides this so that a page costs
+    /// about its own size, not a pass over the store, and says so with
+    /// [`list_page_native`](Self::list_page_native). The default lists the whole subnet with
+    /// `list` and keeps the page: correct for any store, but a pass over the subnet per page.
+    /// Wrappers forward both methods.
+    fn list_page(
+        &self,
+        subnet: Option<u32>,
+        after: Option<Ipv4Addr>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send {
+        let all = self.list(subnet);
+        async move { Ok(first_page(all.await?, after, limit)) }
+    }
+
+    /// Whether [`list_page`](Self::list_page) reads about one page of the store (`true`), or
+    /// the whole subnet for every page, as the default does (`false`, the default). A caller
+    /// about to walk every page of a store that answers `false` does better with one call for
+    /// everything (`list_page` with a `limit` of `usize::MAX`), which costs one pass instead of
+    /// one per page.
+    fn list_page_native(&self) -> bool {
+        false
+    }
+
     /// The reservation the store keeps for a client, by hardware address or client identifier,
     /// asked when the config sets `host-source = "store"`. A store may note that the client was
     /// seen at `now`. Stores without reservations answer `None` (the default).
@@ -192,5 +242,34 @@ pub trait LeaseStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<StoreHost>, StoreError>> + Send {
         let _ = (hw, client_id, now);
         core::future::ready(Ok(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LeaseState;
+
+    fn lease(last: u8) -> Lease {
+        Lease {
+            addr: Ipv4Addr::new(10, 0, 0, last),
+            client: ClientId::from_bytes(&[last]),
+            hwaddr: HwAddr::default(),
+            subnet: 1,
+            state: LeaseState::Released,
+            hostname: None,
+        }
+    }
+
+    #[test]
+    fn the_default_page_is_the_lowest_addresses_above_after() {
+        let all: Vec<Lease> = [9, 3, 7, 1, 5].into_iter().map(lease).collect();
+        let addrs = |page: Vec<Lease>| page.iter().map(|l| l.addr.octets()[3]).collect::<Vec<_>>();
+        assert_eq!(addrs(first_page(all.clone(), None, 2)), [1, 3]);
+        assert_eq!(addrs(first_page(all.clone(), Some(Ipv4Addr::new(10, 0, 0, 3)), 2)), [5, 7], "after excluded");
+        assert_eq!(addrs(first_page(all.clone(), Some(Ipv4Addr::new(10, 0, 0, 4)), 9)), [5, 7, 9]);
+        assert_eq!(addrs(first_page(all.clone(), None, usize::MAX)), [1, 3, 5, 7, 9]);
+        assert_eq!(addrs(first_page(all.clone(), None, 0)), [] as [u8; 0]);
+        assert_eq!(addrs(first_page(all, Some(Ipv4Addr::new(10, 0, 0, 9)), 9)), [] as [u8; 0]);
     }
 }

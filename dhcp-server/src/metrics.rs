@@ -29,7 +29,7 @@ const LATENCY_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// The store operations timed, as the `op` label says them.
-const OPS: [&str; 9] = [
+const OPS: [&str; 10] = [
     "lease_by_client",
     "lease_by_addr",
     "claim",
@@ -39,6 +39,7 @@ const OPS: [&str; 9] = [
     "delete",
     "list",
     "host",
+    "list_page",
 ];
 
 /// A server's metrics registry.
@@ -156,7 +157,7 @@ impl<S> MeteredStore<S> {
         MeteredStore { inner, latency: metrics.store_histograms().into(), deadline: None, timeouts }
     }
 
-    /// Gives up on a call a client's request makes (every operation but `list` and
+    /// Gives up on a call a client's request makes (every operation but `list`, `list_page` and
     /// `reclaim_expired`, which serve the API and the timers and may rightly take long) once it
     /// has taken `deadline`: the call fails as the store being unavailable, the request is
     /// dropped and counted, and `dhcp4_store_timeouts_total` counts it. The client retries; an
@@ -249,6 +250,19 @@ impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
         self.timed(7, self.inner.list(subnet)).await
     }
 
+    async fn list_page(
+        &self,
+        subnet: Option<u32>,
+        after: Option<Ipv4Addr>,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        self.timed(9, self.inner.list_page(subnet, after, limit)).await
+    }
+
+    fn list_page_native(&self) -> bool {
+        self.inner.list_page_native()
+    }
+
     async fn host(
         &self,
         hw: &HwAddr,
@@ -308,8 +322,34 @@ mod tests {
         assert!(store.delete(Ipv4Addr::new(192, 0, 2, 1)).await.is_err());
         // Listing serves the API and may take long: no deadline on it.
         assert_eq!(store.list(None).await.map(|l| l.len()), Ok(0));
+        assert_eq!(store.list_page(None, None, 10).await.map(|l| l.len()), Ok(0));
         let config = dhcp_core::Config::from_toml_str("").expect("an empty config is valid");
         let text = metrics.render(&Stats::new(&config), None, None);
         assert!(text.contains("dhcp4_store_timeouts_total 2"), "{text}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn pages_go_to_the_store_inside_and_are_timed() {
+        use dhcp_core::LeaseState;
+        let metrics = Metrics::new();
+        let store = MeteredStore::new(dhcp_store::MemoryStore::new(), &metrics);
+        assert!(store.list_page_native());
+        assert!(!MeteredStore::new(Hung, &metrics).list_page_native(), "the default says no");
+        for last in [9, 3, 5] {
+            let lease = Lease {
+                addr: Ipv4Addr::new(10, 0, 0, last),
+                client: ClientId::from_bytes(&[last]),
+                hwaddr: HwAddr::default(),
+                subnet: 1,
+                state: LeaseState::Released,
+                hostname: None,
+            };
+            assert!(store.claim(&lease, Timestamp::from_secs(0)).await.is_ok_and(|l| l.is_some()));
+        }
+        let page = store.list_page(Some(1), Some(Ipv4Addr::new(10, 0, 0, 3)), 1).await;
+        assert_eq!(page.map(|p| p.iter().map(|l| l.addr).collect::<Vec<_>>()), Ok(vec![Ipv4Addr::new(10, 0, 0, 5)]));
+        let config = dhcp_core::Config::from_toml_str("").expect("an empty config is valid");
+        let text = metrics.render(&Stats::new(&config), None, None);
+        assert!(text.contains("dhcp4_store_latency_seconds_count{op=\"list_page\"} 1"), "{text}");
     }
 }

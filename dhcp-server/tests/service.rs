@@ -248,3 +248,88 @@ async fn lease_listings_page_by_address_and_stream_the_same_leases() {
     tokio::time::timeout(Duration::from_secs(5), serving).await.expect("stops").expect("task").expect("served");
     checked.expect("the listing checks");
 }
+
+/// Stores [`scattered_leases`] in a service on the store `url` and checks that its listings,
+/// whole and in pages of each of `limits`, give them in address order: on a store that reads
+/// pages natively (SQLite) and one that does not (Redis), where the other test runs the memory
+/// store.
+async fn listings_on_a_store(url: &str, port: u16, limits: &'static [usize]) {
+    use dhcp_core::LeaseStore;
+    use dhcp_server::api::model::LeaseInfo;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = config_text(port, &dir.path().join("leases.csv")).replacen(
+        "[server]\n",
+        &format!("[server]\nstore = \"{url}\"\n"),
+        1,
+    );
+    let config = ServerConfig::from_toml_str(&text).expect("valid");
+    let running = Service::from_config(config).start().await.expect("starts");
+    let api = format!("http://{}", running.api_addr().expect("API bound"));
+    let now = dhcp_net::now();
+    let stored = scattered_leases(700, now);
+    for lease in &stored {
+        let claimed = running.engine().store().claim(lease, now).await.expect("the store answers");
+        assert!(claimed.is_some(), "{lease:?} is stored");
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(running.run(async {
+        let _ = stopped.await;
+    }));
+
+    let checked = tokio::task::spawn_blocking(move || {
+        let client = AdminClient::new(&api, TOKEN);
+        let filters = [
+            LeaseFilter::default(),
+            LeaseFilter { subnet: Some(2), ..LeaseFilter::default() },
+            LeaseFilter { subnet: Some(1), state: Some("declined".into()), ..LeaseFilter::default() },
+        ];
+        for filter in &filters {
+            let mut expected: Vec<LeaseInfo> = stored
+                .iter()
+                .filter(|l| filter.subnet.is_none_or(|s| l.subnet == s))
+                .filter(|l| filter.state.as_deref().is_none_or(|s| l.state.name() == s))
+                .map(|l| LeaseInfo::new(l, None))
+                .collect();
+            expected.sort_by_key(|l| l.address);
+            let whole = client.leases(filter).expect("the whole list");
+            assert_eq!(whole.leases, expected, "{filter:?}");
+            for &limit in limits {
+                let mut union = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = client.leases_page(filter, after, limit).expect("a page");
+                    union.extend(page.leases.iter().cloned());
+                    match page.next {
+                        Some(next) => {
+                            assert_eq!(page.leases.len(), limit, "only the last page is short");
+                            after = Some(next);
+                        }
+                        None => break,
+                    }
+                }
+                assert_eq!(union, expected, "{filter:?} in pages of {limit}");
+            }
+        }
+    })
+    .await;
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), serving).await.expect("stops").expect("task").expect("served");
+    checked.expect("the listing checks");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lease_listings_on_sqlite_read_pages_of_the_store() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = format!("sqlite://{}", dir.path().join("leases.db").display());
+    listings_on_a_store(&url, 20_000 + (std::process::id() % 5_000) as u16 * 2, &[9, 256]).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lease_listings_on_redis_page_through_whole_listings() {
+    let server = std::env::var("DHCP_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = format!("{server}?prefix=dhcptest-listing:{}:", std::process::id());
+    // Every page is a whole listing of Redis: large pages only, to keep the test short.
+    listings_on_a_store(&url, 55_000 + (std::process::id() % 5_000) as u16 * 2, &[256]).await;
+}

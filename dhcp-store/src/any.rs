@@ -289,6 +289,38 @@ impl LeaseStore for AnyStore {
     async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {
         dispatch!(self, s => s.list(subnet))
     }
+
+    async fn list_page(
+        &self,
+        subnet: Option<u32>,
+        after: Option<Ipv4Addr>,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        dispatch!(self, s => s.list_page(subnet, after, limit))
+    }
+
+    fn list_page_native(&self) -> bool {
+        match self {
+            #[cfg(feature = "memory")]
+            AnyStore::Memory(s) => s.list_page_native(),
+            #[cfg(feature = "journal")]
+            AnyStore::Journal(s) => s.list_page_native(),
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite(s) => s.list_page_native(),
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(s) => s.list_page_native(),
+            #[cfg(feature = "redis")]
+            AnyStore::Redis(s) => s.list_page_native(),
+            #[cfg(not(any(
+                feature = "memory",
+                feature = "journal",
+                feature = "sqlite",
+                feature = "postgres",
+                feature = "redis"
+            )))]
+            _ => match *self {},
+        }
+    }
 }
 
 #[cfg(test)]
@@ -308,6 +340,30 @@ mod tests {
         assert!(matches!(open_now("sqlite://"), Err(OpenError::BadUrl { .. })));
         let err = open_now("mongodb://localhost").expect_err("no such store");
         assert!(err.to_string().contains("memory:"), "{err}");
+    }
+
+    #[tokio::test]
+    #[cfg(all(feature = "memory", feature = "sqlite"))]
+    async fn pages_go_to_the_store_inside() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sqlite = format!("sqlite://{}", dir.path().join("leases.db").display());
+        for url in ["memory:", sqlite.as_str()] {
+            let store = open(url).await.expect("opens");
+            assert!(store.list_page_native(), "{url}");
+            let lease = |last: u8| Lease {
+                addr: Ipv4Addr::new(10, 0, 0, last),
+                client: ClientId::from_bytes(&[last]),
+                hwaddr: HwAddr::default(),
+                subnet: 1,
+                state: LeaseState::Released,
+                hostname: None,
+            };
+            for last in [9, 3, 5] {
+                assert!(store.claim(&lease(last), Timestamp::from_secs(0)).await.expect("store").is_some());
+            }
+            let page = store.list_page(Some(1), Some(Ipv4Addr::new(10, 0, 0, 3)), 1).await.expect("store");
+            assert_eq!(page, vec![lease(5)], "{url}");
+        }
     }
 
     #[test]

@@ -542,6 +542,19 @@ impl LeaseStore for JournalStore {
     async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {
         self.memory.list(subnet).await
     }
+
+    async fn list_page(
+        &self,
+        subnet: Option<u32>,
+        after: Option<Ipv4Addr>,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        self.memory.list_page(subnet, after, limit).await
+    }
+
+    fn list_page_native(&self) -> bool {
+        self.memory.list_page_native()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

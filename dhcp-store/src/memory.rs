@@ -19,7 +19,9 @@ use crate::codec::{self, BOUND, DECLINED, EXPIRED, OFFERED, RELEASED};
 /// - allocation walks each pool once with a cursor for never-used addresses, then reuses
 ///   freed addresses oldest-first from a queue (so a client that released an address is the
 ///   last to lose it to someone else), so its cost does not depend on the pool's size;
-/// - reclamation pops deadlines in time order, so its cost is proportional to what expired.
+/// - reclamation pops deadlines in time order, so its cost is proportional to what expired;
+/// - a page of a listing ([`LeaseStore::list_page`]) walks the address index in order from
+///   where it starts, so its cost is about the page's, not the store's.
 ///
 /// Its bookkeeping stays bounded whatever the traffic: per-pool allocation state is dropped
 /// for pools not used lately (a config reload that changes a pool's ranges changes its key,
@@ -36,6 +38,10 @@ pub struct MemoryStore {
 
 /// Records a listing copies while it holds the lock.
 const LIST_SLICE: usize = 4096;
+
+/// Work (pages looked at and slots read in the address index) a page of a listing does while
+/// it holds the lock: about a hundred microseconds.
+const WALK_BUDGET: usize = 64 * 1024;
 
 /// A state byte for a slab slot that holds no lease: outside the codec's codes, so it never
 /// decodes as a state.
@@ -343,10 +349,14 @@ impl Inner {
                 if old.client != record.client || old.subnet != record.subnet {
                     self.unlink_client(slot);
                 }
+                if self.slab[slot as usize].subnet != record.subnet {
+                    self.by_addr.set_subnet(addr, record.subnet);
+                }
                 self.slab[slot as usize] = record;
                 slot
             }
             None => {
+                let subnet = record.subnet;
                 let slot = match self.free_slots.pop() {
                     Some(slot) => {
                         self.slab[slot as usize] = record;
@@ -357,7 +367,7 @@ impl Inner {
                         (self.slab.len() - 1) as u32
                     }
                 };
-                self.by_addr.insert(addr, slot);
+                self.by_addr.insert(addr, slot, subnet);
                 slot
             }
         };
@@ -672,6 +682,39 @@ impl MemoryStore {
         }
     }
 
+    /// [`LeaseStore::list_page`], also saying how much work it did in the address index
+    /// (pages looked at and slots read), for the tests that check a page's cost.
+    ///
+    /// The address index is walked in order from `after`, under the lock for at most
+    /// [`LIST_SLICE`] leases and [`WALK_BUDGET`] work at a time, then again from where it
+    /// stopped: a page costs about its own size (plus the pages of other subnets stepped over
+    /// when a subnet is asked for), whatever the store holds, and holds up a request for the
+    /// time of one slice.
+    fn page(&self, subnet: Option<u32>, after: Option<Ipv4Addr>, limit: usize) -> (Vec<Lease>, usize) {
+        let mut leases = Vec::with_capacity(limit.min(LIST_SLICE));
+        let mut work = 0;
+        let mut from = match after {
+            None => Some(0),
+            Some(after) => u32::from(after).checked_add(1),
+        };
+        while let Some(start) = from
+            && leases.len() < limit
+        {
+            let inner = self.lock();
+            let slice_end = leases.len() + (limit - leases.len()).min(LIST_SLICE);
+            let walked = inner.by_addr.walk(start, subnet, WALK_BUDGET, |_, slot| {
+                let record = &inner.slab[slot as usize];
+                if record.state != FREE_SLOT && subnet.is_none_or(|s| record.subnet == s) {
+                    leases.push(record.to_lease());
+                }
+                leases.len() < slice_end
+            });
+            work += walked.work;
+            from = walked.resume;
+        }
+        (leases, work)
+    }
+
     /// [`LeaseStore::allocate`], also saying which other lease of the client it freed and
     /// which record it overwrote.
     pub(crate) fn allocate_moving(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Claimed {
@@ -757,6 +800,14 @@ impl LeaseStore for MemoryStore {
             }
         }
         ready(Ok(leases))
+    }
+
+    fn list_page(&self, subnet: Option<u32>, after: Option<Ipv4Addr>, limit: usize) -> Answer<Vec<Lease>> {
+        ready(Ok(self.page(subnet, after, limit).0))
+    }
+
+    fn list_page_native(&self) -> bool {
+        true
     }
 }
 
@@ -952,5 +1003,65 @@ mod tests {
             .map(|l| u32::from(l.addr))
             .collect();
         assert_eq!(leased, granted);
+    }
+
+    /// A store of `n` bound leases in subnet 1 from `first` up, one every `step` addresses,
+    /// written in an order other than their addresses'.
+    fn spread(n: u32, first: u32, step: u32) -> MemoryStore {
+        let store = MemoryStore::new();
+        for i in 0..n {
+            let i = (i * 7_919) % n;
+            assert!(claim(&store, &bound(i, first + i * step, 3600), at(0)).is_some());
+        }
+        store
+    }
+
+    #[test]
+    fn a_page_costs_about_its_size_whatever_the_store_holds() {
+        let mid = |n: u32| Some(Ipv4Addr::from(BASE + n / 2));
+        let (small, large) = (spread(2_000, BASE, 1), spread(200_000, BASE, 1));
+        let (page, small_work) = small.page(None, mid(2_000), 100);
+        let (large_page, large_work) = large.page(None, mid(200_000), 100);
+        let addrs = |page: &[Lease]| page.iter().map(|l| u32::from(l.addr)).collect::<Vec<_>>();
+        assert_eq!(addrs(&page), (BASE + 1_001..BASE + 1_101).collect::<Vec<_>>());
+        assert_eq!(addrs(&large_page), (BASE + 100_001..BASE + 100_101).collect::<Vec<_>>());
+        // A hundred slots and a page or two, not the 200,000 records a whole listing copies.
+        assert!(large_work <= 100 + 2 * 256, "{large_work}");
+        assert!(large_work <= small_work + 256, "{small_work} {large_work}");
+    }
+
+    #[test]
+    fn a_page_of_one_subnet_steps_over_the_others() {
+        let store = spread(100_000, BASE, 1);
+        // Subnet 2 above subnet 1's 100,000 leases (391 pages).
+        let top = BASE + 0x10_0000;
+        for n in 0..10 {
+            let mut lease = bound(1_000_000 + n, top + n, 3600);
+            lease.subnet = 2;
+            assert!(claim(&store, &lease, at(0)).is_some());
+        }
+        let (page, work) = store.page(Some(2), None, 5);
+        assert_eq!(page.iter().map(|l| u32::from(l.addr)).collect::<Vec<_>>(), (top..top + 5).collect::<Vec<_>>());
+        assert!(work < 1_000, "{work}");
+    }
+
+    #[test]
+    fn a_long_walk_over_sparse_pages_resumes_where_it_paused() {
+        // One lease per /24: stepping over them takes more than one turn of the lock.
+        let n = 100_000;
+        let store = spread(n, BASE, 256);
+        let top = BASE + n * 256;
+        let mut lease = bound(n + 1, top, 3600);
+        lease.subnet = 2;
+        assert!(claim(&store, &lease, at(0)).is_some());
+        let (page, work) = store.page(Some(2), None, 10);
+        assert_eq!(page, vec![lease]);
+        assert!(work > WALK_BUDGET, "paused and resumed: {work}");
+        // And every lease, in more than one slice of the lock, in order.
+        let (all, _) = store.page(None, None, usize::MAX);
+        assert_eq!(all.len(), n as usize + 1);
+        assert!(all.windows(2).all(|w| w[0].addr < w[1].addr));
+        let (rest, _) = store.page(None, Some(Ipv4Addr::from(BASE + 256 * (n - 3))), usize::MAX);
+        assert_eq!(rest.len(), 3);
     }
 }

@@ -37,6 +37,11 @@
 //!   and of its addresses whose lease was deleted or whose probation ended (free now, no lease);
 //! - `cursor:POOLKEY`: the offset of the pool's next never-used address.
 //!
+//! No key keeps the addresses in order (`free:SUBNET` is by when an address is free, and holds
+//! addresses without a lease), so a page of a listing (`list_page`) is the trait's default: a
+//! whole `list` (`SCAN` and a read per lease) cut to the page, and `list_page_native` says so,
+//! so callers that walk every page list once instead.
+//!
 //! Lease keys expire in Redis as well (`EXPIRE`): a lease and its client index live until the
 //! lease's deadline plus a day, so a Redis nobody reclaims from does not keep dead leases; the
 //! indexes tolerate keys that expired under them.

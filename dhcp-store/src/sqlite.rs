@@ -4,7 +4,7 @@
 //! answers. Writes run in `BEGIN IMMEDIATE` transactions, which take SQLite's write lock before
 //! reading, so a claim's check and its write are atomic even when several processes open the same
 //! file. The schema carries its version in `PRAGMA user_version` and is created or migrated
-//! when the store opens.
+//! when the store opens; indexes added since are made then when missing.
 //!
 //! Allocation follows the in-memory store: a cursor per pool over never-used addresses (kept in
 //! the `pool_cursor` table), then addresses the cursor passed that are free again: those left
@@ -59,6 +59,16 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX free_addrs_by_subnet ON free_addrs (subnet, freed_at, addr);",
 ];
+
+/// Indexes added since, made when missing at every open. An index changes nothing a row means,
+/// so it needs no schema version: a server that does not know it reads and writes the file as
+/// before (SQLite keeps the index up to date for it), and one that does makes it on its next
+/// open.
+const INDEXES: &str =
+    // A subnet's leases in address order (an index holds the rowid, the address, after its
+    // columns), so a page of one subnet's listing is read from where it starts; without it
+    // SQLite reads the whole subnet through `leases_free` and sorts it, for every page.
+    "CREATE INDEX IF NOT EXISTS leases_by_subnet ON leases (subnet);";
 
 const COLUMNS: &str = "addr, subnet, client, hwaddr, state, deadline, hostname";
 
@@ -291,7 +301,15 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(step).map_err(backend)?;
         tx.pragma_update(None, "user_version", index as i64 + 1).map_err(backend)?;
     }
+    tx.execute_batch(INDEXES).map_err(backend)?;
     tx.commit().map_err(backend)
+}
+
+/// A page of the listing: `?1` the address to list above, `?2` the limit, `?3` the subnet when
+/// `by_subnet`.
+fn page_sql(by_subnet: bool) -> String {
+    let subnet = if by_subnet { "subnet = ?3 AND " } else { "" };
+    format!("SELECT {COLUMNS} FROM leases WHERE {subnet}addr > ?1 ORDER BY addr LIMIT ?2")
 }
 
 impl LeaseStore for SqliteStore {
@@ -395,6 +413,51 @@ impl LeaseStore for SqliteStore {
                 [i64::from(s)],
             ),
             None => query_leases(&conn, &format!("SELECT {COLUMNS} FROM leases ORDER BY addr"), []),
+        }
+    }
+
+    /// One query through the primary key (the address), or with a subnet through
+    /// `leases_by_subnet`: it reads the page's rows and no others.
+    async fn list_page(
+        &self,
+        subnet: Option<u32>,
+        after: Option<Ipv4Addr>,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        // Addresses are 0 and up: -1 is below them all.
+        let after = after.map_or(-1, |a| i64::from(u32::from(a)));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.lock();
+        match subnet {
+            Some(s) => query_leases(&conn, &page_sql(true), params![after, limit, i64::from(s)]),
+            None => query_leases(&conn, &page_sql(false), params![after, limit]),
+        }
+    }
+
+    fn list_page_native(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_reads_from_where_it_starts_without_sorting() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SqliteStore::open(dir.path().join("leases.db")).expect("opens");
+        let conn = store.lock();
+        for (by_subnet, index) in [(false, "INTEGER PRIMARY KEY"), (true, "INDEX leases_by_subnet")] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", page_sql(by_subnet))).expect("plan");
+            let params: &[i64] = if by_subnet { &[1, 10, 1] } else { &[1, 10] };
+            let mut rows = stmt.query(rusqlite::params_from_iter(params)).expect("plan");
+            let mut plan = String::new();
+            while let Some(row) = rows.next().expect("plan") {
+                plan.push_str(&row.get::<_, String>(3).expect("detail"));
+                plan.push('\n');
+            }
+            assert!(plan.contains(index) && !plan.contains("TEMP B-TREE"), "{plan}");
         }
     }
 }

@@ -12,13 +12,19 @@
 //! - At most [`CONCURRENT_LISTINGS`] listings, paged or whole, run at once; another gets 503 with
 //!   `Retry-After` at once rather than queueing behind them.
 //!
-//! Every listing reads the store with [`LeaseStore::list`] (the memory store copies its leases a
-//! slice at a time, letting go of its lock between slices). The store has no read of a range of
-//! addresses yet, so a page costs one pass over the subnet's leases, as a whole listing does:
-//! walking a million leases page by page costs a pass a page, where one whole listing costs one
-//! pass. `dhcp-cli` and [`AdminClient::leases`](super::AdminClient::leases) therefore ask for
-//! the whole list.
+//! Listings read the store with [`LeaseStore::list_page`], in address order from `after`, a
+//! store page at a time; the store filters by subnet, this module by state, MAC and client. A
+//! store that reads pages natively ([`LeaseStore::list_page_native`]: the memory store, with or
+//! without its journal, and SQLite) reads about one page per call, so a page of the API costs
+//! about its own size (the leases it lists and those the filters skip on the way, plus one
+//! more, to know whether `next` is due), a whole listing holds one store page and one chunk at a
+//! time, and each store call holds the store as briefly. A store that does not (Redis, which
+//! keeps no index of addresses in order, or any store left with the trait's default) would read
+//! all its leases for every store page, so it is asked once for everything: a page or a whole
+//! listing then costs one pass over the subnet's leases, and a whole listing holds them all
+//! while it is written.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::Ipv4Addr;
 use std::pin::Pin;
@@ -32,14 +38,15 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use dhcp_core::{Lease, LeaseStore};
+use dhcp_core::{Lease, LeaseStore, StoreError};
 use hyper::body::{Body as HttpBody, Frame};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::error::ApiError;
 use super::model::{LEASE_STATES, LeaseInfo, LeaseList, MAX_LEASE_LIMIT, normal_id};
 use super::{Admin, store_error};
+use crate::redact::redact_secrets;
 use crate::seen::LastSeen;
 
 /// Lease listings that may run at once.
@@ -48,7 +55,7 @@ pub(crate) const CONCURRENT_LISTINGS: usize = 2;
 /// What `Retry-After` tells a listing refused because others are running, in seconds.
 pub(crate) const RETRY_AFTER_SECS: u32 = 2;
 
-/// Leases a whole listing serialises and writes at a time.
+/// Leases a whole listing serialises and writes at a time, and reads from the store at a time.
 pub(crate) const CHUNK: usize = 1_000;
 
 /// How long a whole listing waits for the client to take a chunk before it gives up.
@@ -142,23 +149,120 @@ impl LeaseQuery {
             && self.mac.as_deref().is_none_or(|m| lease.hwaddr.to_string() == m)
             && self.client.as_deref().is_none_or(|c| lease.client.to_string() == c)
     }
+
+    /// Whether the query filters on more than the subnet, so that the store's leases are not
+    /// all listed.
+    fn filters(&self) -> bool {
+        self.state.is_some() || self.mac.is_some() || self.client.is_some()
+    }
 }
 
-/// Of `leases`, the `limit` lowest addresses in order, and the last of them when more remain.
-fn first_page(mut leases: Vec<Lease>, limit: usize) -> (Vec<Lease>, Option<Ipv4Addr>) {
-    let more = leases.len() > limit;
-    if more {
-        // The lowest `limit` without sorting the rest: a page costs a pass, not a sort.
-        leases.select_nth_unstable_by_key(limit, |l| l.addr);
-        leases.truncate(limit);
+/// The leases a query asks for, read from the store in address order a store page at a time.
+/// It holds no reference to the store (each read is handed one), so a whole listing's writer
+/// task can own it.
+#[derive(Debug)]
+struct Reader {
+    query: LeaseQuery,
+    /// The last address read from the store (matching or not): the next read starts above it.
+    after: Option<Ipv4Addr>,
+    /// Leases asked of the store at a time; `usize::MAX` asks for everything at once.
+    fetch: usize,
+    /// Leases read that match the query, not taken yet.
+    buffered: VecDeque<Lease>,
+    /// The store has nothing above `after`.
+    exhausted: bool,
+    /// Store reads so far.
+    reads: usize,
+}
+
+impl Reader {
+    /// A reader of `query`'s leases asking the store for `fetch` at a time; one call for
+    /// everything when the store does not read pages natively, as each call would read it all.
+    fn new(query: LeaseQuery, fetch: usize, native: bool) -> Self {
+        let fetch = if native { fetch.max(1) } else { usize::MAX };
+        Reader { after: query.after, query, fetch, buffered: VecDeque::new(), exhausted: false, reads: 0 }
     }
-    leases.sort_unstable_by_key(|l| l.addr);
-    let next = if more { leases.last().map(|l| l.addr) } else { None };
-    (leases, next)
+
+    /// Reads store pages until a matching lease is buffered or the store has no more.
+    async fn fill<S: LeaseStore>(&mut self, store: &S) -> Result<(), StoreError> {
+        while self.buffered.is_empty() && !self.exhausted {
+            if self.reads > 0 {
+                // A store that answers at once (the memory store) would otherwise keep this
+                // thread's other requests waiting through a long run of filtered-out pages.
+                tokio::task::yield_now().await;
+            }
+            let page = store.list_page(self.query.subnet, self.after, self.fetch).await?;
+            self.reads += 1;
+            // A short page is the store's last.
+            self.exhausted = page.len() < self.fetch;
+            match page.last() {
+                Some(last) if self.after.is_none_or(|a| last.addr > a) => self.after = Some(last.addr),
+                // Empty, or a store that did not move on (which would never end).
+                _ => self.exhausted = true,
+            }
+            let query = &self.query;
+            self.buffered.extend(page.into_iter().filter(|l| query.matches(l)));
+        }
+        Ok(())
+    }
+
+    /// The next matching lease, `None` at the end.
+    async fn next<S: LeaseStore>(&mut self, store: &S) -> Result<Option<Lease>, StoreError> {
+        self.fill(store).await?;
+        Ok(self.buffered.pop_front())
+    }
+
+    /// Whether no matching lease is left.
+    async fn at_end<S: LeaseStore>(&mut self, store: &S) -> Result<bool, StoreError> {
+        self.fill(store).await?;
+        Ok(self.buffered.is_empty())
+    }
+}
+
+/// A page of `limit` of the leases `query` asks for, and the last of them when more match.
+///
+/// The store is asked for one lease more than the page (the one that says whether `next` is
+/// due), or for [`CHUNK`] at a time when the query filters on more than the subnet, so that a
+/// page of a sparse filter does not take a store call per few leases.
+async fn read_page<S: LeaseStore>(
+    store: &S,
+    query: LeaseQuery,
+    limit: usize,
+) -> Result<(Vec<Lease>, Option<Ipv4Addr>), StoreError> {
+    let fetch = if query.filters() { limit.saturating_add(1).max(CHUNK) } else { limit.saturating_add(1) };
+    let mut reader = Reader::new(query, fetch, store.list_page_native());
+    let mut page = Vec::with_capacity(limit.min(CHUNK));
+    while page.len() < limit {
+        match reader.next(store).await? {
+            Some(lease) => page.push(lease),
+            None => break,
+        }
+    }
+    let more = page.len() == limit && !reader.at_end(store).await?;
+    let next = if more { page.last().map(|l| l.addr) } else { None };
+    Ok((page, next))
+}
+
+/// What a whole listing's writer task reads the store through: it owns it, so the task can
+/// outlive the request.
+pub(crate) trait LeaseSource: Send + Sync + 'static {
+    /// The store listed.
+    type Store: LeaseStore;
+
+    /// The store listed.
+    fn store(&self) -> &Self::Store;
+}
+
+impl<S: LeaseStore + 'static> LeaseSource for Admin<S> {
+    type Store = S;
+
+    fn store(&self) -> &S {
+        self.server.engine().store()
+    }
 }
 
 /// `GET /api/v1/leases?subnet=&state=&mac=&client=&after=&limit=`.
-pub(crate) async fn list_leases<S: LeaseStore>(
+pub(crate) async fn list_leases<S: LeaseStore + 'static>(
     State(admin): State<Arc<Admin<S>>>,
     Extension(listings): Extension<Listings>,
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -166,16 +270,18 @@ pub(crate) async fn list_leases<S: LeaseStore>(
     let Query(pairs) = pairs.map_err(|e| ApiError::bad("query", e.body_text()))?;
     let query = LeaseQuery::parse(&pairs)?;
     let permit = listings.start()?;
-    let mut leases = admin.server.engine().store().list(query.subnet).await.map_err(store_error)?;
-    leases.retain(|l| query.matches(l));
+    let store = admin.store();
     if let Some(limit) = query.limit {
-        let (page, next) = first_page(leases, limit);
+        let (page, next) = read_page(store, query, limit).await.map_err(store_error)?;
         let leases = page.iter().map(|l| LeaseInfo::new(l, admin.seen.get(&l.hwaddr))).collect();
         return Ok(axum::Json(LeaseList { leases, next }).into_response());
     }
-    leases.sort_unstable_by_key(|l| l.addr);
-    debug!(leases = leases.len(), "streaming a lease listing");
-    let body = stream(leases, Arc::clone(&admin.seen), permit, STALL);
+    // The first store page is read before answering, so a store that fails at once gets a 503
+    // rather than a cut answer.
+    let mut reader = Reader::new(query, CHUNK, store.list_page_native());
+    reader.fill(store).await.map_err(store_error)?;
+    debug!(native = store.list_page_native(), "streaming a lease listing");
+    let body = stream(Arc::clone(&admin), reader, Arc::clone(&admin.seen), permit, STALL);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -188,29 +294,51 @@ enum Piece {
     End,
 }
 
-/// The body of a whole listing: `{"leases":[...]}` of `leases` (sorted), written [`CHUNK`] at a
-/// time by a task that holds `permit` until it is done, the client is gone, or the client took
-/// nothing for `stall`.
-fn stream(leases: Vec<Lease>, seen: Arc<LastSeen>, permit: OwnedSemaphorePermit, stall: Duration) -> Body {
+/// The body of a whole listing: `{"leases":[...]}` of what `reader` reads from `source`'s store,
+/// written [`CHUNK`] at a time by a task that holds `permit` until it is done, the client is
+/// gone, the client took nothing for `stall`, or the store failed (the answer is then cut).
+fn stream<Src: LeaseSource>(
+    source: Arc<Src>,
+    mut reader: Reader,
+    seen: Arc<LastSeen>,
+    permit: OwnedSemaphorePermit,
+    stall: Duration,
+) -> Body {
     // One chunk waits in the channel while the connection writes the one before.
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let _permit = permit;
-        let mut chunks = leases.chunks(CHUNK).peekable();
+        let store = source.store();
         let mut json = b"{\"leases\":[".to_vec();
         let mut first = true;
         loop {
-            for lease in chunks.next().unwrap_or_default() {
+            let mut written = 0;
+            let last = loop {
+                if written == CHUNK {
+                    break reader.at_end(store).await;
+                }
+                let lease = match reader.next(store).await {
+                    Ok(Some(lease)) => lease,
+                    Ok(None) => break Ok(true),
+                    Err(e) => break Err(e),
+                };
                 if !first {
                     json.push(b',');
                 }
                 first = false;
-                let info = LeaseInfo::new(lease, seen.get(&lease.hwaddr));
+                let info = LeaseInfo::new(&lease, seen.get(&lease.hwaddr));
                 if serde_json::to_writer(&mut json, &info).is_err() {
                     return; // Not for these types; were it to happen, the client sees a cut answer.
                 }
-            }
-            let last = chunks.peek().is_none();
+                written += 1;
+            };
+            let last = match last {
+                Ok(last) => last,
+                Err(e) => {
+                    warn!(error = %redact_secrets(&e.to_string()), "lease listing cut: the store failed");
+                    return;
+                }
+            };
             if last {
                 json.extend_from_slice(b"]}");
             }
@@ -268,8 +396,11 @@ impl HttpBody for Listing {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use axum::http::StatusCode;
-    use dhcp_core::{ClientId, HwAddr, LeaseState, Timestamp};
+    use dhcp_core::{ClientId, HwAddr, LeaseState, PoolRef, Timestamp};
+    use dhcp_store::MemoryStore;
     use http_body_util::BodyExt;
 
     use super::*;
@@ -281,8 +412,108 @@ mod tests {
             client: ClientId::from_hardware(1, &hw),
             hwaddr: hw,
             subnet: 1,
-            state: LeaseState::Bound { expires: Timestamp::from_secs(1_900_000_000) },
+            state: if i % 10 == 0 {
+                LeaseState::Released
+            } else {
+                LeaseState::Bound { expires: Timestamp::from_secs(1_900_000_000) }
+            },
             hostname: None,
+        }
+    }
+
+    /// A memory store that counts the calls a listing makes, and can pretend not to read pages
+    /// natively (as the Redis store does not).
+    #[derive(Default)]
+    struct Counted {
+        inner: MemoryStore,
+        not_native: bool,
+        lists: AtomicUsize,
+        pages: AtomicUsize,
+        /// The largest `limit` asked of `list_page`.
+        largest: AtomicUsize,
+    }
+
+    impl Counted {
+        fn with(n: u32) -> Self {
+            let store = Counted::default();
+            // Written out of address order.
+            for i in (0..n).map(|i| (i * 7_919) % n) {
+                let stored = dhcp_core::block_on(store.inner.claim(&lease(i), Timestamp::from_secs(0)));
+                assert!(matches!(stored, Some(Ok(Some(_)))), "lease {i}");
+            }
+            store
+        }
+
+        fn calls(&self) -> (usize, usize, usize) {
+            let get = |n: &AtomicUsize| n.load(Ordering::Relaxed);
+            (get(&self.lists), get(&self.pages), get(&self.largest))
+        }
+    }
+
+    impl LeaseStore for Counted {
+        async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
+            self.inner.lease_by_client(subnet, client).await
+        }
+        async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
+            self.inner.lease_by_addr(addr).await
+        }
+        async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+            self.inner.claim(lease, now).await
+        }
+        async fn allocate(
+            &self,
+            pool: PoolRef<'_>,
+            lease: &Lease,
+            now: Timestamp,
+        ) -> Result<Option<Lease>, StoreError> {
+            self.inner.allocate(pool, lease, now).await
+        }
+        async fn update_state(
+            &self,
+            addr: Ipv4Addr,
+            client: &ClientId,
+            state: LeaseState,
+        ) -> Result<Option<Lease>, StoreError> {
+            self.inner.update_state(addr, client, state).await
+        }
+        async fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
+            self.inner.reclaim_expired(now, limit).await
+        }
+        async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
+            self.inner.delete(addr).await
+        }
+        async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {
+            self.lists.fetch_add(1, Ordering::Relaxed);
+            self.inner.list(subnet).await
+        }
+        async fn list_page(
+            &self,
+            subnet: Option<u32>,
+            after: Option<Ipv4Addr>,
+            limit: usize,
+        ) -> Result<Vec<Lease>, StoreError> {
+            self.pages.fetch_add(1, Ordering::Relaxed);
+            self.largest.fetch_max(limit, Ordering::Relaxed);
+            if self.not_native {
+                // What the trait's default does: the whole subnet, cut to the page.
+                let mut all = self.list(subnet).await?;
+                all.retain(|l| after.is_none_or(|a| l.addr > a));
+                all.sort_unstable_by_key(|l| l.addr);
+                all.truncate(limit);
+                return Ok(all);
+            }
+            self.inner.list_page(subnet, after, limit).await
+        }
+        fn list_page_native(&self) -> bool {
+            !self.not_native
+        }
+    }
+
+    impl LeaseSource for Counted {
+        type Store = Counted;
+
+        fn store(&self) -> &Counted {
+            self
         }
     }
 
@@ -323,16 +554,46 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_page_is_the_lowest_addresses_in_order() {
-        let leases: Vec<Lease> = [7, 3, 9, 1, 5].into_iter().map(lease).collect();
-        let addrs = |page: &[Lease]| page.iter().map(|l| u32::from(l.addr) & 0xff).collect::<Vec<_>>();
-        let (page, next) = first_page(leases.clone(), 2);
-        assert_eq!((addrs(&page), next), (vec![1, 3], Some(Ipv4Addr::new(10, 0, 0, 3))));
-        let (page, next) = first_page(leases.clone(), 5);
-        assert_eq!((addrs(&page), next), (vec![1, 3, 5, 7, 9], None), "no next when nothing more matches");
-        let (page, next) = first_page(Vec::new(), 5);
-        assert_eq!((page.len(), next), (0, None));
+    fn addrs(page: &[Lease]) -> Vec<u32> {
+        page.iter().map(|l| u32::from(l.addr) - 0x0a00_0000).collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_page_reads_the_page_and_one_lease_more() {
+        let store = Counted::with(20_000);
+        let query = parse("after=10.0.39.16").expect("valid"); // lease 10,000
+        let (page, next) = read_page(&store, query, 3).await.expect("the store answers");
+        assert_eq!((addrs(&page), next), (vec![10_001, 10_002, 10_003], Some(Ipv4Addr::from(0x0a00_0000 + 10_003))));
+        assert_eq!(store.calls(), (0, 1, 4), "one store page of the page and one lease more");
+        // The last page: short, no next.
+        let (page, next) = read_page(&store, parse("after=10.0.78.30").expect("valid"), 5).await.expect("answers");
+        assert_eq!((addrs(&page), next), (vec![19_999], None));
+        // Exactly full with nothing after: no next either.
+        let (page, next) = read_page(&store, parse("after=10.0.78.29").expect("valid"), 2).await.expect("answers");
+        assert_eq!((addrs(&page), next), (vec![19_998, 19_999], None));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_filtered_page_reads_store_pages_until_it_has_its_leases() {
+        let store = Counted::with(20_000);
+        // Every tenth lease is released: 7 of them span 70 leases, then one more says `next`.
+        let (page, next) = read_page(&store, parse("state=released").expect("valid"), 7).await.expect("answers");
+        assert_eq!(addrs(&page), [0, 10, 20, 30, 40, 50, 60]);
+        assert_eq!(next, Some(Ipv4Addr::from(0x0a00_0000 + 60)));
+        assert_eq!(store.calls(), (0, 1, CHUNK), "store pages of a chunk for a filtered page");
+        // One MAC, at the far end: the store is read page by page to the end, never at once.
+        let store = Counted::with(20_000);
+        let (page, next) = read_page(&store, parse("mac=02:00:00:00:4e:1f").expect("valid"), 7).await.expect("answers");
+        assert_eq!((addrs(&page), next), (vec![19_999], None));
+        assert_eq!(store.calls(), (0, 20_000 / CHUNK + 1, CHUNK));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_store_without_native_pages_is_read_once() {
+        let store = Counted { not_native: true, ..Counted::with(3_000) };
+        let (page, next) = read_page(&store, parse("state=bound").expect("valid"), 2).await.expect("answers");
+        assert_eq!((addrs(&page), next), (vec![1, 2], Some(Ipv4Addr::from(0x0a00_0000 + 2))));
+        assert_eq!(store.calls(), (1, 1, usize::MAX), "one call for everything, through the default");
     }
 
     #[test]
@@ -347,13 +608,20 @@ mod tests {
         assert!(listings.start().is_ok(), "a finished listing makes room");
     }
 
+    /// A whole listing of `store` for `query`, as the handler starts it.
+    async fn whole(store: &Arc<Counted>, query: LeaseQuery, permit: OwnedSemaphorePermit, stall: Duration) -> Body {
+        let mut reader = Reader::new(query, CHUNK, store.list_page_native());
+        reader.fill(store.as_ref()).await.expect("the store answers");
+        stream(Arc::clone(store), reader, Arc::default(), permit, stall)
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_whole_listing_is_written_a_chunk_at_a_time() {
         for n in [0, 1, CHUNK, CHUNK + 1, 2 * CHUNK + 7] {
-            let leases: Vec<Lease> = (0..n as u32).map(lease).collect();
+            let store = Arc::new(Counted::with(n as u32));
             let listings = Listings::new(1);
             let permit = listings.start().expect("a permit");
-            let mut body = stream(leases.clone(), Arc::default(), permit, STALL);
+            let mut body = whole(&store, LeaseQuery::default(), permit, STALL).await;
             let mut chunks = 0;
             let mut json = Vec::new();
             while let Some(frame) = body.frame().await {
@@ -363,23 +631,52 @@ mod tests {
             }
             assert_eq!(chunks, n.div_ceil(CHUNK).max(1), "{n} leases");
             let list: LeaseList = serde_json::from_slice(&json).expect("one JSON document");
-            let expected: Vec<LeaseInfo> = leases.iter().map(|l| LeaseInfo::new(l, None)).collect();
+            let expected: Vec<LeaseInfo> = (0..n as u32).map(|i| LeaseInfo::new(&lease(i), None)).collect();
             assert_eq!(list, LeaseList { leases: expected, next: None });
             assert!(listings.start().is_ok(), "the permit is back once the listing is written");
+            // A store page per chunk, and one to find the end; never the whole store at once.
+            assert_eq!(store.calls(), (0, n / CHUNK + 1, CHUNK), "{n} leases");
         }
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_filtered_whole_listing_reads_the_store_a_page_at_a_time() {
+        let store = Arc::new(Counted::with(10 * CHUNK as u32 + 5));
+        let listings = Listings::new(1);
+        let query = parse("state=released&after=10.0.0.20").expect("valid");
+        let mut body = whole(&store, query, listings.start().expect("a permit"), STALL).await;
+        let mut json = Vec::new();
+        while let Some(frame) = body.frame().await {
+            json.extend_from_slice(&frame.expect("no error").into_data().expect("data"));
+        }
+        let list: LeaseList = serde_json::from_slice(&json).expect("one JSON document");
+        let expected: Vec<LeaseInfo> =
+            (30..10 * CHUNK as u32 + 5).step_by(10).map(|i| LeaseInfo::new(&lease(i), None)).collect();
+        assert_eq!(list.leases, expected);
+        // 9,984 leases above 10.0.0.20: nine full store pages and a short one, which is the last.
+        assert_eq!(store.calls(), (0, 10, CHUNK));
+        // A store without native pages is read once, up front, as before.
+        let store = Arc::new(Counted { not_native: true, ..Counted::with(3 * CHUNK as u32) });
+        let mut body = whole(&store, LeaseQuery::default(), listings.start().expect("a permit"), STALL).await;
+        while let Some(frame) = body.frame().await {
+            frame.expect("no error");
+        }
+        assert_eq!(store.calls(), (1, 1, usize::MAX));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_client_that_stops_reading_loses_the_listing_and_its_permit() {
-        let leases: Vec<Lease> = (0..5 * CHUNK as u32).map(lease).collect();
+        let store = Arc::new(Counted::with(5 * CHUNK as u32));
         let listings = Listings::new(1);
         let permit = listings.start().expect("a permit");
-        let mut body = stream(leases, Arc::default(), permit, Duration::from_millis(50));
+        let mut body = whole(&store, LeaseQuery::default(), permit, Duration::from_millis(50)).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(listings.start().is_ok(), "the stalled listing gave its permit back");
         // What was written before the stall arrives, then the answer is cut, not ended.
         let first = body.frame().await.expect("a frame").expect("data");
         assert!(first.into_data().is_ok_and(|d| d.starts_with(b"{\"leases\":[")));
         assert!(body.frame().await.expect("an error, not the end").is_err());
+        // It read no further than the chunks it made.
+        assert!(store.calls().1 <= 3, "{:?}", store.calls());
     }
 }

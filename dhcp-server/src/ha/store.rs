@@ -67,10 +67,10 @@ impl<S: LeaseStore> ReplicaStore for HaStore<S> {
         Ok(answer)
     }
 
+    /// One [`LeaseStore::list_page`] of `limit` and one lease more, which only says whether
+    /// `next` is given: a store that reads pages natively reads about the page, not the store.
     async fn lease_page(&self, after: Option<Ipv4Addr>, limit: usize) -> Result<LeasePage, StoreError> {
-        let mut leases = self.inner.list(None).await?;
-        leases.retain(|l| after.is_none_or(|a| l.addr > a));
-        leases.sort_by_key(|l| l.addr);
+        let mut leases = self.inner.list_page(None, after, limit.saturating_add(1)).await?;
         let more = leases.len() > limit;
         leases.truncate(limit);
         let next = if more { leases.last().map(|l| l.addr) } else { None };
@@ -231,6 +231,19 @@ impl<S: LeaseStore> LeaseStore for HaStore<S> {
         self.inner.list(subnet).await
     }
 
+    async fn list_page(
+        &self,
+        subnet: Option<u32>,
+        after: Option<Ipv4Addr>,
+        limit: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        self.inner.list_page(subnet, after, limit).await
+    }
+
+    fn list_page_native(&self) -> bool {
+        self.inner.list_page_native()
+    }
+
     async fn host(
         &self,
         hw: &HwAddr,
@@ -238,5 +251,53 @@ impl<S: LeaseStore> LeaseStore for HaStore<S> {
         now: Timestamp,
     ) -> Result<Option<StoreHost>, StoreError> {
         self.inner.host(hw, client_id, now).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dhcp_store::MemoryStore;
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sync_walks_the_leases_page_by_page_in_address_order() {
+        let store = HaStore::new(MemoryStore::new(), None);
+        assert!(store.list_page_native());
+        // Across /24s, written out of order.
+        let addrs: Vec<Ipv4Addr> =
+            [0x0a00_0105u32, 0x0a00_00ff, 0x0a00_0100, 0x0a00_0001, 0x0b00_0000].map(Ipv4Addr::from).to_vec();
+        for (n, &addr) in addrs.iter().enumerate() {
+            let lease = Lease {
+                addr,
+                client: ClientId::from_bytes(&[n as u8]),
+                hwaddr: HwAddr::default(),
+                subnet: 1 + n as u32 % 2,
+                state: LeaseState::Released,
+                hostname: None,
+            };
+            assert!(store.claim(&lease, Timestamp::from_secs(0)).await.is_ok_and(|l| l.is_some()));
+        }
+        let mut sorted = addrs.clone();
+        sorted.sort_unstable();
+        for limit in 1..=6 {
+            let mut walked = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store.lease_page(after, limit).await.expect("the store answers");
+                assert!(page.leases.len() <= limit);
+                walked.extend(page.leases.iter().map(|l| l.address));
+                match page.next {
+                    Some(next) => {
+                        assert_eq!((page.leases.len(), page.leases.last().map(|l| l.address)), (limit, Some(next)));
+                        after = Some(next);
+                    }
+                    None => break,
+                }
+            }
+            assert_eq!(walked, sorted, "pages of {limit}");
+        }
+        let last = store.lease_page(Some(sorted[3]), 1).await.expect("the store answers");
+        assert_eq!((last.leases.len(), last.next), (1, None), "no next when nothing follows");
     }
 }

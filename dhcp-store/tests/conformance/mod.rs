@@ -557,6 +557,121 @@ pub async fn allocate_reports_the_record_it_replaced(store: impl LeaseStore) {
     assert_eq!(got, Some((offered(3, addr(5), 230), Some(lease(2, addr(5), LeaseState::Released)))));
 }
 
+/// Stores leases for the listing checks, in two subnets (interleaved by address), in every
+/// state, across /24 boundaries and up to the top of the address space, written in an order
+/// other than their addresses'. Returns what the store lists, in address order.
+async fn leases_to_list(store: &impl LeaseStore) -> Vec<Lease> {
+    let at = |a: [u8; 4], subnet: u32| (Ipv4Addr::from(a), subnet);
+    let places = [
+        at([10, 0, 1, 3], 1),
+        at([10, 0, 0, 250], 1),
+        at([192, 168, 255, 255], 2),
+        at([10, 0, 2, 200], 2),
+        at([10, 0, 0, 2], 1),
+        at([10, 0, 1, 0], 1),
+        at([255, 255, 255, 254], 2),
+        at([10, 0, 0, 255], 1),
+        at([10, 1, 0, 1], 2),
+        at([10, 0, 3, 7], 1),
+        at([10, 0, 0, 9], 2),
+        at([172, 16, 0, 1], 1),
+    ];
+    for (i, &(at, subnet)) in places.iter().enumerate() {
+        let n = i as u8 + 1;
+        // Every fifth binding runs out at T0 + 10, for reclamation to make it expired.
+        let mut held = bound(n, at, if i % 5 == 4 { 10 } else { 3600 });
+        held.subnet = subnet;
+        if i % 5 == 1 {
+            held.state = LeaseState::Offered { until: T0 + 3600 };
+        }
+        store.claim(&held, T0).await.expect("store").expect("granted");
+        let state = match i % 5 {
+            2 => LeaseState::Declined { until: T0 + 3600 },
+            3 => LeaseState::Released,
+            _ => continue,
+        };
+        store.update_state(at, &client(n), state).await.expect("store").expect("held");
+    }
+    assert_eq!(store.reclaim_expired(T0 + 10, 100).await.expect("store").len(), 2);
+    let mut all = store.list(None).await.expect("store");
+    all.sort_by_key(|l| l.addr);
+    assert_eq!(all.len(), places.len());
+    all
+}
+
+/// A page is the first `limit` leases above `after` (never `after` itself), in address order.
+pub async fn list_page_lists_in_address_order_above_after(store: impl LeaseStore) {
+    let all = leases_to_list(&store).await;
+    let page = |after: Option<Ipv4Addr>, limit: usize| store.list_page(None, after, limit);
+    assert_eq!(page(None, 100).await.expect("store"), all);
+    assert_eq!(page(None, usize::MAX).await.expect("store"), all);
+    assert_eq!(page(None, 3).await.expect("store"), all[..3]);
+    assert_eq!(page(None, 0).await.expect("store"), vec![]);
+    for (k, lease) in all.iter().enumerate() {
+        let got = page(Some(lease.addr), 2).await.expect("store");
+        assert_eq!(got, all[(k + 1).min(all.len())..(k + 3).min(all.len())], "after {}", lease.addr);
+    }
+    // `after` need not be leased.
+    let got = page(Some(Ipv4Addr::new(10, 0, 0, 251)), 2).await.expect("store");
+    assert_eq!(
+        got.iter().map(|l| l.addr).collect::<Vec<_>>(),
+        [Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(10, 0, 1, 0)]
+    );
+    assert_eq!(page(Some(Ipv4Addr::UNSPECIFIED), 100).await.expect("store"), all);
+    assert_eq!(page(Some(Ipv4Addr::new(255, 255, 255, 254)), 100).await.expect("store"), vec![]);
+    assert_eq!(page(Some(Ipv4Addr::BROADCAST), 100).await.expect("store"), vec![]);
+}
+
+/// A page of one subnet holds that subnet's leases only, in address order.
+pub async fn list_page_filters_by_subnet(store: impl LeaseStore) {
+    let all = leases_to_list(&store).await;
+    for subnet in [1, 2] {
+        let of_subnet: Vec<Lease> = all.iter().filter(|l| l.subnet == subnet).cloned().collect();
+        assert_eq!(store.list_page(Some(subnet), None, 100).await.expect("store"), of_subnet);
+        assert_eq!(store.list_page(Some(subnet), None, 2).await.expect("store"), of_subnet[..2]);
+        // Above an address of the other subnet.
+        let other = all.iter().find(|l| l.subnet != subnet && l.addr > of_subnet[0].addr).expect("interleaved");
+        let above: Vec<Lease> = of_subnet.iter().filter(|l| l.addr > other.addr).cloned().collect();
+        assert_eq!(store.list_page(Some(subnet), Some(other.addr), 100).await.expect("store"), above);
+    }
+    assert_eq!(store.list_page(Some(9), None, 100).await.expect("store"), vec![]);
+}
+
+/// Walking page after page, each `after` the last address of the page before, until a page
+/// comes back short, lists what `list` does, each lease once.
+pub async fn walking_every_page_gives_the_list(store: impl LeaseStore) {
+    leases_to_list(&store).await;
+    for subnet in [None, Some(1), Some(2)] {
+        let mut listed = store.list(subnet).await.expect("store");
+        listed.sort_by_key(|l| l.addr);
+        for limit in 1..=5 {
+            let mut walked = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store.list_page(subnet, after, limit).await.expect("store");
+                assert!(page.len() <= limit, "{subnet:?} limit {limit}");
+                walked.extend(page.iter().cloned());
+                match page.last() {
+                    Some(last) if page.len() == limit => after = Some(last.addr),
+                    _ => break,
+                }
+            }
+            assert_eq!(walked, listed, "{subnet:?} in pages of {limit}");
+        }
+    }
+}
+
+/// A page lists leases in every state, as `list` does.
+pub async fn list_page_includes_every_state(store: impl LeaseStore) {
+    let all = leases_to_list(&store).await;
+    let page = store.list_page(None, None, 100).await.expect("store");
+    let mut states: Vec<&str> = page.iter().map(|l| l.state.name()).collect();
+    states.sort_unstable();
+    states.dedup();
+    assert_eq!(states, ["bound", "declined", "expired", "offered", "released"]);
+    assert_eq!(page, all);
+}
+
 /// One `#[tokio::test]` per check, each on a fresh store from `$factory`.
 #[macro_export]
 macro_rules! suite {
@@ -598,6 +713,10 @@ macro_rules! suite {
             a_released_address_claimed_by_another_is_theirs,
             a_reloaded_pool_reuses_addresses_freed_after_the_reload,
             allocate_reports_the_record_it_replaced,
+            list_page_lists_in_address_order_above_after,
+            list_page_filters_by_subnet,
+            walking_every_page_gives_the_list,
+            list_page_includes_every_state,
         );
     };
     (@tests $factory:expr; $($check:ident),* $(,)?) => {
