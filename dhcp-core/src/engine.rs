@@ -930,9 +930,13 @@ impl<S: LeaseStore> Engine<S> {
         let before = self.store.lease_by_addr(addr).await?;
         match self.store.update_state(addr, &ctx.client, LeaseState::Released).await? {
             Some(_) => {
-                // Counted until reclaimed, run out or not (see `gauge_counts`).
-                if before.is_some_and(|l| l.client == ctx.client && matches!(l.state, LeaseState::Bound { .. })) {
-                    self.stats.assigned(ctx.subnet.id, -1);
+                // Counted until reclaimed, run out or not (see `gauge_counts`), in the lease's
+                // own subnet: a RELEASE arrives by whatever path, not by the subnet it selects.
+                if let Some(old) = before
+                    && old.client == ctx.client
+                    && matches!(old.state, LeaseState::Bound { .. })
+                {
+                    self.stats.assigned(old.subnet, -1);
                 }
                 Ok(Outcome::NoReply(NoReplyReason::Released))
             }

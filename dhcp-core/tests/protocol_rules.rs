@@ -540,3 +540,18 @@ fn an_expired_binding_or_ended_probation_taken_over_leaves_the_gauges_once() {
     assert_eq!(s.engine.stats().subnet(1).expect("subnet").declined_addresses(), 0, "not below zero");
     assert_eq!(s.assigned(1), 1);
 }
+
+#[test]
+fn a_release_that_arrives_by_another_subnets_path_counts_in_the_leases_subnet() {
+    // Found by the sequences fuzz target with the gauge check on: a lease bound through the
+    // relay of subnet 2, released by a datagram that arrived directly (which selects subnet 1).
+    let mut s = Server::new(CONFIG);
+    let relayed = |kind| ClientPacket::new(kind, mac(7)).giaddr(RELAY);
+    let offer = s.reply(&relayed(MessageType::Discover).build(), &relayed_from(RELAY, 67));
+    let request = relayed(MessageType::Request).addr_option(50, offer.yiaddr).addr_option(54, SERVER).build();
+    assert_eq!(s.reply(&request, &relayed_from(RELAY, 67)).message_type, MessageType::Ack);
+    assert_eq!((s.assigned(1), s.assigned(2)), (0, 1));
+    let release = ClientPacket::new(MessageType::Release, mac(7)).ciaddr(offer.yiaddr).addr_option(54, SERVER).build();
+    assert_eq!(s.send(&release, &direct()), Outcome::NoReply(NoReplyReason::Released));
+    assert_eq!((s.assigned(1), s.assigned(2)), (0, 0), "the gauge of the lease's own subnet");
+}

@@ -11,10 +11,9 @@
 //! - a NAK, silence or a drop changes no other client's lease, and an OFFER or ACK changes no
 //!   lease another client holds;
 //! - after the timers run, nothing past its deadline is still offered, bound or declined;
-//! - with `FUZZ_CHECK_GAUGES=1` in the environment, also that the `assigned-addresses` and
-//!   `declined-addresses` gauges match the store after the timers ran. Off by default: it
-//!   fails today (a binding that ran out but was not reclaimed yet, allocated to another
-//!   client, keeps counting; `artifacts-found/sequences/README.md`).
+//! - that the `assigned-addresses` and `declined-addresses` gauges match the store after the
+//!   timers ran (`FUZZ_CHECK_GAUGES=0` in the environment turns this off; the drifts it found
+//!   are in `artifacts-found/sequences/README.md`, all fixed).
 //!
 //! (One lease per client and subnet is not checked here: the engine does not promise it yet.)
 #![no_main]
@@ -139,10 +138,10 @@ enum Via {
     UnknownRelay,
 }
 
-/// Whether `FUZZ_CHECK_GAUGES=1` asks for the gauge check (read once).
+/// Whether the gauge check runs: unless `FUZZ_CHECK_GAUGES=0` (read once).
 fn check_gauges() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("FUZZ_CHECK_GAUGES").is_ok_and(|v| v == "1"))
+    *ON.get_or_init(|| std::env::var("FUZZ_CHECK_GAUGES").map_or(true, |v| v != "0"))
 }
 
 fn config(authoritative: bool) -> Arc<Config> {
