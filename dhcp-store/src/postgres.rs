@@ -10,11 +10,15 @@
 //! takes a per-client advisory lock (`pg_advisory_xact_lock` on a hash of the subnet and the
 //! client id), and the claim statement, taking its snapshot after the lock, sees the other
 //! server's committed lease and releases it. The lock cannot go into the claim statement itself,
-//! whose snapshot predates anything it waits for. `BEGIN`, the lock, the claim and `COMMIT`
-//! go out together (pipelined), so a claim still costs one round trip.
+//! whose snapshot predates anything it waits for. `BEGIN`, the lock, the claim, the removal of
+//! the address from the free-address list (below) and `COMMIT` go out together (pipelined), so
+//! a claim still costs one round trip.
 //! Allocation takes never-used addresses from a per-pool cursor row (`UPDATE ... RETURNING`,
-//! which serialises servers on that row), then addresses whose last lease is over, through an
-//! index; each candidate is then claimed with the same atomic statement. A commit is durable
+//! which serialises servers on that row), then addresses the cursor passed that are free again:
+//! those left without a lease (deleted, or an ended probation: `delete` and reclamation move
+//! the address to the `dhcp_free_addrs` table in the statement that deletes the lease, and a
+//! claim takes it off again), then those whose last lease is over, each found through an index;
+//! each candidate is then claimed with the same atomic statement. A commit is durable
 //! (PostgreSQL's default `synchronous_commit`) before the store answers.
 //!
 //! The schema's version is kept in `dhcp_schema_version` and migrated on open.
@@ -59,9 +63,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::codec::{self, sql_secs};
 use crate::postgres_tls::TlsParams;
 
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE dhcp_leases (
         addr     BIGINT PRIMARY KEY,    -- IPv4 address, host order
         subnet   BIGINT NOT NULL,
@@ -76,7 +81,58 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX dhcp_leases_by_deadline ON dhcp_leases (deadline) WHERE deadline IS NOT NULL;
     CREATE INDEX dhcp_leases_free ON dhcp_leases (subnet, free_at, addr);
     CREATE TABLE dhcp_pool_cursor (pool_key BIGINT PRIMARY KEY, next BIGINT NOT NULL);
-"];
+",
+    // Version 2: addresses left without a lease (deleted, or an ended probation), so that
+    // allocation finds them once the pool's cursor has passed them.
+    "
+    CREATE TABLE dhcp_free_addrs (
+        addr     BIGINT PRIMARY KEY,    -- IPv4 address, host order, whose lease was deleted
+        subnet   BIGINT NOT NULL,       -- the subnet of the lease that was there
+        freed_at BIGINT NOT NULL        -- Unix seconds (0 for a delete): longest free first
+    );
+    CREATE INDEX dhcp_free_addrs_by_subnet ON dhcp_free_addrs (subnet, freed_at, addr);
+",
+];
+
+/// Deletes the leases at the addresses `$1` (an array) and keeps each address free for
+/// allocation, as freed at `$2` (Unix seconds), in one statement. Returns one row per deleted
+/// lease.
+const FORGET: &str = "
+    WITH gone AS (DELETE FROM dhcp_leases WHERE addr = ANY($1) RETURNING addr, subnet)
+    INSERT INTO dhcp_free_addrs (addr, subnet, freed_at) SELECT addr, subnet, $2 FROM gone
+    ON CONFLICT (addr) DO UPDATE SET subnet = EXCLUDED.subnet, freed_at = EXCLUDED.freed_at";
+
+/// Takes `$1` off the free-address list, in each claim's transaction after the claim itself
+/// (see [`PostgresStore::claim_with`]): whether the claim wrote or found the address held, a
+/// lease is stored there then, and the claim holds its row lock until the commit, so the entry
+/// is stale either way. A statement of its own, with a snapshot taken after the claim's: a
+/// delete that committed while the claim waited for the row is seen, and its entry goes.
+const UNFREE: &str = "DELETE FROM dhcp_free_addrs WHERE addr = $1";
+
+/// Candidates for allocation once the pool's cursor has passed every address: up to 8 addresses
+/// left without a lease (`dhcp_free_addrs`), then up to 8 whose last lease is over, each longest
+/// free first, from the pool's ranges (`$3` their first addresses, `$4` their last) in subnet
+/// `$1`, free at `$2`. Per range, each table is read through its `(subnet, free time, addr)`
+/// index, as far as it takes to find 8; one round trip whatever the number of ranges.
+const FREE_CANDIDATES: &str = "
+    SELECT addr FROM (
+        (SELECT f.addr, 0 AS pass, f.freed_at AS since
+         FROM unnest($3::BIGINT[], $4::BIGINT[]) AS r (lo, hi), LATERAL (
+             SELECT addr, freed_at FROM dhcp_free_addrs
+             WHERE subnet = $1 AND freed_at <= $2 AND addr BETWEEN r.lo AND r.hi
+             ORDER BY freed_at LIMIT 8
+         ) AS f
+         ORDER BY f.freed_at LIMIT 8)
+        UNION ALL
+        (SELECT l.addr, 1, l.free_at
+         FROM unnest($3::BIGINT[], $4::BIGINT[]) AS r (lo, hi), LATERAL (
+             SELECT addr, free_at FROM dhcp_leases
+             WHERE subnet = $1 AND free_at <= $2 AND addr BETWEEN r.lo AND r.hi
+             ORDER BY free_at LIMIT 8
+         ) AS l
+         ORDER BY l.free_at LIMIT 8)
+    ) AS candidates
+    ORDER BY pass, since";
 
 const COLUMNS: &str = "addr, subnet, client, hwaddr, state, deadline, hostname";
 
@@ -340,10 +396,10 @@ impl PostgresStore {
         client.query_opt(&stmt, &[&i64::from(addr)]).await.map_err(backend)?.map(|r| lease_from_row(&r)).transpose()
     }
 
-    /// The atomic claim (see the module docs): `BEGIN`, the client's lock, [`CLAIM`] and
-    /// `COMMIT`, sent together. Either all four reach the server or none does: each is sent
-    /// when first polled, and they are all polled at once, so a caller that gives up (the
-    /// engine's store deadline) leaves no transaction open on the pooled connection.
+    /// The atomic claim (see the module docs): `BEGIN`, the client's lock, [`CLAIM`],
+    /// [`UNFREE`] and `COMMIT`, sent together. Either all five reach the server or none does:
+    /// each is sent when first polled, and they are all polled at once, so a caller that gives
+    /// up (the engine's store deadline) leaves no transaction open on the pooled connection.
     async fn claim_with(
         &self,
         client: &deadpool_postgres::Client,
@@ -354,9 +410,11 @@ impl PostgresStore {
         // Prepared (or found in the cache) first: preparing would hold back the requests.
         let lock = client.prepare_cached(LOCK_CLIENT).await.map_err(backend)?;
         let stmt = client.prepare_cached(CLAIM).await.map_err(backend)?;
+        let unfree = client.prepare_cached(UNFREE).await.map_err(backend)?;
+        let addr = i64::from(u32::from(lease.addr));
         let key = client_lock_key(lease.subnet, &lease.client);
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
-            &i64::from(u32::from(lease.addr)),
+            &addr,
             &i64::from(lease.subnet),
             &lease.client.as_bytes(),
             &lease.hwaddr.as_bytes(),
@@ -366,15 +424,19 @@ impl PostgresStore {
             &lease.hostname,
             &secs(now),
         ];
-        let ((begun, locked), (written, committed)) = both(
+        let ((begun, locked), (written, (unfreed, committed))) = both(
             both(client.batch_execute("BEGIN"), client.execute(&lock, &[&key])),
-            both(client.query_opt(&stmt, &params), client.batch_execute("COMMIT")),
+            both(
+                client.query_opt(&stmt, &params),
+                both(client.execute(&unfree, &[&addr]), client.batch_execute("COMMIT")),
+            ),
         )
         .await;
         // After a failed statement the server rolls the transaction back at the COMMIT.
         begun.map_err(backend)?;
         locked.map_err(backend)?;
         let written = written.map_err(backend)?;
+        unfreed.map_err(backend)?;
         committed.map_err(backend)?;
         if written.is_some() {
             return Ok(Some(lease.clone()));
@@ -438,25 +500,21 @@ impl LeaseStore for PostgresStore {
                 return Ok(Some(got));
             }
         }
-        // Then addresses whose last lease is over, longest free first; another server may take
-        // one first, which the atomic claim notices.
-        let free = client
-            .prepare_cached(
-                "SELECT addr FROM dhcp_leases WHERE subnet = $1 AND free_at <= $2 AND addr BETWEEN $3 AND $4
-                 ORDER BY free_at LIMIT 8",
-            )
-            .await
-            .map_err(backend)?;
-        for range in pool.ranges {
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-                [&i64::from(pool.subnet), &secs(now), &i64::from(*range.start()), &i64::from(*range.end())];
-            for row in client.query(&free, &params).await.map_err(backend)? {
-                let addr: i64 = row.try_get(0).map_err(backend)?;
-                let Ok(addr) = u32::try_from(addr) else { continue };
-                let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
-                if let Some(got) = self.claim_with(&client, &candidate, now).await? {
-                    return Ok(Some(got));
-                }
+        // Then addresses the cursor passed that are free again, longest free first: those left
+        // without a lease (deleted, an ended probation) first, so that a released or expired
+        // lease stays its client's as long as it can, then leases that are over. Another server
+        // may take one first, which the atomic claim notices.
+        let free = client.prepare_cached(FREE_CANDIDATES).await.map_err(backend)?;
+        let firsts: Vec<i64> = pool.ranges.iter().map(|r| i64::from(*r.start())).collect();
+        let lasts: Vec<i64> = pool.ranges.iter().map(|r| i64::from(*r.end())).collect();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&i64::from(pool.subnet), &secs(now), &firsts, &lasts];
+        for row in client.query(&free, &params).await.map_err(backend)? {
+            let addr: i64 = row.try_get(0).map_err(backend)?;
+            let Ok(addr) = u32::try_from(addr) else { continue };
+            let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
+            if let Some(got) = self.claim_with(&client, &candidate, now).await? {
+                return Ok(Some(got));
             }
         }
         Ok(None)
@@ -504,7 +562,9 @@ impl LeaseStore for PostgresStore {
         let (declined, expired): (Vec<&Lease>, Vec<&Lease>) =
             due.iter().partition(|l| matches!(l.state, LeaseState::Declined { .. }));
         let addrs = |ls: &[&Lease]| ls.iter().map(|l| i64::from(u32::from(l.addr))).collect::<Vec<i64>>();
-        tx.execute("DELETE FROM dhcp_leases WHERE addr = ANY($1)", &[&addrs(&declined)]).await.map_err(backend)?;
+        // No affinity to an address a client said was in use: the lease goes, and its address
+        // joins the free-address list, as freed now.
+        tx.execute(FORGET, &[&addrs(&declined), &secs(now)]).await.map_err(backend)?;
         let (code, deadline, free_at) = state_columns(LeaseState::Expired);
         tx.execute(
             "UPDATE dhcp_leases SET state = $2, deadline = $3, free_at = $4 WHERE addr = ANY($1)",
@@ -518,10 +578,10 @@ impl LeaseStore for PostgresStore {
 
     async fn delete(&self, addr: Ipv4Addr) -> Result<bool, StoreError> {
         let client = self.client().await?;
-        let n = client
-            .execute("DELETE FROM dhcp_leases WHERE addr = $1", &[&i64::from(u32::from(addr))])
-            .await
-            .map_err(backend)?;
+        // The address joins the free-address list, as freed at 0 (`delete` has no `now`): before
+        // any address a reclamation freed.
+        let stmt = client.prepare_cached(FORGET).await.map_err(backend)?;
+        let n = client.execute(&stmt, &[&vec![i64::from(u32::from(addr))], &0i64]).await.map_err(backend)?;
         Ok(n > 0)
     }
 

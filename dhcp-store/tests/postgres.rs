@@ -77,6 +77,58 @@ async fn the_schema_is_created_once_and_reused() {
     assert_eq!(second.list(None).await.expect("store").len(), 1);
 }
 
+#[tokio::test]
+async fn a_version_1_schema_is_migrated_with_its_leases() {
+    // A database as version 1 of the schema left it (no free-address list), with a lease the
+    // cursor has passed: opening it migrates to version 2, the lease stays, and the address is
+    // found again once deleted.
+    let schema = fresh_schema().await;
+    let ranges = [u32::from(addr(5))..=u32::from(addr(5))];
+    let pool = PoolRef { key: 5, subnet: 1, ranges: &ranges };
+    let first = PostgresStore::connect(&url(&schema), 1).await.expect("create");
+    let held = first.allocate(pool, &bound(1, Ipv4Addr::UNSPECIFIED, 3600), T0).await.expect("store").expect("room");
+    drop(first);
+    let (raw, connection) = tokio_postgres::connect(&url(&schema), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    raw.batch_execute("DROP TABLE dhcp_free_addrs; UPDATE dhcp_schema_version SET version = 1").await.expect("v1");
+    let store = PostgresStore::connect(&url(&schema), 1).await.expect("migrate");
+    let version: i32 = raw.query_one("SELECT version FROM dhcp_schema_version", &[]).await.expect("read").get(0);
+    assert_eq!(version, 2);
+    assert_eq!(store.lease_by_addr(addr(5)).await.expect("store"), Some(held));
+    assert!(store.delete(addr(5)).await.expect("store"));
+    let got = store.allocate(pool, &bound(2, Ipv4Addr::UNSPECIFIED, 3600), T0).await.expect("store");
+    assert_eq!(got.map(|l| l.addr), Some(addr(5)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_racing_a_claim_leaves_the_free_list_true() {
+    // Round after round, one server deletes an address's lease while another claims the address
+    // for a new client. Whichever wins, an address with a lease is never on the free list
+    // (allocation would try it in vain, ahead of really free ones), and one without is.
+    let schema = fresh_schema().await;
+    let first = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    let second = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    let (raw, connection) = tokio_postgres::connect(&url(&schema), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    for round in 0..RACE_ROUNDS {
+        let at = race_addr(round, 0);
+        first.claim(&race_lease(round, at, LeaseState::Bound { expires: T0 + 60 }), T0).await.expect("store");
+        first.update_state(at, &race_client(round), LeaseState::Released).await.expect("store").expect("held");
+        let newcomer = bound(1, at, 3600);
+        let (deleted, claimed) = tokio::join!(first.delete(at), second.claim(&newcomer, T0));
+        deleted.expect("store");
+        claimed.expect("store").expect("a released address is free");
+        let stored = second.lease_by_addr(at).await.expect("store");
+        let listed = raw
+            .query_opt("SELECT addr FROM dhcp_free_addrs WHERE addr = $1", &[&i64::from(u32::from(at))])
+            .await
+            .expect("read")
+            .is_some();
+        assert_eq!(listed, stored.is_none(), "round {round}: stored {stored:?}, on the free list: {listed}");
+        first.delete(at).await.expect("store");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn servers_sharing_the_database_never_share_an_address() {
     // Four stores, each with its own pool of connections (as four server processes would
