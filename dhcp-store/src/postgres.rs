@@ -136,15 +136,37 @@ const FREE_CANDIDATES: &str = "
 
 const COLUMNS: &str = "addr, subnet, client, hwaddr, state, deadline, hostname";
 
+/// How many columns [`COLUMNS`] names: [`CLAIM`]'s answer has one more after them.
+const COLUMN_COUNT: usize = 7;
+
+/// What a claim stored (or the client's binding an offer met, which it kept), and the row of
+/// the record the write overwrote, as it was ([`COLUMNS`] first), not decoded yet.
+type Claimed = (Lease, Option<Row>);
+
 /// The atomic claim: write the lease unless the address is held by someone else, or declined,
 /// or this is an offer over the client's own unexpired binding (which must not be shortened).
 /// In the same statement, one lease per client and subnet: once the write is done, the client's
 /// other held offer is released, and so is its binding unless this is only an offer.
 /// The state codes are the codec's (0 offered, 1 bound, 3 released), checked by a test below.
+///
+/// It answers one row: the record that was at the address ([`COLUMNS`], all NULL when there was
+/// none) and whether the lease was written. That record is read (`old`) with the row locked
+/// (`FOR UPDATE`, which waits for a writer in progress and reads its commit), and before the
+/// write, which the `INSERT` makes wait for it by reading from it; with the lock held nothing
+/// changes the row between that read and the write, so the record is what the write overwrote,
+/// or what kept it from writing. The one thing a row lock cannot cover is a row another claim
+/// inserted after this statement's snapshot, which `old` misses. That claim was the same
+/// client's or another's: the same client's committed before this statement started (the
+/// client lock), so `old` sees it; another client's is a lease that client holds, which this
+/// claim cannot overwrite, unless that lease was over when it was written (claimed with a
+/// deadline already past): the one case where an overwritten record goes unreported.
 const CLAIM: &str = "
-    WITH claimed AS (
+    WITH old AS (
+        SELECT addr, subnet, client, hwaddr, state, deadline, hostname FROM dhcp_leases WHERE addr = $1 FOR UPDATE
+    ), claimed AS (
         INSERT INTO dhcp_leases AS l (addr, subnet, client, hwaddr, state, deadline, free_at, hostname)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        SELECT $1::BIGINT, $2::BIGINT, $3::BYTEA, $4::BYTEA, $5::SMALLINT, $6::BIGINT, $7::BIGINT, $8::TEXT
+        FROM (SELECT count(*) FROM old) AS after_old
         ON CONFLICT (addr) DO UPDATE SET
             subnet = EXCLUDED.subnet, client = EXCLUDED.client, hwaddr = EXCLUDED.hwaddr,
             state = EXCLUDED.state, deadline = EXCLUDED.deadline, free_at = EXCLUDED.free_at,
@@ -159,7 +181,9 @@ const CLAIM: &str = "
           AND (state = 0 OR (state = 1 AND $5 <> 0))
         RETURNING addr
     )
-    SELECT addr FROM claimed";
+    SELECT old.addr, old.subnet, old.client, old.hwaddr, old.state, old.deadline, old.hostname,
+           EXISTS (SELECT 1 FROM claimed)
+    FROM (SELECT 1) AS one LEFT JOIN old ON true";
 
 /// The condition of `update_state`: only the client's offer or binding moves (a released,
 /// expired or declined lease is no longer the client's to change), and only a binding can be
@@ -396,16 +420,21 @@ impl PostgresStore {
         client.query_opt(&stmt, &[&i64::from(addr)]).await.map_err(backend)?.map(|r| lease_from_row(&r)).transpose()
     }
 
-    /// The atomic claim (see the module docs): `BEGIN`, the client's lock, [`CLAIM`],
-    /// [`UNFREE`] and `COMMIT`, sent together. Either all five reach the server or none does:
-    /// each is sent when first polled, and they are all polled at once, so a caller that gives
-    /// up (the engine's store deadline) leaves no transaction open on the pooled connection.
+    /// The atomic claim (see the module docs): `BEGIN`, the client's lock ([`LOCK_CLIENT`]),
+    /// [`CLAIM`], [`UNFREE`] and `COMMIT`, sent together: one round trip.
+    /// Either all five reach the server or none does: each is sent when first polled, and they
+    /// are all polled at once, so a caller that gives up (the engine's store deadline) leaves no
+    /// transaction open on the pooled connection.
+    ///
+    /// Returns the stored lease (or the client's own binding an offer met, which is kept) and,
+    /// when the lease was written over a record, that record's row as it was, not decoded yet:
+    /// only [`allocate_replacing`](LeaseStore::allocate_replacing) needs it.
     async fn claim_with(
         &self,
         client: &deadpool_postgres::Client,
         lease: &Lease,
         now: Timestamp,
-    ) -> Result<Option<Lease>, StoreError> {
+    ) -> Result<Option<Claimed>, StoreError> {
         let (state, deadline, free_at) = state_columns(lease.state);
         // Prepared (or found in the cache) first: preparing would hold back the requests.
         let lock = client.prepare_cached(LOCK_CLIENT).await.map_err(backend)?;
@@ -427,7 +456,7 @@ impl PostgresStore {
         let ((begun, locked), (written, (unfreed, committed))) = both(
             both(client.batch_execute("BEGIN"), client.execute(&lock, &[&key])),
             both(
-                client.query_opt(&stmt, &params),
+                client.query_one(&stmt, &params),
                 both(client.execute(&unfree, &[&addr]), client.batch_execute("COMMIT")),
             ),
         )
@@ -435,48 +464,34 @@ impl PostgresStore {
         // After a failed statement the server rolls the transaction back at the COMMIT.
         begun.map_err(backend)?;
         locked.map_err(backend)?;
-        let written = written.map_err(backend)?;
+        let answer = written.map_err(backend)?;
         unfreed.map_err(backend)?;
         committed.map_err(backend)?;
-        if written.is_some() {
-            return Ok(Some(lease.clone()));
+        let written: bool = answer.try_get(COLUMN_COUNT).map_err(backend)?;
+        let had_record = answer.try_get::<_, Option<i64>>(0).map_err(backend)?.is_some();
+        let old = had_record.then_some(answer);
+        if written {
+            return Ok(Some((lease.clone(), old)));
         }
-        // Not written: either someone else holds it, or this offer met the client's own binding.
+        // Not written: either someone else holds it, or this offer met the client's own binding
+        // (the record read under the row lock, so what kept the claim from writing).
         if matches!(lease.state, LeaseState::Offered { .. })
-            && let Some(existing) = self.lease_at(client, lease.addr.into()).await?
+            && let Some(row) = old
+            && let existing = lease_from_row(&row)?
             && existing.is_bound_to(&lease.client, now)
         {
-            return Ok(Some(existing));
+            return Ok(Some((existing, None)));
         }
         Ok(None)
     }
-}
 
-impl LeaseStore for PostgresStore {
-    async fn lease_by_client(&self, subnet: u32, client_id: &ClientId) -> Result<Option<Lease>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM dhcp_leases WHERE subnet = $1 AND client = $2
-                 ORDER BY COALESCE(deadline, 0) DESC LIMIT 1"
-            ))
-            .await
-            .map_err(backend)?;
-        let row = client.query_opt(&stmt, &[&i64::from(subnet), &client_id.as_bytes()]).await.map_err(backend)?;
-        row.map(|r| lease_from_row(&r)).transpose()
-    }
-
-    async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
-        let client = self.client().await?;
-        self.lease_at(&client, addr.into()).await
-    }
-
-    async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        let client = self.client().await?;
-        self.claim_with(&client, lease, now).await
-    }
-
-    async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+    /// Allocation (see the module docs), answering as [`claim_with`](Self::claim_with) does.
+    async fn allocate_with(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<Claimed>, StoreError> {
         let client = self.client().await?;
         let key = pool.key as i64;
         let size = i64::try_from(pool.size()).unwrap_or(i64::MAX);
@@ -518,6 +533,49 @@ impl LeaseStore for PostgresStore {
             }
         }
         Ok(None)
+    }
+}
+
+impl LeaseStore for PostgresStore {
+    async fn lease_by_client(&self, subnet: u32, client_id: &ClientId) -> Result<Option<Lease>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM dhcp_leases WHERE subnet = $1 AND client = $2
+                 ORDER BY COALESCE(deadline, 0) DESC LIMIT 1"
+            ))
+            .await
+            .map_err(backend)?;
+        let row = client.query_opt(&stmt, &[&i64::from(subnet), &client_id.as_bytes()]).await.map_err(backend)?;
+        row.map(|r| lease_from_row(&r)).transpose()
+    }
+
+    async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
+        let client = self.client().await?;
+        self.lease_at(&client, addr.into()).await
+    }
+
+    async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let client = self.client().await?;
+        Ok(self.claim_with(&client, lease, now).await?.map(|(stored, _)| stored))
+    }
+
+    async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        // As `allocate_replacing`, without decoding the record replaced.
+        Ok(self.allocate_with(pool, lease, now).await?.map(|(stored, _)| stored))
+    }
+
+    async fn allocate_replacing(
+        &self,
+        pool: PoolRef<'_>,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<(Lease, Option<Lease>)>, StoreError> {
+        let Some((stored, replaced)) = self.allocate_with(pool, lease, now).await? else { return Ok(None) };
+        // The lease is stored; a record it overwrote that does not decode is still reported,
+        // as corrupt.
+        let replaced = replaced.map(|row| lease_from_row(&row)).transpose()?;
+        Ok(Some((stored, replaced)))
     }
 
     async fn update_state(
@@ -651,6 +709,16 @@ mod tests {
             client_lock_key(2, &ClientId::from_bytes(&[1, 2, 3])),
             client_lock_key(1, &ClientId::from_bytes(&[1, 2, 3]))
         );
+    }
+
+    #[test]
+    fn the_claim_answers_the_old_record_then_whether_it_wrote() {
+        assert_eq!(COLUMNS.split(", ").count(), COLUMN_COUNT);
+        let old = format!("SELECT {COLUMNS} FROM dhcp_leases WHERE addr = $1 FOR UPDATE");
+        assert!(CLAIM.contains(&old), "{CLAIM}");
+        let answer: Vec<String> = COLUMNS.split(", ").map(|c| format!("old.{c}")).collect();
+        let answer = format!("SELECT {},\n           EXISTS (SELECT 1 FROM claimed)", answer.join(", "));
+        assert!(CLAIM.contains(&answer), "{CLAIM}");
     }
 
     #[test]

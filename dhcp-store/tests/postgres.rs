@@ -325,6 +325,74 @@ async fn two_servers_allocating_for_one_client_at_once_leave_it_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_allocating_a_deleted_address_for_one_client_report_each_others_lease() {
+    // The pool's one address was deleted, so both servers find it on the free list and claim it
+    // for the same client at once. When both do, both writes go through (the second renews the
+    // client's own lease), and the second reports the first's lease as the record it replaced,
+    // though no row was there when it looked: it waits for the first's commit (the client's
+    // lock) before its claim reads the row.
+    let schema = fresh_schema().await;
+    let first = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    let second = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    let (mut unreported, mut raced) = (Vec::new(), 0);
+    for round in 0..RACE_ROUNDS {
+        let at = race_addr(round, 0);
+        let ranges = [u32::from(at)..=u32::from(at)];
+        let pool = PoolRef { key: 2000 + u64::from(round), subnet: 1, ranges: &ranges };
+        first.allocate(pool, &bound(1, Ipv4Addr::UNSPECIFIED, 3600), T0).await.expect("store").expect("room");
+        assert!(first.delete(at).await.expect("store"));
+        let lease = race_lease(round, Ipv4Addr::UNSPECIFIED, LeaseState::Bound { expires: T0 + 3600 });
+        let (got_x, got_y) =
+            tokio::join!(first.allocate_replacing(pool, &lease, T0), second.allocate_replacing(pool, &lease, T0));
+        // The second may look for a free address only once the first took it, and find none.
+        let (Some(got_x), Some(got_y)) = (got_x.expect("store"), got_y.expect("store")) else { continue };
+        raced += 1;
+        let stored = Lease { addr: at, ..lease.clone() };
+        assert_eq!((&got_x.0, &got_y.0), (&stored, &stored));
+        let mut replaced = [got_x.1, got_y.1];
+        replaced.sort_by_key(Option::is_some);
+        if replaced != [None, Some(stored)] {
+            unreported.push((round, replaced));
+        }
+    }
+    assert!(raced > 0, "no round had both servers claim the address");
+    eprintln!("{raced} of {RACE_ROUNDS} rounds had both servers claim the address");
+    assert!(unreported.is_empty(), "{} of {raced} rounds: {unreported:?}", unreported.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_replaced_is_the_one_overwritten_not_an_earlier_one() {
+    // Another session changes the record at the address while the allocation's claim waits for
+    // its row: the allocation reports the record as that session committed it, which is the
+    // one it overwrote, not the version its statement's snapshot held.
+    let schema = fresh_schema().await;
+    let store = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    let ranges = [u32::from(addr(5))..=u32::from(addr(5))];
+    let pool = PoolRef { key: 5, subnet: 1, ranges: &ranges };
+    let expired = bound(1, Ipv4Addr::UNSPECIFIED, 100);
+    store.allocate(pool, &expired, T0).await.expect("store").expect("room");
+    let (mut other, connection) = tokio_postgres::connect(&url(&schema), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let editor = other.transaction().await.expect("begin");
+    editor.batch_execute("UPDATE dhcp_leases SET hostname = 'edited'").await.expect("edit");
+    let task = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let ranges = [u32::from(addr(5))..=u32::from(addr(5))];
+            let pool = PoolRef { key: 5, subnet: 1, ranges: &ranges };
+            store.allocate_replacing(pool, &bound(2, Ipv4Addr::UNSPECIFIED, 3600), T0 + 200).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!task.is_finished(), "the allocation waits for the edited row");
+    editor.commit().await.expect("commit");
+    let (stored, replaced) = task.await.expect("task").expect("store").expect("an expired binding is free");
+    assert_eq!(stored, bound(2, addr(5), 3600));
+    let edited = Lease { addr: addr(5), hostname: Some("edited".into()), ..expired };
+    assert_eq!(replaced, Some(edited));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_given_up_on_leaves_no_transaction_open() {
     // A claim is BEGIN, the client's lock, the claim and COMMIT, sent together. A caller that
     // gives up on it (the engine's store deadline) while the server waits (here for a table
