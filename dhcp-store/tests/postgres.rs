@@ -2,7 +2,8 @@
 //! command sets up): the shared contract, each test in its own schema, and several stores with
 //! their own connection pools, as several servers would be, allocating from one small pool at once;
 //! two servers claiming or allocating two addresses for one client at the same moment leave it
-//! one lease;
+//! one lease; a version-1 schema is migrated; the free-address list stays true when a delete
+//! races a claim; `allocate_replacing` reports the record it overwrote, as committed;
 //! multi-host strings with `target_session_attrs=read-write` skip a host that is down and never
 //! settle on a read-only one.
 //!
