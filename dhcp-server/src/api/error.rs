@@ -56,3 +56,8 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// A store failure as the API answers it: 503, with any secret in the message hidden.
+pub(crate) fn store_error(e: dhcp_core::StoreError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, crate::redact::redact_secrets(&format!("lease store: {e}")))
+}

@@ -32,10 +32,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Extension;
 use axum::body::{Body, Bytes};
+use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use dhcp_core::{Lease, LeaseStore, StoreError};
@@ -43,9 +42,8 @@ use hyper::body::{Body as HttpBody, Frame};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, warn};
 
-use super::error::ApiError;
+use super::error::{ApiError, store_error};
 use super::model::{LEASE_STATES, LeaseInfo, LeaseList, MAX_LEASE_LIMIT, normal_id};
-use super::{Admin, store_error};
 use crate::redact::redact_secrets;
 use crate::seen::LastSeen;
 
@@ -86,7 +84,7 @@ impl Listings {
 
 /// A `GET /api/v1/leases` query, checked.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct LeaseQuery {
+pub(crate) struct LeaseQuery {
     subnet: Option<u32>,
     state: Option<String>,
     /// Normalised with [`normal_id`]: any spelling of a MAC matches the leases' `02:00:..`.
@@ -161,7 +159,7 @@ impl LeaseQuery {
 /// It holds no reference to the store (each read is handed one), so a whole listing's writer
 /// task can own it.
 #[derive(Debug)]
-struct Reader {
+pub(crate) struct Reader {
     query: LeaseQuery,
     /// The last address read from the store (matching or not): the next read starts above it.
     after: Option<Ipv4Addr>,
@@ -224,7 +222,7 @@ impl Reader {
 /// The store is asked for one lease more than the page (the one that says whether `next` is
 /// due), or for [`CHUNK`] at a time when the query filters on more than the subnet, so that a
 /// page of a sparse filter does not take a store call per few leases.
-async fn read_page<S: LeaseStore>(
+pub(crate) async fn read_page<S: LeaseStore>(
     store: &S,
     query: LeaseQuery,
     limit: usize,
@@ -253,27 +251,22 @@ pub(crate) trait LeaseSource: Send + Sync + 'static {
     fn store(&self) -> &Self::Store;
 }
 
-impl<S: LeaseStore + 'static> LeaseSource for Admin<S> {
-    type Store = S;
-
-    fn store(&self) -> &S {
-        self.server.engine().store()
-    }
-}
-
 /// `GET /api/v1/leases?subnet=&state=&mac=&client=&after=&limit=`.
-pub(crate) async fn list_leases<S: LeaseStore + 'static>(
-    State(admin): State<Arc<Admin<S>>>,
-    Extension(listings): Extension<Listings>,
+///
+/// `source` is the server whose store is listed, `seen` when each client was last heard from.
+pub(crate) async fn list_leases<Src: LeaseSource>(
+    source: Arc<Src>,
+    seen: Arc<LastSeen>,
+    listings: Listings,
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(pairs) = pairs.map_err(|e| ApiError::bad("query", e.body_text()))?;
     let query = LeaseQuery::parse(&pairs)?;
     let permit = listings.start()?;
-    let store = admin.store();
+    let store = source.store();
     if let Some(limit) = query.limit {
         let (page, next) = read_page(store, query, limit).await.map_err(store_error)?;
-        let leases = page.iter().map(|l| LeaseInfo::new(l, admin.seen.get(&l.hwaddr))).collect();
+        let leases = page.iter().map(|l| LeaseInfo::new(l, seen.get(&l.hwaddr))).collect();
         return Ok(axum::Json(LeaseList { leases, next }).into_response());
     }
     // The first store page is read before answering, so a store that fails at once gets a 503
@@ -281,7 +274,7 @@ pub(crate) async fn list_leases<S: LeaseStore + 'static>(
     let mut reader = Reader::new(query, CHUNK, store.list_page_native());
     reader.fill(store).await.map_err(store_error)?;
     debug!(native = store.list_page_native(), "streaming a lease listing");
-    let body = stream(Arc::clone(&admin), reader, Arc::clone(&admin.seen), permit, STALL);
+    let body = stream(Arc::clone(&source), reader, seen, permit, STALL);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -297,7 +290,7 @@ enum Piece {
 /// The body of a whole listing: `{"leases":[...]}` of what `reader` reads from `source`'s store,
 /// written [`CHUNK`] at a time by a task that holds `permit` until it is done, the client is
 /// gone, the client took nothing for `stall`, or the store failed (the answer is then cut).
-fn stream<Src: LeaseSource>(
+pub(crate) fn stream<Src: LeaseSource>(
     source: Arc<Src>,
     mut reader: Reader,
     seen: Arc<LastSeen>,

@@ -62,7 +62,7 @@ use tracing::{info, warn};
 
 pub use client::{AdminClient, ClientError, LISTING_BUSY_WAIT, LISTING_READ_TIMEOUT};
 
-use self::error::ApiError;
+use self::error::{ApiError, store_error};
 use self::model::{
     Changed, ConfigTested, ConfigText, DeletedLease, GroupList, HaStatus, Health, Heartbeat, LeaseInfo, LeasePage,
     LeaseUpdates, ReservationList, StatsMap, UpdatesApplied,
@@ -92,10 +92,7 @@ pub(crate) struct Admin<S> {
 pub(crate) fn router<S: LeaseStore + ReplicaStore + 'static>(admin: Admin<S>) -> Router {
     let admin = Arc::new(admin);
     let api = Router::new()
-        .route(
-            "/leases",
-            get(listing::list_leases::<S>).layer(Extension(listing::Listings::new(listing::CONCURRENT_LISTINGS))),
-        )
+        .route("/leases", get(list_leases::<S>).layer(Extension(listing::Listings::new(listing::CONCURRENT_LISTINGS))))
         .route("/leases/{addr}", get(get_lease::<S>).delete(delete_lease::<S>))
         .route("/reservations", get(list_reservations::<S>).post(add_reservation::<S>))
         .route("/reservations/{id}", put(replace_reservation::<S>).delete(delete_reservation::<S>))
@@ -154,8 +151,22 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn store_error(e: dhcp_core::StoreError) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, redact_secrets(&format!("lease store: {e}")))
+impl<S: LeaseStore + 'static> listing::LeaseSource for Admin<S> {
+    type Store = S;
+
+    fn store(&self) -> &S {
+        self.server.engine().store()
+    }
+}
+
+/// `GET /api/v1/leases?subnet=&state=&mac=&client=&after=&limit=`.
+async fn list_leases<S: LeaseStore + 'static>(
+    State(admin): State<Arc<Admin<S>>>,
+    Extension(listings): Extension<listing::Listings>,
+    pairs: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let seen = Arc::clone(&admin.seen);
+    listing::list_leases(admin, seen, listings, pairs).await
 }
 
 /// A lease as the API shows it.
