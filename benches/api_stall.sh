@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Whether a large management API call stalls DHCP work. Our server on `memory:` is filled with
-# LEASES leases by perfdhcp, then perfdhcp runs at RATE DORA/s for PERIOD seconds twice on new
-# clients: once alone, and once while `GET /api/v1/leases` (every lease, as JSON) runs over and
-# over from the same namespace. Drops and completed rates of the two runs are compared; the
-# sizes and times of the API answers are shown. The API runs on a thread of its own, so the
-# second run should drop no more than the first.
+# LEASES leases by perfdhcp, then perfdhcp runs at RATE DORA/s for PERIOD seconds on new
+# clients: alone; while one `GET /api/v1/leases` (every lease, streamed as JSON) runs; while the
+# whole list is walked in pages of 10,000 (`limit`/`after`), over and over; and while the full
+# listing runs over and over, back to back (the worst case: on two cores curl and the kernel's
+# copies alone take a core). Drops and completed rates of the runs are compared; the sizes and
+# times of the API answers are shown. The API runs on a thread of its own.
 #
 # Topology (as benches/perfdhcp/compare.sh): one network namespace whose loopback also holds
 # 127.0.0.2, where perfdhcp acts as the relay; the server listens on 127.0.0.1:67.
@@ -100,20 +101,46 @@ echo "assigned after the fill: $assigned" >&2
 echo "perfdhcp at $RATE/s alone" >&2
 alone=$(perf "$RATE" "$PERIOD" 02:a0:00:00:00:00)
 
+api() { # GET $1 from the API, appending "bytes seconds" to $2, the body to $3
+    ip netns exec "$NS" curl -s -o "$3" -w '%{size_download} %{time_total}\n' \
+        -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:8067$1" >>"$2" || true
+}
+summary() { # what the API calls logged in $1 took
+    awk '{ n++; b += $1; t += $2; if ($2 > max) max = $2 } END { if (n) printf "%d answers: %.1f MB, %.2f s on average, %.2f s at most", n, b / n / 1e6, t / n, max }' "$1"
+}
+
+echo "perfdhcp at $RATE/s while one GET /api/v1/leases runs" >&2
+: >"$LOGDIR/one.txt"
+( sleep 2; api /api/v1/leases "$LOGDIR/one.txt" /dev/null ) &
+getter=$!
+one=$(perf "$RATE" "$PERIOD" 02:b1:00:00:00:00)
+wait "$getter" || true
+
+echo "perfdhcp at $RATE/s while the list is walked in pages of 10,000, over and over" >&2
+: >"$LOGDIR/pages.txt"
+(
+    end=$((SECONDS + PERIOD))
+    after=""
+    while [ $SECONDS -lt $end ]; do
+        api "/api/v1/leases?limit=10000${after:+&after=$after}" "$LOGDIR/pages.txt" "$TMP/page.json"
+        after=$(grep -o '"next":"[0-9.]*"' "$TMP/page.json" | cut -d'"' -f4 || true)
+    done
+) &
+getter=$!
+paged=$(perf "$RATE" "$PERIOD" 02:b2:00:00:00:00)
+wait "$getter" || true
+
 echo "perfdhcp at $RATE/s while GET /api/v1/leases runs over and over" >&2
 : >"$LOGDIR/gets.txt"
 (
     end=$((SECONDS + PERIOD))
     while [ $SECONDS -lt $end ]; do
-        ip netns exec "$NS" curl -s -o /dev/null -w '%{size_download} %{time_total}\n' \
-            -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8067/api/v1/leases >>"$LOGDIR/gets.txt" || true
+        api /api/v1/leases "$LOGDIR/gets.txt" /dev/null
     done
 ) &
 getter=$!
 busy=$(perf "$RATE" "$PERIOD" 02:b0:00:00:00:00)
 wait "$getter" || true
-gets=$(wc -l <"$LOGDIR/gets.txt")
-get_stats=$(awk '{ n++; b += $1; t += $2; if ($2 > max) max = $2 } END { if (n) printf "%.0f MB, %.2f s on average, %.2f s at most", b / n / 1e6, t / n, max }' "$LOGDIR/gets.txt")
 
 report="## A large API call during DHCP load ($(date -u +%F))
 
@@ -123,7 +150,9 @@ on new clients, $(nproc) cores.
 | run | completed/s | drops (DISCOVER-OFFER, REQUEST-ACK) |
 |---|---|---|
 | perfdhcp alone | ${alone%% *} | ${alone#* } |
-| perfdhcp while \`GET /api/v1/leases\` repeats ($gets answers: $get_stats) | ${busy%% *} | ${busy#* } |
+| while one \`GET /api/v1/leases\` runs ($(summary "$LOGDIR/one.txt")) | ${one%% *} | ${one#* } |
+| while pages of 10,000 are walked over and over ($(summary "$LOGDIR/pages.txt")) | ${paged%% *} | ${paged#* } |
+| while \`GET /api/v1/leases\` repeats back to back ($(summary "$LOGDIR/gets.txt")) | ${busy%% *} | ${busy#* } |
 "
 printf "%s" "$report"
 printf "%s" "$report" >"$LOGDIR/api-stall.md"
