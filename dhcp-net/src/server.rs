@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,8 @@ pub struct Server<S> {
     /// Addresses whose ping check is under way. A client that retransmits its DISCOVER
     /// meanwhile is not sent the offer the check has yet to clear.
     checking: Mutex<HashSet<Ipv4Addr>>,
+    /// How many addresses `checking` holds, read without its lock.
+    checks_under_way: AtomicUsize,
     /// Addresses recently found free, and when.
     recently_free: Mutex<HashMap<Ipv4Addr, Instant>>,
     ping_warnings: Throttle,
@@ -151,6 +153,7 @@ impl<S: LeaseStore> Server<S> {
             send_warnings: Throttle::default(),
             pinger: OnceLock::new(),
             checking: Mutex::default(),
+            checks_under_way: AtomicUsize::new(0),
             recently_free: Mutex::default(),
             ping_warnings: Throttle::default(),
         })
@@ -279,7 +282,9 @@ impl<S: LeaseStore> Server<S> {
 
     /// Whether a ping check of `addr` is under way.
     fn is_checking(&self, addr: Ipv4Addr) -> bool {
-        self.checking.lock().unwrap_or_else(PoisonError::into_inner).contains(&addr)
+        // Every OFFER asks: without checks under way (no `ping-check`), no lock is taken.
+        self.checks_under_way.load(Ordering::Relaxed) > 0
+            && self.checking.lock().unwrap_or_else(PoisonError::into_inner).contains(&addr)
     }
 
     /// Notes that a ping check of `addr` is under way (`true`) or over.
@@ -290,6 +295,7 @@ impl<S: LeaseStore> Server<S> {
         } else {
             checking.remove(&addr);
         }
+        self.checks_under_way.store(checking.len(), Ordering::Relaxed);
     }
 
     /// The ICMP socket for ping checks, opened on first use.

@@ -5,7 +5,6 @@
 
 mod lab;
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use lab::{Lab, dhclient, text, values};
@@ -23,14 +22,7 @@ fn config(timeout_ms: u32) -> String {
 
 /// `GET /api/v1/stats` through dhcp-cli in the server's namespace.
 fn stats(lab: &Lab) -> serde_json::Value {
-    let out: Output = lab
-        .server
-        .command(env!("CARGO_BIN_EXE_dhcp-cli"))
-        .args(["--url", "http://127.0.0.1:8067", "--token", TOKEN, "--json", "show", "stats"])
-        .output()
-        .expect("dhcp-cli");
-    assert!(out.status.success(), "dhcp-cli show stats:\n{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+    lab::cli_stats(lab, "http://127.0.0.1:8067", TOKEN)
 }
 
 /// The address dhclient's hook last bound for `name`.

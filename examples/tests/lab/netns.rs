@@ -303,3 +303,16 @@ pub fn mac_of(lab: &Lab, client: usize) -> String {
     let line = lab.client(client).ip(&["-o", "link", "show", "vcli"]);
     line.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).expect("vcli has a MAC").to_owned()
 }
+
+/// `GET /api/v1/stats` of the server in `lab`, through `dhcp-cli` in the server's namespace,
+/// for a management API at `url` with `token`.
+pub fn cli_stats(lab: &Lab, url: &str, token: &str) -> serde_json::Value {
+    let out = lab
+        .server
+        .command(env!("CARGO_BIN_EXE_dhcp-cli"))
+        .args(["--url", url, "--token", token, "--json", "show", "stats"])
+        .output()
+        .expect("dhcp-cli");
+    assert!(out.status.success(), "dhcp-cli show stats:\n{}", super::text(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", super::text(&out)))
+}
