@@ -5,9 +5,11 @@
 //! exported values are exactly the engine's; store latency is recorded as it happens by
 //! [`MeteredStore`].
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::Ipv4Addr;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use dhcp_core::{
@@ -176,21 +178,40 @@ impl<S> MeteredStore<S> {
     async fn timed<T>(&self, op: usize, call: impl Future<Output = T>) -> T {
         let start = Instant::now();
         let result = call.await;
-        if let Some(h) = self.latency.get(op) {
-            h.record(start.elapsed().as_secs_f64());
-        }
+        self.record(op, start);
         result
     }
 
-    /// [`timed`](Self::timed), within the deadline.
+    fn record(&self, op: usize, start: Instant) {
+        if let Some(h) = self.latency.get(op) {
+            h.record(start.elapsed().as_secs_f64());
+        }
+    }
+
+    /// [`timed`](Self::timed), within the deadline. The call is polled once before the
+    /// deadline's timer is made: a store that answers at once (the memory store, whose futures
+    /// are ready when made) then costs no timer and no move of its future into one.
     async fn timed_deadline<T>(
         &self,
         op: usize,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let Some(deadline) = self.deadline else { return self.timed(op, call).await };
-        match tokio::time::timeout(deadline, self.timed(op, call)).await {
-            Ok(result) => result,
+        let start = Instant::now();
+        let mut call = pin!(call);
+        if let Poll::Ready(result) = poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+            self.record(op, start);
+            return result;
+        }
+        let Some(deadline) = self.deadline else {
+            let result = call.await;
+            self.record(op, start);
+            return result;
+        };
+        match tokio::time::timeout(deadline.saturating_sub(start.elapsed()), call).await {
+            Ok(result) => {
+                self.record(op, start);
+                result
+            }
             Err(_) => {
                 self.timeouts.increment(1);
                 Err(StoreError::Unavailable(format!(

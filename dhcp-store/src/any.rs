@@ -213,8 +213,11 @@ macro_rules! dispatch {
         match $self {
             #[cfg(feature = "memory")]
             AnyStore::Memory($store) => $call.await,
+            // Boxed: a journaled call's future holds the lease across the wait for the sync,
+            // and an unboxed arm would make every memory-store call's future as large (it is
+            // moved a few times per call on the hot path).
             #[cfg(feature = "journal")]
-            AnyStore::Journal($store) => $call.await,
+            AnyStore::Journal($store) => Box::pin($call).await,
             #[cfg(feature = "sqlite")]
             AnyStore::Sqlite($store) => Box::pin($call).await,
             #[cfg(feature = "postgres")]

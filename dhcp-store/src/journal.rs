@@ -459,15 +459,17 @@ impl JournalStore {
         pool: PoolRef<'_>,
         lease: &Lease,
         now: Timestamp,
-    ) -> Result<crate::memory::Claimed, StoreError> {
-        let (claimed, line) = {
+    ) -> Result<Option<(Lease, Option<Lease>)>, StoreError> {
+        let (allocated, line) = {
             let mut journal = self.lock();
             let claimed = self.memory.allocate_moving(pool, lease, now);
             let line = self.append(&mut journal, &journaled_claim(&claimed))?;
-            (claimed, line)
+            // Only the stored lease and the one it overwrote are answered: the freed one is not
+            // kept across the wait.
+            (claimed.lease.map(|stored| (stored, claimed.replaced)), line)
         };
         self.durable(line).await?;
-        Ok(claimed)
+        Ok(allocated)
     }
 }
 
@@ -495,7 +497,7 @@ impl LeaseStore for JournalStore {
     }
 
     async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        Ok(self.allocate_journaled(pool, lease, now).await?.lease)
+        Ok(self.allocate_journaled(pool, lease, now).await?.map(|(stored, _)| stored))
     }
 
     async fn allocate_replacing(
@@ -504,8 +506,7 @@ impl LeaseStore for JournalStore {
         lease: &Lease,
         now: Timestamp,
     ) -> Result<Option<(Lease, Option<Lease>)>, StoreError> {
-        let claimed = self.allocate_journaled(pool, lease, now).await?;
-        Ok(claimed.lease.map(|stored| (stored, claimed.replaced)))
+        self.allocate_journaled(pool, lease, now).await
     }
 
     async fn update_state(

@@ -60,9 +60,10 @@ const POOL_IDLE_ALLOCATIONS: u64 = 1 << 20;
 /// beyond twice the number of lease records: at least half of them are then stale.
 const DEADLINE_SLACK: usize = 1024;
 
-/// A lease that loses its deadline (renewed, released, deleted) takes its entry out of the
-/// deadline index when no more than this many addresses share that second; beyond, the entry
-/// is left stale rather than searched for (many leases made in one burst).
+/// A lease that loses its deadline (released, deleted) takes its entry out of the deadline
+/// index when no more than this many addresses share that second; beyond, the entry is left
+/// stale rather than searched for (many leases made in one burst). A write that moves the
+/// deadline (an offer bound, a renewal) always leaves the old entry stale.
 const PRECISE_REMOVAL: usize = 64;
 
 /// A pool's queue of freed addresses is pruned of repeats and of addresses held again once it
@@ -218,10 +219,10 @@ struct Inner {
     /// `by_client`, so that the client's next lease elsewhere frees the offer.
     offers: HashTable<u32>,
     /// Deadline (seconds) to the addresses whose deadline was set to it. Every record with a
-    /// deadline has an entry for it. An entry whose record's deadline moved is removed when its
-    /// second's list is short ([`PRECISE_REMOVAL`]), else left stale: stale entries are skipped
-    /// when popped, and the index is rebuilt when they outnumber the records
-    /// ([`DEADLINE_SLACK`]).
+    /// deadline has an entry for it. An entry whose record lost its deadline is removed when its
+    /// second's list is short ([`PRECISE_REMOVAL`]); one whose record's deadline moved, or in a
+    /// long list, is left stale: stale entries are skipped when popped, and the index is
+    /// rebuilt when they outnumber the records ([`DEADLINE_SLACK`]).
     deadlines: BTreeMap<u64, Vec<u32>>,
     /// Entries in `deadlines`, stale ones included.
     deadline_entries: usize,
@@ -231,26 +232,26 @@ struct Inner {
     hasher: DefaultHashBuilder,
 }
 
-/// The slot `table` (keyed by subnet and client) holds for the client.
-fn index_find(
-    table: &HashTable<u32>,
-    slab: &[Record],
-    hasher: &DefaultHashBuilder,
-    subnet: u32,
-    client: &ClientId,
-) -> Option<u32> {
+/// The hash both client tables (`by_client`, `offers`) key a client by: computed once per
+/// operation and passed to the index functions, since a claim looks in both.
+fn client_hash(hasher: &DefaultHashBuilder, subnet: u32, client: &ClientId) -> u64 {
+    hasher.hash_one((subnet, client.as_bytes()))
+}
+
+/// The slot `table` holds for the client whose [`client_hash`] is `hash`.
+fn index_find(table: &HashTable<u32>, slab: &[Record], hash: u64, subnet: u32, client: &ClientId) -> Option<u32> {
     table
-        .find(hasher.hash_one((subnet, client.as_bytes())), |&s| {
+        .find(hash, |&s| {
             let r = &slab[s as usize];
             r.subnet == subnet && r.client == *client
         })
         .copied()
 }
 
-/// Points `table`'s entry for the client of the record in `slot` at `slot`.
-fn index_set(table: &mut HashTable<u32>, slab: &[Record], hasher: &DefaultHashBuilder, slot: u32) {
+/// Points `table`'s entry for the client of the record in `slot` (whose [`client_hash`] is
+/// `hash`) at `slot`.
+fn index_set(table: &mut HashTable<u32>, slab: &[Record], hasher: &DefaultHashBuilder, hash: u64, slot: u32) {
     let record = &slab[slot as usize];
-    let hash = hasher.hash_one((record.subnet, record.client.as_bytes()));
     let matches = |&s: &u32| {
         let r = &slab[s as usize];
         r.subnet == record.subnet && r.client == record.client
@@ -260,16 +261,16 @@ fn index_set(table: &mut HashTable<u32>, slab: &[Record], hasher: &DefaultHashBu
         None => {
             table.insert_unique(hash, slot, |&s| {
                 let r = &slab[s as usize];
-                hasher.hash_one((r.subnet, r.client.as_bytes()))
+                client_hash(hasher, r.subnet, &r.client)
             });
         }
     }
 }
 
-/// Removes `table`'s entry for the client of the record in `slot`, whichever slot it names.
-fn index_forget(table: &mut HashTable<u32>, slab: &[Record], hasher: &DefaultHashBuilder, slot: u32) {
+/// Removes `table`'s entry for the client of the record in `slot` (whose [`client_hash`] is
+/// `hash`), whichever slot it names.
+fn index_forget(table: &mut HashTable<u32>, slab: &[Record], hash: u64, slot: u32) {
     let record = &slab[slot as usize];
-    let hash = hasher.hash_one((record.subnet, record.client.as_bytes()));
     let matches = |&s: &u32| {
         let r = &slab[s as usize];
         r.subnet == record.subnet && r.client == record.client
@@ -279,10 +280,8 @@ fn index_forget(table: &mut HashTable<u32>, slab: &[Record], hasher: &DefaultHas
     }
 }
 
-/// Removes `table`'s entry naming `slot`, if there is one.
-fn index_unlink(table: &mut HashTable<u32>, slab: &[Record], hasher: &DefaultHashBuilder, slot: u32) {
-    let record = &slab[slot as usize];
-    let hash = hasher.hash_one((record.subnet, record.client.as_bytes()));
+/// Removes `table`'s entry naming `slot` (whose record's [`client_hash`] is `hash`), if any.
+fn index_unlink(table: &mut HashTable<u32>, hash: u64, slot: u32) {
     if let Ok(entry) = table.find_entry(hash, |&s| s == slot) {
         entry.remove();
     }
@@ -307,25 +306,34 @@ impl Inner {
     }
 
     fn slot_of_client(&self, subnet: u32, client: &ClientId) -> Option<u32> {
-        index_find(&self.by_client, &self.slab, &self.hasher, subnet, client)
+        index_find(&self.by_client, &self.slab, client_hash(&self.hasher, subnet, client), subnet, client)
     }
 
-    /// The client's offer that the client index does not point at (see `offers`).
-    fn offer_of_client(&self, subnet: u32, client: &ClientId) -> Option<u32> {
-        index_find(&self.offers, &self.slab, &self.hasher, subnet, client)
+    /// The [`client_hash`] of the record in `slot`.
+    fn hash_of(&self, slot: u32) -> u64 {
+        let record = &self.slab[slot as usize];
+        client_hash(&self.hasher, record.subnet, &record.client)
     }
 
     /// Removes the client index entries of the record in `slot`, where they point there.
     fn unlink_client(&mut self, slot: u32) {
-        index_unlink(&mut self.by_client, &self.slab, &self.hasher, slot);
-        index_unlink(&mut self.offers, &self.slab, &self.hasher, slot);
+        let hash = self.hash_of(slot);
+        index_unlink(&mut self.by_client, hash, slot);
+        // The offers table is empty but while a client with a binding elsewhere is between an
+        // offer and its REQUEST: no probe of it then.
+        if !self.offers.is_empty() {
+            index_unlink(&mut self.offers, hash, slot);
+        }
     }
 
     /// Points the client index for the record in `slot` at it, replacing an older slot; the
     /// client has no offer aside any more.
     fn link_client(&mut self, slot: u32) {
-        index_set(&mut self.by_client, &self.slab, &self.hasher, slot);
-        index_forget(&mut self.offers, &self.slab, &self.hasher, slot);
+        let hash = self.hash_of(slot);
+        index_set(&mut self.by_client, &self.slab, &self.hasher, hash, slot);
+        if !self.offers.is_empty() {
+            index_forget(&mut self.offers, &self.slab, hash, slot);
+        }
     }
 
     /// Writes `record` at its address, reusing the slot already there, and points the client
@@ -336,14 +344,12 @@ impl Inner {
         let slot = match self.slot_of_addr(addr) {
             Some(slot) => {
                 let old = &self.slab[slot as usize];
-                if old.has_deadline() {
-                    if Some(old.deadline) == deadline {
-                        // The old record's entry stands for the new one too: a renewal to the
-                        // same second adds none.
-                        deadline = None;
-                    } else {
-                        self.drop_deadline_entry(slot);
-                    }
+                // The old record's entry stands for the new one too when the second is the
+                // same (a renewal to it adds none). Otherwise it is left stale, not searched
+                // for: this is every REQUEST after its offer, the hot path, and searching cost
+                // about a tenth of a claim; the rebuild bounds what stale entries cost.
+                if old.has_deadline() && Some(old.deadline) == deadline {
+                    deadline = None;
                 }
                 let old = &self.slab[slot as usize];
                 if old.client != record.client || old.subnet != record.subnet {
@@ -450,7 +456,9 @@ impl Inner {
         }
     }
 
-    fn claim(&mut self, lease: &Lease, now: Timestamp) -> Claimed {
+    /// Takes the lease by value: it is what the claim answers with, so an allocation that
+    /// built it does not copy it again.
+    fn claim(&mut self, lease: Lease, now: Timestamp) -> Claimed {
         let addr = u32::from(lease.addr);
         let offer = matches!(lease.state, LeaseState::Offered { .. });
         let mut replaced = None;
@@ -472,7 +480,8 @@ impl Inner {
             |r: &Record| matches!(r.state, OFFERED | BOUND) && r.deadline > now.as_secs() && r.addr != addr;
         let mut link = true;
         let mut freed = None;
-        if let Some(other) = self.slot_of_client(lease.subnet, &lease.client)
+        let hash = client_hash(&self.hasher, lease.subnet, &lease.client);
+        if let Some(other) = index_find(&self.by_client, &self.slab, hash, lease.subnet, &lease.client)
             && held_elsewhere(&self.slab[other as usize])
         {
             if offer && self.slab[other as usize].state == BOUND {
@@ -481,17 +490,18 @@ impl Inner {
                 freed = Some(self.release_slot(other));
             }
         }
-        if let Some(aside) = self.offer_of_client(lease.subnet, &lease.client)
+        if !self.offers.is_empty()
+            && let Some(aside) = index_find(&self.offers, &self.slab, hash, lease.subnet, &lease.client)
             && held_elsewhere(&self.slab[aside as usize])
         {
             let released = self.release_slot(aside);
             freed.get_or_insert(released);
         }
-        let slot = self.write_linked(Record::from_lease(lease), link);
+        let slot = self.write_linked(Record::from_lease(&lease), link);
         if !link {
-            index_set(&mut self.offers, &self.slab, &self.hasher, slot);
+            index_set(&mut self.offers, &self.slab, &self.hasher, hash, slot);
         }
-        Claimed { lease: Some(lease.clone()), freed, replaced }
+        Claimed { lease: Some(lease), freed, replaced }
     }
 
     /// Marks the lease in `slot` released and gives its address back to its pool. Returns it
@@ -664,7 +674,7 @@ impl MemoryStore {
 
     /// [`LeaseStore::claim`], also saying which other lease of the client it freed.
     pub(crate) fn claim_moving(&self, lease: &Lease, now: Timestamp) -> Claimed {
-        self.lock().claim(lease, now)
+        self.lock().claim(lease.clone(), now)
     }
 
     /// The sizes of the bookkeeping, for the tests that check it stays bounded.
@@ -722,7 +732,7 @@ impl MemoryStore {
         let Some(addr) = inner.find_free(pool.key, pool.ranges, &lease.client, now) else {
             return Claimed::default();
         };
-        inner.claim(&Lease { addr: Ipv4Addr::from(addr), ..lease.clone() }, now)
+        inner.claim(Lease { addr: Ipv4Addr::from(addr), ..lease.clone() }, now)
     }
 }
 
@@ -742,7 +752,7 @@ impl LeaseStore for MemoryStore {
     }
 
     fn claim(&self, lease: &Lease, now: Timestamp) -> Answer<Option<Lease>> {
-        ready(Ok(self.lock().claim(lease, now).lease))
+        ready(Ok(self.lock().claim(lease.clone(), now).lease))
     }
 
     fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Answer<Option<Lease>> {
