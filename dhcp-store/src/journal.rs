@@ -64,7 +64,9 @@ pub struct ReplayReport {
 struct Journal {
     path: PathBuf,
     /// Opened for appending; after a compaction, the handle the new file was written through.
-    file: File,
+    /// Shared with the syncer thread, which syncs it without the journal lock (a clone of the
+    /// `Arc`, not of the descriptor: no `dup` and `close` per sync).
+    file: Arc<File>,
     /// Bytes of whole lines in the file: a write that fails part way is cut back to this.
     len: u64,
     /// The file may end in part of a line that could not be cut off: the next write starts
@@ -94,6 +96,9 @@ struct SyncState {
     /// nothing it could lose.
     failed: Option<String>,
     waiters: Vec<Waker>,
+    /// The syncer thread waits for work: only then does a change need to wake it (a notify is
+    /// a system call; a busy syncer sees the new `wanted` when it loops).
+    idle: bool,
     stop: bool,
     /// Syncs done, for tests and operators.
     syncs: u64,
@@ -117,8 +122,10 @@ impl Syncer {
             {
                 let mut state = self.state();
                 while state.wanted <= state.synced && !state.stop {
+                    state.idle = true;
                     state = self.work.wait(state).unwrap_or_else(PoisonError::into_inner);
                 }
+                state.idle = false;
                 if state.stop {
                     return;
                 }
@@ -127,9 +134,9 @@ impl Syncer {
             // lock: appends go on meanwhile and make the next batch.
             let (target, file) = {
                 let journal = journal.lock().unwrap_or_else(PoisonError::into_inner);
-                (journal.written, journal.file.try_clone())
+                (journal.written, Arc::clone(&journal.file))
             };
-            let result = file.and_then(|f| f.sync_data());
+            let result = file.sync_data();
             let waiters = {
                 let mut state = self.state();
                 match result {
@@ -178,7 +185,9 @@ impl Future for Synced<'_> {
         }
         if state.wanted < self.line {
             state.wanted = self.line;
-            self.syncer.work.notify_one();
+            if state.idle {
+                self.syncer.work.notify_one();
+            }
         }
         state.waiters.push(cx.waker().clone());
         Poll::Pending
@@ -235,7 +244,7 @@ impl JournalStore {
         let len = file.metadata()?.len();
         let journal = Journal {
             path,
-            file,
+            file: Arc::new(file),
             len,
             torn: false,
             unwritten: Vec::new(),
@@ -259,7 +268,7 @@ impl JournalStore {
         // A torn last line must not glue itself to the next append.
         {
             let mut journal = store.lock();
-            journal.file.write_all(b"\n")?;
+            (&*journal.file).write_all(b"\n")?;
             journal.len += 1;
         }
         Ok((store, report))
@@ -296,7 +305,7 @@ impl JournalStore {
         for entry in &journal.unwritten {
             text.push_str(&entry.line());
         }
-        if let Err(e) = journal.file.write_all(text.as_bytes()) {
+        if let Err(e) = (&*journal.file).write_all(text.as_bytes()) {
             // Cut off what part of the batch got in, so the lines are whole when written again.
             journal.torn = journal.file.set_len(journal.len).is_err();
             return Err(io_error("write", e));
@@ -365,7 +374,7 @@ impl JournalStore {
         }
         // From here the old file is unlinked: appends go to the new one's handle at once, with
         // nothing in between that could fail.
-        journal.file = file;
+        journal.file = Arc::new(file);
         journal.len = len;
         journal.torn = false;
         journal.unwritten.clear();
