@@ -10,7 +10,9 @@
 //! store = "memory:"           # lease store URL
 //! log-level = "info"          # error, warn, info, debug or trace
 //! lease-dump = "/run/dhcp/leases.csv"   # optional: written on SIGUSR1 and at shutdown
-//! max-in-flight = 64          # requests handled at once (default 1 for plain memory:, else 64)
+//! threads = 2                 # threads that handle datagrams (default: the number of cores)
+//! max-in-flight = 64          # requests handled at once (default 1 for plain memory: on one
+//!                             # thread, else 64)
 //! receive-buffer = 4194304    # bytes of datagrams queued per socket (0: the system's default)
 //! store-timeout-ms = 2000     # a request's store call gives up after this (0: never)
 //! api-listen = "127.0.0.1:8067"   # optional: the management API and /metrics (off when unset)
@@ -76,6 +78,10 @@ pub struct ServerSettings {
     pub net: NetSettings,
     /// The lease store's URL (see [`dhcp_store::open`]).
     pub store: String,
+    /// Threads that handle datagrams (`threads`; default: the number of cores). The example
+    /// server runs a multi-threaded tokio runtime with this many workers when it is above 1; an
+    /// embedder reads it to size its own runtime.
+    pub threads: usize,
     /// How much to log.
     pub log_level: LogLevel,
     /// Where to write every lease as CSV on SIGUSR1 and at shutdown.
@@ -107,18 +113,29 @@ const DEFAULT_STORE_DEADLINE: Duration = Duration::from_secs(2);
 /// The largest `receive-buffer` taken: more is a typo, not a plan.
 const MAX_RECEIVE_BUFFER: usize = 256 << 20;
 
-/// The `max-in-flight` default for a store URL: 1 for the plain in-memory store (which never
-/// waits), 64 otherwise (a network store's round trips, or the journal's group commits,
-/// overlap).
-pub fn default_in_flight(store: &str) -> usize {
-    if store == "memory:" { 1 } else { 64 }
+/// The most `threads` taken: more is a typo, not a plan.
+const MAX_THREADS: usize = 256;
+
+/// The `threads` default: the cores this process may run on.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The `max-in-flight` default for a store URL and thread count: 1 for the plain in-memory
+/// store on one thread (it never waits, so each datagram is answered before the next is read,
+/// with no task to spawn), 64 otherwise (a network store's round trips, or the journal's group
+/// commits, overlap; with several threads, requests in flight are what the other threads run).
+pub fn default_in_flight(store: &str, threads: usize) -> usize {
+    if store == "memory:" && threads <= 1 { 1 } else { 64 }
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
+        let threads = default_threads();
         ServerSettings {
-            net: NetSettings::default(),
+            net: NetSettings { max_in_flight: default_in_flight("memory:", threads), ..NetSettings::default() },
             store: "memory:".to_owned(),
+            threads,
             log_level: LogLevel::Info,
             lease_dump: None,
             api_listen: None,
@@ -141,6 +158,7 @@ struct RawSettings {
     log_level: Option<String>,
     lease_dump: Option<PathBuf>,
     max_in_flight: Option<usize>,
+    threads: Option<usize>,
     receive_buffer: Option<usize>,
     store_timeout_ms: Option<u64>,
     api_listen: Option<String>,
@@ -246,8 +264,14 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         Some(text) => LogLevel::parse(&text)
             .ok_or_else(|| bad("log-level", format!("{text:?}: use error, warn, info, debug or trace")))?,
     };
+    let threads = match raw.threads {
+        None => default_threads(),
+        Some(0) => return Err(bad("threads", "must be at least 1".into())),
+        Some(n) if n > MAX_THREADS => return Err(bad("threads", format!("{n}: at most {MAX_THREADS}"))),
+        Some(n) => n,
+    };
     let max_in_flight = match raw.max_in_flight {
-        None => default_in_flight(&store),
+        None => default_in_flight(&store, threads),
         Some(0) => return Err(bad("max-in-flight", "must be at least 1".into())),
         Some(n) => n,
     };
@@ -288,6 +312,7 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
     Ok(ServerSettings {
         net: NetSettings { listen, server_port, client_port, max_in_flight, receive_buffer },
         store,
+        threads,
         log_level,
         lease_dump: raw.lease_dump,
         api_listen,
@@ -325,6 +350,26 @@ mod tests {
     }
 
     #[test]
+    fn threads_default_to_the_cores_and_size_the_in_flight_default() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let config =
+            ServerConfig::from_toml_str(&format!("[server]\nlisten = [\"127.0.0.1\"]\n{SUBNET}")).expect("valid");
+        assert_eq!(config.settings.threads, cores);
+        assert_eq!(config.settings.net.max_in_flight, if cores > 1 { 64 } else { 1 });
+        // The memory store on one thread answers inline; on more, requests are what the other
+        // threads run. An explicit max-in-flight wins.
+        for (server, threads, in_flight) in [
+            ("threads = 1", 1, 1),
+            ("threads = 4", 4, 64),
+            ("threads = 4\nmax-in-flight = 8", 4, 8),
+            ("threads = 1\nstore = \"memory:?journal=/tmp/j\"", 1, 64),
+        ] {
+            let config = ServerConfig::from_toml_str(&format!("[server]\n{server}\n{SUBNET}")).expect(server);
+            assert_eq!((config.settings.threads, config.settings.net.max_in_flight), (threads, in_flight), "{server}");
+        }
+    }
+
+    #[test]
     fn defaults_without_server_table() {
         let config = ServerConfig::from_toml_str(SUBNET).expect("valid");
         assert_eq!(config.settings, ServerSettings::default());
@@ -340,6 +385,8 @@ mod tests {
             ("store = \"mongodb://x\"", "server.store"),
             ("log-level = \"loud\"", "server.log-level"),
             ("max-in-flight = 0", "server.max-in-flight"),
+            ("threads = 0", "server.threads"),
+            ("threads = 257", "server.threads"),
             ("receive-buffer = 1000000000", "server.receive-buffer"),
             ("api-listen = \"localhost\"\napi-token = \"0123456789\"", "server.api-listen"),
             ("api-listen = \"127.0.0.1:8067\"\napi-token = \"short\"", "server.api-token"),

@@ -201,6 +201,7 @@ fn settings_changed(old: &ServerSettings, new: &ServerSettings) -> Vec<&'static 
     check("log-level", old.log_level != new.log_level);
     check("lease-dump", old.lease_dump != new.lease_dump);
     check("max-in-flight", old.net.max_in_flight != new.net.max_in_flight);
+    check("threads", old.threads != new.threads);
     check("receive-buffer", old.net.receive_buffer != new.net.receive_buffer);
     check("api-listen", old.api_listen != new.api_listen);
     check("api-token", old.api_token != new.api_token);
@@ -341,5 +342,21 @@ mod tests {
         assert_eq!(engine.config().subnets[0].total_addresses(), 21);
         assert_eq!(engine.stats().subnet(1).map(|s| s.total_addresses()), Some(21), "stats follow the config");
         assert_eq!(std::fs::read_to_string(control.last_good_path()).expect("read"), with_port);
+    }
+
+    #[test]
+    fn a_new_thread_count_waits_for_a_restart() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (control, engine) = setup(dir.path());
+        let running = ServerConfig::from_toml_str(GOOD).expect("valid").settings;
+        // The in-flight bound kept as it runs, so that only the thread count differs.
+        let more = format!(
+            "[server]\nthreads = {}\nmax-in-flight = {}\n{GOOD}",
+            running.threads + 1,
+            running.net.max_in_flight
+        );
+        std::fs::write(control.path(), &more).expect("write");
+        let applied = control.reload(&engine).expect("valid");
+        assert_eq!(applied.restart_needed, vec!["threads"]);
     }
 }

@@ -65,7 +65,7 @@ mod seen;
 mod service;
 mod tls;
 
-pub use config::{API_TOKEN_ENV, LogLevel, ServerConfig, ServerSettings, default_in_flight};
+pub use config::{API_TOKEN_ENV, LogLevel, ServerConfig, ServerSettings, default_in_flight, default_threads};
 pub use control::{Applied, ConfigControl, ControlError};
 pub use lease_dump::write_lease_csv;
 pub use metrics::{MeteredStore, Metrics};

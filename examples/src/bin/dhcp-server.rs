@@ -51,7 +51,18 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // One thread: everything on this one, no task handed between threads. More: a receive task
+    // per socket hands datagrams to tasks that the runtime's workers share (see README,
+    // `threads`).
+    let threads = service.config().settings.threads;
+    let mut builder = if threads > 1 {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads).thread_name("dhcp-worker");
+        builder
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             error!(error = %e, "cannot start the runtime");

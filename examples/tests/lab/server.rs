@@ -94,6 +94,11 @@ impl Server {
         self.proc.log_text()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     /// Waits up to `timeout` for the server to exit; whether it did.
     pub fn exited_within(&self, timeout: Duration) -> bool {
         self.proc.wait(timeout).is_some()

@@ -1,0 +1,124 @@
+//! The example server on several threads (`threads` in `[server]`), in network namespaces: the
+//! workers share the load of a real generator (ISC perfdhcp) and no address goes to two clients;
+//! on one thread the server runs no workers and still serves a real client (ISC dhclient).
+//!
+//! Every other end-to-end suite runs the server at its default, one thread per core.
+
+mod lab;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use dhcp_core::wire::Packet;
+use dhcp_core::{HwAddr, MessageType};
+use lab::{Lab, SERVER_ADDR, dhclient, text};
+
+const CONFIG: &str = include_str!("../../dhcp-core/tests/fixtures/captured/lab.toml");
+
+/// DORAs perfdhcp makes, at `RATE` a second: well under what one thread handles, so every one
+/// should complete; fewer than the lab subnet's 2,289 pool addresses.
+const EXCHANGES: usize = 2000;
+const RATE: &str = "1500";
+
+#[test]
+fn two_threads_share_a_perfdhcp_load_and_give_no_address_twice() {
+    if !lab::available() {
+        return;
+    }
+    let mut lab = Lab::pair();
+    lab.start_server_with(CONFIG, "threads = 2");
+    let pid = lab.dhcpd().pid();
+    assert_eq!(comm(&format!("/proc/{pid}")), "dhcp-server", "the lab's pid is the server's");
+    let before = worker_switches(pid);
+    assert_eq!(before.len(), 2, "two worker threads: {before:?}");
+
+    lab.client(0).ip(&["addr", "add", "10.199.0.2/16", "dev", "vcli"]);
+    let pcap = lab.path("replies.pcap");
+    let capture = lab.capture_replies(&pcap);
+    let exchanges = EXCHANGES.to_string();
+    let perf = lab.client(0).spawn(
+        &[
+            "perfdhcp",
+            "-4",
+            "-g",
+            "single",
+            "-l",
+            "10.199.0.2",
+            "-R",
+            "100000",
+            "-r",
+            RATE,
+            "-n",
+            &exchanges,
+            SERVER_ADDR,
+        ],
+        &lab.path("perfdhcp.log"),
+    );
+    assert!(perf.wait(Duration::from_secs(60)).is_some(), "perfdhcp did not stop:\n{}", perf.log_text());
+    // The last replies reach the capture file.
+    std::thread::sleep(Duration::from_millis(500));
+    capture.stop();
+
+    // Every worker ran: each was woken many times for the load (a worker that never got a
+    // datagram's task would have slept through it).
+    let after = worker_switches(pid);
+    for (tid, switches) in &after {
+        let ran = switches - before.get(tid).copied().unwrap_or(0);
+        assert!(ran >= 50, "worker {tid} woke only {ran} times during {EXCHANGES} DORAs: {after:?}");
+    }
+
+    let mut owner: HashMap<String, String> = HashMap::new();
+    let mut acks = 0;
+    for payload in lab::udp_payloads(&pcap) {
+        let Ok(reply) = Packet::parse_reply(&payload) else { continue };
+        if reply.message_type() != MessageType::Ack {
+            continue;
+        }
+        acks += 1;
+        let mac = HwAddr::new(reply.chaddr()).unwrap_or_default().to_string();
+        let addr = reply.yiaddr().to_string();
+        if let Some(first) = owner.insert(addr.clone(), mac.clone()) {
+            assert_eq!(first, mac, "{addr} was ACKed to two clients");
+        }
+    }
+    assert!(acks * 100 >= EXCHANGES * 99, "only {acks} ACKs for {EXCHANGES} DORAs:\n{}", perf.log_text());
+    let stored = lab.leases().into_iter().filter(|l| l.state == "bound").count();
+    assert_eq!(stored, owner.len(), "every ACKed address is one bound lease in the store");
+}
+
+#[test]
+fn one_thread_runs_no_workers_and_serves_dhclient() {
+    if !lab::available() {
+        return;
+    }
+    let mut lab = Lab::pair();
+    lab.start_server_with(CONFIG, "threads = 1");
+    assert!(worker_switches(lab.dhcpd().pid()).is_empty(), "no worker threads on one thread");
+    let out = dhclient(&lab, 0, "dhclient", &["-1"]);
+    assert!(out.status.success(), "dhclient failed:\n{}", text(&out));
+    assert!(lab.leases().iter().any(|l| l.state == "bound"), "the lease is stored");
+}
+
+/// The name of the process or thread at `dir` (`/proc/PID` or `/proc/PID/task/TID`).
+fn comm(dir: &str) -> String {
+    std::fs::read_to_string(format!("{dir}/comm")).unwrap_or_default().trim().to_owned()
+}
+
+/// The server's worker threads (named `dhcp-worker`), each with its context switches so far.
+fn worker_switches(pid: u32) -> HashMap<String, u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return HashMap::new() };
+    tasks
+        .filter_map(Result::ok)
+        .map(|task| task.path().to_string_lossy().into_owned())
+        .filter(|dir| comm(dir) == "dhcp-worker")
+        .map(|dir| {
+            let status = std::fs::read_to_string(format!("{dir}/status")).unwrap_or_default();
+            let switches = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .sum();
+            (dir, switches)
+        })
+        .collect()
+}
