@@ -18,6 +18,10 @@
 #   --quick   a short smoke run (rates 250 1000, 3 s each)
 #   env: RATES="250 500 ..." PERIOD=10 LOGDIR=target/perfdhcp OURS=path/to/dhcp-server
 #        PGSOCKET=/var/run/postgresql (the host's PostgreSQL, trust auth, database test)
+#        THREADS=N      our server's `threads` (default: its own, the number of cores)
+#        KEA_THREADS=N  Kea's multi-threading with N threads (default: off, Kea 2.2's default)
+#        SERVER_CPUS=0  run the server under `taskset -c` this CPU list
+#        PERF_CPUS=1    run perfdhcp under `taskset -c` this CPU list (see scaling.sh)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -80,22 +84,23 @@ ip -n "$NS" addr add 127.0.0.2/8 dev lo
 
 # Our server's config for a store URL: bench.toml with its store line replaced.
 our_config() { # $1: store URL
-    sed "s|^store = .*|store = \"$1\"|" examples/config/bench.toml >"$TMP/ours.toml"
+    local threads=""
+    [ -n "${THREADS:-}" ] && threads="\nthreads = $THREADS"
+    sed "s|^store = .*|store = \"$1\"$threads|" examples/config/bench.toml >"$TMP/ours.toml"
 }
 
-# Kea on PostgreSQL: its own role and database, schema made by kea-admin (TESTING.md).
-kea_postgres_init() {
-    psql -X -q -h "$PGSOCKET" -U postgres -d postgres -c "DROP DATABASE IF EXISTS $KEA_DB" >/dev/null
-    psql -X -q -h "$PGSOCKET" -U postgres -d postgres \
-        -c "DO \$\$ BEGIN CREATE ROLE kea LOGIN PASSWORD 'kea'; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
-    psql -X -q -h "$PGSOCKET" -U postgres -d postgres -c "CREATE DATABASE $KEA_DB OWNER kea" >/dev/null
-    kea-admin db-init pgsql -u kea -p kea -n "$KEA_DB" -h "$PGSOCKET" >"$TMP/kea-admin.log" 2>&1 || {
-        cat "$TMP/kea-admin.log" >&2
-        exit 1
-    }
-    sed 's|"lease-database": {[^}]*}|"lease-database": { "type": "postgresql", "name": "'"$KEA_DB"'", "user": "kea", "password": "kea", "host": "'"$PGSOCKET"'" }|' \
-        benches/perfdhcp/kea-bench.json >"$TMP/kea-postgres.json"
+# Kea's config for a variant: the bench config, with multi-threading when KEA_THREADS is set.
+kea_threads() { # $1: config file, edited in place
+    [ -n "${KEA_THREADS:-}" ] || return 0
+    sed -i 's|"Dhcp4": {|"Dhcp4": { "multi-threading": { "enable-multi-threading": true, "thread-pool-size": '"$KEA_THREADS"', "packet-queue-size": 64 },|' "$1"
 }
+
+# Command prefixes that run the server and perfdhcp under taskset when a CPU list is given (a
+# prefix, not a function, so that `$!` is the server's own pid: taskset and ip exec it).
+PIN_SERVER=()
+PIN_PERF=()
+[ -n "${SERVER_CPUS:-}" ] && PIN_SERVER=(taskset -c "$SERVER_CPUS")
+[ -n "${PERF_CPUS:-}" ] && PIN_PERF=(taskset -c "$PERF_CPUS")
 
 # Empties the variant's store, so that every rate starts from nothing.
 reset_store() {
@@ -131,14 +136,15 @@ prepare_variant() {
                 benches/perfdhcp/kea-bench.json >"$TMP/kea-memfile-persist.json" ;;
         kea-postgres) kea_postgres_init ;;
     esac
+    case "$1" in kea-*) kea_threads "$TMP/$1.json" ;; esac
 }
 
 start_server() { # $1: variant
     reset_store "$1"
     case "$1" in
-        ours-*) ip netns exec "$NS" "$OURS" --config "$TMP/ours.toml" 2>"$TMP/server.log" & ;;
-        kea-*) KEA_PIDFILE_DIR="$TMP" KEA_LOCKFILE_DIR="$TMP" ip netns exec "$NS" kea-dhcp4 -c "$TMP/$1.json" \
-            >"$TMP/server.log" 2>&1 & ;;
+        ours-*) "${PIN_SERVER[@]}" ip netns exec "$NS" "$OURS" --config "$TMP/ours.toml" 2>"$TMP/server.log" & ;;
+        kea-*) KEA_PIDFILE_DIR="$TMP" KEA_LOCKFILE_DIR="$TMP" "${PIN_SERVER[@]}" ip netns exec "$NS" kea-dhcp4 \
+            -c "$TMP/$1.json" >"$TMP/server.log" 2>&1 & ;;
     esac
     SERVER_PID=$!
     for _ in $(seq 1 50); do
@@ -166,7 +172,8 @@ cpu_ticks() { # utime + stime of a pid, in clock ticks
 # "completed_rate drop_percent acks_received".
 measure() {
     local log="$LOGDIR/$1-$2.txt"
-    ip netns exec "$NS" perfdhcp -4 -g single -l 127.0.0.2 -R 50000 -p "$PERIOD" -W 500000 -r "$2" 127.0.0.1 >"$log" 2>&1 || true
+    "${PIN_PERF[@]}" ip netns exec "$NS" perfdhcp -4 -g single -l 127.0.0.2 -R 50000 -p "$PERIOD" -W 500000 -r "$2" \
+        127.0.0.1 >"$log" 2>&1 || true
     awk '
         /^Rate:/ { rate = $2 }
         /^sent packets:/ { sent += $3 }

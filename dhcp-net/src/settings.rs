@@ -51,6 +51,13 @@ pub struct NetSettings {
     /// before reading the next (best for the in-memory store, which never waits); a network
     /// store waits on round trips, which requests in flight together overlap.
     pub max_in_flight: usize,
+    /// With `max_in_flight` above 1, answer the first datagram read after each wakeup on the
+    /// receiving task itself and hand only the ones queued behind it to tasks of their own.
+    /// For a store that never waits (the in-memory one) on a multi-threaded runtime: at light
+    /// load every datagram is answered where it was read, with no task to spawn and no other
+    /// thread to wake; under a backlog the other threads take what queues. A store that waits
+    /// would hold up reading while it does: leave it off then.
+    pub inline_first: bool,
     /// Bytes of datagrams each socket may queue while the server is busy (SO_RCVBUF, forced
     /// past `net.core.rmem_max` when the process may); 0 keeps the system's default, which
     /// holds only about a hundred datagrams: a burst of clients after a power cut, or a
@@ -71,6 +78,7 @@ impl Default for NetSettings {
             server_port: 67,
             client_port: 68,
             max_in_flight: 1,
+            inline_first: false,
             receive_buffer: DEFAULT_RECEIVE_BUFFER,
         }
     }

@@ -39,6 +39,7 @@ impl<S: LeaseStore + 'static> Server<S> {
         let Some(socket) = self.sockets().get(index) else { return };
         let max = self.settings().max_in_flight;
         let in_flight = (max > 1).then(|| Arc::new(tokio::sync::Semaphore::new(max)));
+        let inline_first = self.settings().inline_first;
         loop {
             if let Err(e) = watch.readable().await {
                 warn!(error = %e, "socket wait failed; stopping this listener");
@@ -46,9 +47,12 @@ impl<S: LeaseStore + 'static> Server<S> {
             }
             // Drain what is queued before waiting again: one wakeup, many datagrams. try_io
             // clears tokio's readiness when the receive reports WouldBlock.
+            let mut drained = 0usize;
             loop {
+                let inline = in_flight.is_none() || (inline_first && drained == 0);
+                drained += 1;
                 match watch.try_io(Interest::READABLE, || socket.recv(&mut buf)) {
-                    Ok(received) if in_flight.is_none() => {
+                    Ok(received) if inline => {
                         let datagram = buf.get(..received.len).unwrap_or(&[]);
                         let now = clock::now();
                         if self.admits(datagram, &received.meta, now)

@@ -133,7 +133,11 @@ impl Default for ServerSettings {
     fn default() -> Self {
         let threads = default_threads();
         ServerSettings {
-            net: NetSettings { max_in_flight: default_in_flight("memory:", threads), ..NetSettings::default() },
+            net: NetSettings {
+                max_in_flight: default_in_flight("memory:", threads),
+                inline_first: true,
+                ..NetSettings::default()
+            },
             store: "memory:".to_owned(),
             threads,
             log_level: LogLevel::Info,
@@ -310,7 +314,16 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         (None, Some(_)) => return Err(bad("api-tls-cert", "api-tls-key needs its certificate".into())),
     };
     Ok(ServerSettings {
-        net: NetSettings { listen, server_port, client_port, max_in_flight, receive_buffer },
+        // The plain in-memory store never waits: answering where the datagram was read costs
+        // least, and other threads take only a backlog.
+        net: NetSettings {
+            listen,
+            server_port,
+            client_port,
+            max_in_flight,
+            inline_first: store == "memory:",
+            receive_buffer,
+        },
         store,
         threads,
         log_level,
@@ -366,6 +379,8 @@ mod tests {
         ] {
             let config = ServerConfig::from_toml_str(&format!("[server]\n{server}\n{SUBNET}")).expect(server);
             assert_eq!((config.settings.threads, config.settings.net.max_in_flight), (threads, in_flight), "{server}");
+            // Only the store that never waits answers where it reads.
+            assert_eq!(config.settings.net.inline_first, !server.contains("journal"), "{server}");
         }
     }
 
