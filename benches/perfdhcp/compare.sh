@@ -102,6 +102,20 @@ PIN_PERF=()
 [ -n "${SERVER_CPUS:-}" ] && PIN_SERVER=(taskset -c "$SERVER_CPUS")
 [ -n "${PERF_CPUS:-}" ] && PIN_PERF=(taskset -c "$PERF_CPUS")
 
+# Kea on PostgreSQL: its own role and database, schema made by kea-admin (TESTING.md).
+kea_postgres_init() {
+    psql -X -q -h "$PGSOCKET" -U postgres -d postgres -c "DROP DATABASE IF EXISTS $KEA_DB" >/dev/null
+    psql -X -q -h "$PGSOCKET" -U postgres -d postgres \
+        -c "DO \$\$ BEGIN CREATE ROLE kea LOGIN PASSWORD 'kea'; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
+    psql -X -q -h "$PGSOCKET" -U postgres -d postgres -c "CREATE DATABASE $KEA_DB OWNER kea" >/dev/null
+    kea-admin db-init pgsql -u kea -p kea -n "$KEA_DB" -h "$PGSOCKET" >"$TMP/kea-admin.log" 2>&1 || {
+        cat "$TMP/kea-admin.log" >&2
+        exit 1
+    }
+    sed 's|"lease-database": {[^}]*}|"lease-database": { "type": "postgresql", "name": "'"$KEA_DB"'", "user": "kea", "password": "kea", "host": "'"$PGSOCKET"'" }|' \
+        benches/perfdhcp/kea-bench.json >"$TMP/kea-postgres.json"
+}
+
 # Empties the variant's store, so that every rate starts from nothing.
 reset_store() {
     case "$1" in

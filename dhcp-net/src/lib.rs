@@ -45,6 +45,8 @@
 #![warn(missing_docs)]
 
 mod arp;
+#[cfg(feature = "tokio")]
+mod client_locks;
 mod clock;
 pub mod iface;
 mod park;

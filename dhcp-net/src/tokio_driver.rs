@@ -12,6 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use crate::client_locks::ClientLocks;
 use crate::clock;
 use crate::server::{RECV_BUFFER, Server};
 
@@ -20,11 +21,13 @@ impl<S: LeaseStore + 'static> Server<S> {
     /// it resolves are abandoned (their clients retransmit).
     pub async fn serve(self: Arc<Self>, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let mut tasks = JoinSet::new();
+        // Shared by every socket's requests: a client may reach the server through two.
+        let locks = Arc::new(ClientLocks::new());
         for (index, socket) in self.sockets().iter().enumerate() {
             // A duplicate of the socket's descriptor shares its readiness; tokio watches it
             // while the server keeps receiving through its own handle (with IP_PKTINFO).
             let watch = UdpSocket::from_std(socket.try_clone_std()?)?;
-            tasks.spawn(Arc::clone(&self).receive_loop(index, watch));
+            tasks.spawn(Arc::clone(&self).receive_loop(index, watch, Arc::clone(&locks)));
         }
         tasks.spawn(Arc::clone(&self).timer_loop());
         shutdown.await;
@@ -33,7 +36,7 @@ impl<S: LeaseStore + 'static> Server<S> {
         Ok(())
     }
 
-    async fn receive_loop(self: Arc<Self>, index: usize, watch: UdpSocket) {
+    async fn receive_loop(self: Arc<Self>, index: usize, watch: UdpSocket, locks: Arc<ClientLocks>) {
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut out = Vec::with_capacity(RECV_BUFFER);
         let Some(socket) = self.sockets().get(index) else { return };
@@ -55,15 +58,20 @@ impl<S: LeaseStore + 'static> Server<S> {
                     Ok(received) if inline => {
                         let datagram = buf.get(..received.len).unwrap_or(&[]);
                         let now = clock::now();
-                        if self.admits(datagram, &received.meta, now)
-                            && let Some(check) = self.answer(index, datagram, received.meta, now, &mut out).await
-                        {
+                        if !self.admits(datagram, &received.meta, now) {
+                            continue;
+                        }
+                        let client = locks.lock(datagram).await;
+                        let check = self.answer(index, datagram, received.meta, now, &mut out).await;
+                        drop(client);
+                        if let Some(check) = check {
                             // The check waits in a task of its own: the next datagram is read now.
                             tokio::spawn(Arc::clone(&self).ping_then_answer(
                                 index,
                                 datagram.to_vec(),
                                 received.meta,
                                 check,
+                                Arc::clone(&locks),
                             ));
                         }
                     }
@@ -80,13 +88,16 @@ impl<S: LeaseStore + 'static> Server<S> {
                         let Ok(permit) = Arc::clone(slots).acquire_owned().await else { return };
                         let datagram = datagram.to_vec();
                         let server = Arc::clone(&self);
+                        let locks = Arc::clone(&locks);
                         tokio::spawn(async move {
                             let mut out = Vec::with_capacity(RECV_BUFFER);
+                            let client = locks.lock(&datagram).await;
                             let check = server.answer(index, &datagram, received.meta, now, &mut out).await;
+                            drop(client);
                             // A ping check waits without a slot: slots bound engine work.
                             drop(permit);
                             if let Some(check) = check {
-                                server.ping_then_answer(index, datagram, received.meta, check).await;
+                                server.ping_then_answer(index, datagram, received.meta, check, locks).await;
                             }
                         });
                     }
@@ -99,7 +110,15 @@ impl<S: LeaseStore + 'static> Server<S> {
 
     /// Makes the ping check the engine asked for, without holding up other requests, and
     /// hands the datagram back with the answer, as often as the engine asks.
-    async fn ping_then_answer(self: Arc<Self>, index: usize, datagram: Vec<u8>, mut meta: RecvMeta, check: PingCheck) {
+    /// The client's lock is held only while the engine answers, not during the echo's wait.
+    async fn ping_then_answer(
+        self: Arc<Self>,
+        index: usize,
+        datagram: Vec<u8>,
+        mut meta: RecvMeta,
+        check: PingCheck,
+        locks: Arc<ClientLocks>,
+    ) {
         let mut out = Vec::with_capacity(RECV_BUFFER);
         let mut conflicts = 0;
         let mut next = Some(check);
@@ -117,7 +136,9 @@ impl<S: LeaseStore + 'static> Server<S> {
             };
             let answer = self.ping_answer(check, found, &meta, &mut conflicts);
             meta = meta.with_ping_answer(answer);
+            let client = locks.lock(&datagram).await;
             next = self.answer(index, &datagram, meta, clock::now(), &mut out).await;
+            drop(client);
             if next.is_some() && !self.keep_checking(&meta, conflicts) {
                 return;
             }

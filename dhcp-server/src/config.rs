@@ -221,6 +221,11 @@ impl ServerConfig {
             if ha.send_lease_updates && ha.sync_lease_updates && !explicit_in_flight {
                 settings.net.max_in_flight = settings.net.max_in_flight.max(256);
             }
+            // A write then waits for the partner: answered on the receiving task, it would hold
+            // up reading for that round trip.
+            if ha.send_lease_updates && ha.sync_lease_updates {
+                settings.net.inline_first = false;
+            }
             settings.ha = Some(ha);
         }
         if let Some(value) = table.remove("limits") {
@@ -382,6 +387,19 @@ mod tests {
             // Only the store that never waits answers where it reads.
             assert_eq!(config.settings.net.inline_first, !server.contains("journal"), "{server}");
         }
+    }
+
+    #[test]
+    fn a_pair_that_waits_for_its_partner_never_answers_on_the_receiving_task() {
+        let ha = "[ha]\nthis-server = \"b\"\nmode = \"hot-standby\"\n\
+            [[ha.peers]]\nname = \"a\"\nurl = \"http://10.0.0.1:8067\"\nrole = \"primary\"\n\
+            [[ha.peers]]\nname = \"b\"\nurl = \"http://10.0.0.2:8067/\"\nrole = \"standby\"\n";
+        let server = "[server]\nstore = \"memory:\"\napi-listen = \"127.0.0.1:8067\"\napi-token = \"0123456789\"\n";
+        let config = ServerConfig::from_toml_str(&format!("{server}{ha}{SUBNET}")).expect("valid");
+        assert!(config.settings.ha.as_ref().is_some_and(|h| h.sync_lease_updates));
+        // Every write waits for the partner's acknowledgement: reading must not.
+        assert!(!config.settings.net.inline_first);
+        assert_eq!(config.settings.net.max_in_flight, 256);
     }
 
     #[test]
