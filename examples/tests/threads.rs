@@ -57,8 +57,9 @@ fn two_threads_share_the_journal_stores_requests() {
 }
 
 /// Runs perfdhcp for [`EXCHANGES`] DORAs at `rate` as a relay from the client namespace, with
-/// the server's replies captured; checks that at least 99% were ACKed, no address to two
-/// clients, and every ACK is a bound lease of that client in the store.
+/// the server's replies captured; checks that perfdhcp got at least 99% ACKed and no address
+/// twice, that no captured ACK gave an address to two clients, and that every captured ACK is
+/// a bound lease of that client in the store.
 fn load_and_check(lab: &Lab, rate: &str) {
     lab.client(0).ip(&["addr", "add", "10.199.0.2/16", "dev", "vcli"]);
     let pcap = lab.path("replies.pcap");
@@ -99,12 +100,16 @@ fn load_and_check(lab: &Lab, rate: &str) {
             assert_eq!(first, mac, "{addr} was ACKed to two clients");
         }
     }
-    assert!(
-        owner.len() * 100 >= EXCHANGES * 99,
-        "only {} ACKs for {EXCHANGES} DORAs:\n{}",
-        owner.len(),
-        perf.log_text()
-    );
+    // perfdhcp's own count, and its own check that no address came twice. The capture may lose
+    // a few replies when the machine is busy (tcpdump's buffer), so it is held to less.
+    let log = perf.log_text();
+    let counts = |key: &str| -> Vec<usize> {
+        log.lines().filter_map(|l| l.strip_prefix(key)).filter_map(|v| v.trim().parse().ok()).collect()
+    };
+    let received = counts("received packets:");
+    assert!(received.len() == 2 && received[1] * 100 >= EXCHANGES * 99, "too few ACKs for {EXCHANGES} DORAs:\n{log}");
+    assert!(counts("non unique addresses:").iter().all(|&n| n == 0), "perfdhcp got an address twice:\n{log}");
+    assert!(owner.len() * 10 >= EXCHANGES * 9, "the capture holds only {} ACKs:\n{log}", owner.len());
     let stored: HashMap<String, String> =
         lab.leases().into_iter().filter(|l| l.state == "bound").map(|l| (l.address, l.hwaddr)).collect();
     for (addr, mac) in &owner {
