@@ -21,7 +21,8 @@
 #        THREADS=N      our server's `threads` (default: its own, the number of cores)
 #        KEA_THREADS=N  Kea's multi-threading with N threads (default: off, Kea 2.2's default)
 #        SERVER_CPUS=0  run the server under `taskset -c` this CPU list
-#        PERF_CPUS=1    run perfdhcp under `taskset -c` this CPU list (see scaling.sh)
+#        PERF_CPUS=1    run perfdhcp under `taskset -c` this CPU list
+#        PERF_MODE=multi  perfdhcp's -g mode (default single: one thread sends and receives)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -186,7 +187,7 @@ cpu_ticks() { # utime + stime of a pid, in clock ticks
 # "completed_rate drop_percent acks_received".
 measure() {
     local log="$LOGDIR/$1-$2.txt"
-    "${PIN_PERF[@]}" ip netns exec "$NS" perfdhcp -4 -g single -l 127.0.0.2 -R 50000 -p "$PERIOD" -W 500000 -r "$2" \
+    "${PIN_PERF[@]}" ip netns exec "$NS" perfdhcp -4 -g "${PERF_MODE:-single}" -l 127.0.0.2 -R 50000 -p "$PERIOD" -W 500000 -r "$2" \
         127.0.0.1 >"$log" 2>&1 || true
     awk '
         /^Rate:/ { rate = $2 }
