@@ -13,7 +13,8 @@
 //! whose snapshot predates anything it waits for. `BEGIN`, the lock, the claim, the removal of
 //! the address from the free-address list (below) and `COMMIT` go out together (pipelined), so
 //! a claim still costs one round trip.
-//! Allocation takes never-used addresses from a per-pool cursor row (`UPDATE ... RETURNING`,
+//! Allocation takes never-used addresses from a per-pool cursor row (an upsert that makes the
+//! row on first use and `RETURNING` the offset, one round trip,
 //! which serialises servers on that row), then addresses the cursor passed that are free again:
 //! those left without a lease (deleted, or an ended probation: `delete` and reclamation move
 //! the address to the `dhcp_free_addrs` table in the statement that deletes the lease, and a
@@ -495,14 +496,14 @@ impl PostgresStore {
         let client = self.client().await?;
         let key = pool.key as i64;
         let size = i64::try_from(pool.size()).unwrap_or(i64::MAX);
-        let create = client
-            .prepare_cached("INSERT INTO dhcp_pool_cursor (pool_key, next) VALUES ($1, 0) ON CONFLICT DO NOTHING")
-            .await
-            .map_err(backend)?;
-        client.execute(&create, &[&key]).await.map_err(backend)?;
+        // One round trip takes the next offset, making the pool's cursor row on first use: the
+        // upsert holds the row's lock as the UPDATE alone did, and answers nothing once the
+        // cursor has passed the pool's end. (A new row answers offset 0 even for an empty pool;
+        // `nth_addr` then finds no address.)
         let take = client
             .prepare_cached(
-                "UPDATE dhcp_pool_cursor SET next = next + 1 WHERE pool_key = $1 AND next < $2 RETURNING next - 1",
+                "INSERT INTO dhcp_pool_cursor AS c (pool_key, next) VALUES ($1, 1) \
+                 ON CONFLICT (pool_key) DO UPDATE SET next = c.next + 1 WHERE c.next < $2 RETURNING c.next - 1",
             )
             .await
             .map_err(backend)?;
