@@ -8,8 +8,6 @@ use std::collections::HashSet;
 use std::thread::sleep;
 use std::time::Duration;
 
-use dhcp_core::wire::Packet;
-use dhcp_core::{HwAddr, MessageType};
 use lab::{Lab, SERVER_ADDR};
 
 const CONFIG: &str = include_str!("../../dhcp-core/tests/fixtures/captured/lab.toml");
@@ -81,12 +79,5 @@ fn crash_under_load(url: impl Fn(&Lab) -> String) {
 
 /// The (address, hardware address) pairs of the ACKs in a capture of the server's replies.
 fn acks(pcap: &std::path::Path) -> HashSet<(String, String)> {
-    lab::udp_payloads(pcap)
-        .iter()
-        .filter_map(|payload| {
-            let reply = Packet::parse_reply(payload).ok()?;
-            (reply.message_type() == MessageType::Ack)
-                .then(|| (reply.yiaddr().to_string(), HwAddr::new(reply.chaddr()).unwrap_or_default().to_string()))
-        })
-        .collect()
+    lab::acks(pcap).into_iter().collect()
 }

@@ -11,8 +11,6 @@ mod lab;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use dhcp_core::wire::Packet;
-use dhcp_core::{HwAddr, MessageType};
 use lab::{Lab, SERVER_ADDR, dhclient, text};
 
 const CONFIG: &str = include_str!("../../dhcp-core/tests/fixtures/captured/lab.toml");
@@ -89,13 +87,7 @@ fn load_and_check(lab: &Lab, rate: &str) {
     capture.stop();
 
     let mut owner: HashMap<String, String> = HashMap::new();
-    for payload in lab::udp_payloads(&pcap) {
-        let Ok(reply) = Packet::parse_reply(&payload) else { continue };
-        if reply.message_type() != MessageType::Ack {
-            continue;
-        }
-        let mac = HwAddr::new(reply.chaddr()).unwrap_or_default().to_string();
-        let addr = reply.yiaddr().to_string();
+    for (addr, mac) in lab::acks(&pcap) {
         if let Some(first) = owner.insert(addr.clone(), mac.clone()) {
             assert_eq!(first, mac, "{addr} was ACKed to two clients");
         }

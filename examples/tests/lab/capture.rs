@@ -5,6 +5,9 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use dhcp_core::wire::Packet;
+use dhcp_core::{HwAddr, MessageType};
+
 use super::{Netns, Proc, next_id, path_str};
 
 /// A tcpdump writing what it sees to a file; stopped with SIGINT (so that the file is
@@ -45,6 +48,19 @@ impl Drop for Capture {
 /// The UDP payloads of an Ethernet pcap file.
 pub fn udp_payloads(file: &Path) -> Vec<Vec<u8>> {
     Capture::timed_udp_payloads(file).into_iter().map(|(_, payload)| payload).collect()
+}
+
+/// The DHCPACKs in a capture of the server's replies, in the order seen: each as the address
+/// it gave and the hardware address it went to, both as text.
+pub fn acks(file: &Path) -> Vec<(String, String)> {
+    udp_payloads(file)
+        .iter()
+        .filter_map(|payload| {
+            let reply = Packet::parse_reply(payload).ok()?;
+            (reply.message_type() == MessageType::Ack)
+                .then(|| (reply.yiaddr().to_string(), HwAddr::new(reply.chaddr()).unwrap_or_default().to_string()))
+        })
+        .collect()
 }
 
 impl Capture {
