@@ -54,7 +54,6 @@
 //! asynchronous streaming the last commits before a failover can be lost.
 
 use std::net::Ipv4Addr;
-use std::ops::RangeInclusive;
 
 use deadpool_postgres::{Manager, Pool};
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
@@ -64,10 +63,14 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::codec::{self, sql_secs};
 use crate::postgres_tls::TlsParams;
 
-const SCHEMA_VERSION: i32 = 2;
+mod batch;
 
-const MIGRATIONS: &[&str] = &[
-    "
+const SCHEMA_VERSION: i32 = 3;
+
+/// The schema's migrations: the `n`-th takes version `n` to `n + 1`.
+fn migrations() -> [String; 3] {
+    [
+        "
     CREATE TABLE dhcp_leases (
         addr     BIGINT PRIMARY KEY,    -- IPv4 address, host order
         subnet   BIGINT NOT NULL,
@@ -82,18 +85,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX dhcp_leases_by_deadline ON dhcp_leases (deadline) WHERE deadline IS NOT NULL;
     CREATE INDEX dhcp_leases_free ON dhcp_leases (subnet, free_at, addr);
     CREATE TABLE dhcp_pool_cursor (pool_key BIGINT PRIMARY KEY, next BIGINT NOT NULL);
-",
-    // Version 2: addresses left without a lease (deleted, or an ended probation), so that
-    // allocation finds them once the pool's cursor has passed them.
-    "
+"
+        .to_string(),
+        // Version 2: addresses left without a lease (deleted, or an ended probation), so that
+        // allocation finds them once the pool's cursor has passed them.
+        "
     CREATE TABLE dhcp_free_addrs (
         addr     BIGINT PRIMARY KEY,    -- IPv4 address, host order, whose lease was deleted
         subnet   BIGINT NOT NULL,       -- the subnet of the lease that was there
         freed_at BIGINT NOT NULL        -- Unix seconds (0 for a delete): longest free first
     );
     CREATE INDEX dhcp_free_addrs_by_subnet ON dhcp_free_addrs (subnet, freed_at, addr);
-",
-];
+"
+        .to_string(),
+        // Version 3: the functions that write a batch of claims and allocations in one call.
+        batch::migration(),
+    ]
+}
 
 /// Deletes the leases at the addresses `$1` (an array) and keeps each address free for
 /// allocation, as freed at `$2` (Unix seconds), in one statement. Returns one row per deleted
@@ -102,38 +110,6 @@ const FORGET: &str = "
     WITH gone AS (DELETE FROM dhcp_leases WHERE addr = ANY($1) RETURNING addr, subnet)
     INSERT INTO dhcp_free_addrs (addr, subnet, freed_at) SELECT addr, subnet, $2 FROM gone
     ON CONFLICT (addr) DO UPDATE SET subnet = EXCLUDED.subnet, freed_at = EXCLUDED.freed_at";
-
-/// Takes `$1` off the free-address list, in each claim's transaction after the claim itself
-/// (see [`PostgresStore::claim_with`]): whether the claim wrote or found the address held, a
-/// lease is stored there then, and the claim holds its row lock until the commit, so the entry
-/// is stale either way. A statement of its own, with a snapshot taken after the claim's: a
-/// delete that committed while the claim waited for the row is seen, and its entry goes.
-const UNFREE: &str = "DELETE FROM dhcp_free_addrs WHERE addr = $1";
-
-/// Candidates for allocation once the pool's cursor has passed every address: up to 8 addresses
-/// left without a lease (`dhcp_free_addrs`), then up to 8 whose last lease is over, each longest
-/// free first, from the pool's ranges (`$3` their first addresses, `$4` their last) in subnet
-/// `$1`, free at `$2`. Per range, each table is read through its `(subnet, free time, addr)`
-/// index, as far as it takes to find 8; one round trip whatever the number of ranges.
-const FREE_CANDIDATES: &str = "
-    SELECT addr FROM (
-        (SELECT f.addr, 0 AS pass, f.freed_at AS since
-         FROM unnest($3::BIGINT[], $4::BIGINT[]) AS r (lo, hi), LATERAL (
-             SELECT addr, freed_at FROM dhcp_free_addrs
-             WHERE subnet = $1 AND freed_at <= $2 AND addr BETWEEN r.lo AND r.hi
-             ORDER BY freed_at LIMIT 8
-         ) AS f
-         ORDER BY f.freed_at LIMIT 8)
-        UNION ALL
-        (SELECT l.addr, 1, l.free_at
-         FROM unnest($3::BIGINT[], $4::BIGINT[]) AS r (lo, hi), LATERAL (
-             SELECT addr, free_at FROM dhcp_leases
-             WHERE subnet = $1 AND free_at <= $2 AND addr BETWEEN r.lo AND r.hi
-             ORDER BY free_at LIMIT 8
-         ) AS l
-         ORDER BY l.free_at LIMIT 8)
-    ) AS candidates
-    ORDER BY pass, since";
 
 const COLUMNS: &str = "addr, subnet, client, hwaddr, state, deadline, hostname";
 
@@ -191,10 +167,6 @@ const CLAIM: &str = "
 /// declined (`$3` is the new state's code). The codes are the codec's, checked by a test below.
 const UPDATE_STATE_HELD: &str = "state IN (0, 1) AND ($3::SMALLINT <> 2 OR state = 1)";
 
-/// Serialises the claims of one client in one subnet (see the module docs): taken first in each
-/// claim's transaction, with the client's [`client_lock_key`], and held until its commit.
-const LOCK_CLIENT: &str = "SELECT pg_advisory_xact_lock($1)";
-
 /// The advisory lock key of `client`'s leases in `subnet`: FNV-1a (64 bits) over the subnet id
 /// (four bytes, big-endian) and the client id. It must be the same in every server sharing the
 /// database, whatever its version or platform, so it is spelled out here rather than left to a
@@ -241,6 +213,8 @@ async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Where claims and allocations queue for their batch (see [`batch`]).
+    batcher: batch::Batcher,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -297,15 +271,16 @@ fn state_columns(state: LeaseState) -> (i16, Option<i64>, i64) {
     (i16::from(stored.code), stored.deadline.map(sql_secs), sql_secs(stored.free_at))
 }
 
-fn lease_from_row(row: &Row) -> Result<Lease, StoreError> {
+/// The lease in `row`'s columns from `first` on, in [`COLUMNS`]'s order.
+fn lease_from_row(row: &Row, first: usize) -> Result<Lease, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("postgres lease row: {what}"));
-    let addr: i64 = row.try_get(0).map_err(backend)?;
-    let subnet: i64 = row.try_get(1).map_err(backend)?;
-    let client: Vec<u8> = row.try_get(2).map_err(backend)?;
-    let hwaddr: Vec<u8> = row.try_get(3).map_err(backend)?;
-    let state: i16 = row.try_get(4).map_err(backend)?;
-    let deadline: Option<i64> = row.try_get(5).map_err(backend)?;
-    let hostname: Option<String> = row.try_get(6).map_err(backend)?;
+    let addr: i64 = row.try_get(first).map_err(backend)?;
+    let subnet: i64 = row.try_get(first + 1).map_err(backend)?;
+    let client: Vec<u8> = row.try_get(first + 2).map_err(backend)?;
+    let hwaddr: Vec<u8> = row.try_get(first + 3).map_err(backend)?;
+    let state: i16 = row.try_get(first + 4).map_err(backend)?;
+    let deadline: Option<i64> = row.try_get(first + 5).map_err(backend)?;
+    let hostname: Option<String> = row.try_get(first + 6).map_err(backend)?;
     let state = codec::decode_sql(i64::from(state), deadline).ok_or_else(|| corrupt("state and deadline disagree"))?;
     Ok(Lease {
         addr: Ipv4Addr::from(u32::try_from(addr).map_err(|_| corrupt("address"))?),
@@ -339,18 +314,6 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// as lost (Linux's `TCP_USER_TIMEOUT`).
 const TCP_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The `offset`-th address of `ranges`, if the pool has that many.
-fn nth_addr(ranges: &[RangeInclusive<u32>], mut offset: u64) -> Option<u32> {
-    for r in ranges {
-        let size = u64::from(r.end() - r.start()) + 1;
-        if offset < size {
-            return u32::try_from(u64::from(*r.start()) + offset).ok();
-        }
-        offset -= size;
-    }
-    None
-}
-
 impl PostgresStore {
     /// Connects to the database a `postgres://` URL names (tokio-postgres's URL and key=value
     /// forms, with libpq's `sslmode` and `sslrootcert`: see the TLS table in the crate docs;
@@ -376,41 +339,13 @@ impl PostgresStore {
             .recycle_timeout(Some(POOL_WAIT_TIMEOUT))
             .build()
             .map_err(unavailable)?;
-        let store = PostgresStore { pool };
-        store.migrate().await?;
-        Ok(store)
+        migrate(&pool).await?;
+        let batcher = batch::Batcher::start(pool.clone(), max_connections.max(1));
+        Ok(PostgresStore { pool, batcher })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(unavailable)
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(backend)?;
-        // One migrator at a time, whichever server starts first.
-        tx.execute("SELECT pg_advisory_xact_lock(7478424)", &[]).await.map_err(backend)?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS dhcp_schema_version (version INT NOT NULL)")
-            .await
-            .map_err(backend)?;
-        let version: i32 = match tx.query_opt("SELECT version FROM dhcp_schema_version", &[]).await.map_err(backend)? {
-            Some(row) => row.try_get(0).map_err(backend)?,
-            None => {
-                tx.execute("INSERT INTO dhcp_schema_version VALUES (0)", &[]).await.map_err(backend)?;
-                0
-            }
-        };
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Backend(format!(
-                "postgres schema version {version} is newer than this server's {SCHEMA_VERSION}"
-            )));
-        }
-        for (index, step) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
-            tx.batch_execute(step).await.map_err(backend)?;
-            let reached = i32::try_from(index + 1).unwrap_or(i32::MAX);
-            tx.execute("UPDATE dhcp_schema_version SET version = $1", &[&reached]).await.map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)
     }
 
     async fn lease_at(&self, client: &deadpool_postgres::Client, addr: u32) -> Result<Option<Lease>, StoreError> {
@@ -418,123 +353,62 @@ impl PostgresStore {
             .prepare_cached(&format!("SELECT {COLUMNS} FROM dhcp_leases WHERE addr = $1"))
             .await
             .map_err(backend)?;
-        client.query_opt(&stmt, &[&i64::from(addr)]).await.map_err(backend)?.map(|r| lease_from_row(&r)).transpose()
+        client.query_opt(&stmt, &[&i64::from(addr)]).await.map_err(backend)?.map(|r| lease_from_row(&r, 0)).transpose()
     }
 
-    /// The atomic claim (see the module docs): `BEGIN`, the client's lock ([`LOCK_CLIENT`]),
-    /// [`CLAIM`], [`UNFREE`] and `COMMIT`, sent together: one round trip.
-    /// Either all five reach the server or none does: each is sent when first polled, and they
-    /// are all polled at once, so a caller that gives up (the engine's store deadline) leaves no
-    /// transaction open on the pooled connection.
-    ///
-    /// Returns the stored lease (or the client's own binding an offer met, which is kept) and,
-    /// when the lease was written over a record, that record's row as it was, not decoded yet:
-    /// only [`allocate_replacing`](LeaseStore::allocate_replacing) needs it.
-    async fn claim_with(
-        &self,
-        client: &deadpool_postgres::Client,
-        lease: &Lease,
-        now: Timestamp,
-    ) -> Result<Option<Claimed>, StoreError> {
-        let (state, deadline, free_at) = state_columns(lease.state);
-        // Prepared (or found in the cache) first: preparing would hold back the requests.
-        let lock = client.prepare_cached(LOCK_CLIENT).await.map_err(backend)?;
-        let stmt = client.prepare_cached(CLAIM).await.map_err(backend)?;
-        let unfree = client.prepare_cached(UNFREE).await.map_err(backend)?;
-        let addr = i64::from(u32::from(lease.addr));
+    /// A claim of `lease`'s own address, through the batcher (see [`batch`]): answers the stored
+    /// lease (or the client's own binding an offer met, which is kept) and, when the lease was
+    /// written over a record, that record's row as it was, not decoded yet (at
+    /// [`batch::OLD_RECORD`]): only [`allocate_replacing`](LeaseStore::allocate_replacing) needs it.
+    async fn claim_batched(&self, lease: &Lease, now: Timestamp) -> Result<Option<Claimed>, StoreError> {
         let key = client_lock_key(lease.subnet, &lease.client);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
-            &addr,
-            &i64::from(lease.subnet),
-            &lease.client.as_bytes(),
-            &lease.hwaddr.as_bytes(),
-            &state,
-            &deadline,
-            &free_at,
-            &lease.hostname,
-            &secs(now),
-        ];
-        let ((begun, locked), (written, (unfreed, committed))) = both(
-            both(client.batch_execute("BEGIN"), client.execute(&lock, &[&key])),
-            both(
-                client.query_one(&stmt, &params),
-                both(client.execute(&unfree, &[&addr]), client.batch_execute("COMMIT")),
-            ),
-        )
-        .await;
-        // After a failed statement the server rolls the transaction back at the COMMIT.
-        begun.map_err(backend)?;
-        locked.map_err(backend)?;
-        let answer = written.map_err(backend)?;
-        unfreed.map_err(backend)?;
-        committed.map_err(backend)?;
-        let written: bool = answer.try_get(COLUMN_COUNT).map_err(backend)?;
-        let had_record = answer.try_get::<_, Option<i64>>(0).map_err(backend)?.is_some();
-        let old = had_record.then_some(answer);
-        if written {
-            return Ok(Some((lease.clone(), old)));
-        }
-        // Not written: either someone else holds it, or this offer met the client's own binding
-        // (the record read under the row lock, so what kept the claim from writing).
-        if matches!(lease.state, LeaseState::Offered { .. })
-            && let Some(row) = old
-            && let existing = lease_from_row(&row)?
-            && existing.is_bound_to(&lease.client, now)
-        {
-            return Ok(Some((existing, None)));
-        }
-        Ok(None)
+        self.batcher.run(batch::Want::Claim, lease.clone(), key, now).await
     }
 
-    /// Allocation (see the module docs), answering as [`claim_with`](Self::claim_with) does.
-    async fn allocate_with(
+    /// Allocation (see the module docs) through the batcher, answering as
+    /// [`claim_batched`](Self::claim_batched) does.
+    async fn allocate_batched(
         &self,
         pool: PoolRef<'_>,
         lease: &Lease,
         now: Timestamp,
     ) -> Result<Option<Claimed>, StoreError> {
-        let client = self.client().await?;
-        let key = pool.key as i64;
-        let size = i64::try_from(pool.size()).unwrap_or(i64::MAX);
-        // One round trip takes the next offset, making the pool's cursor row on first use: the
-        // upsert holds the row's lock as the UPDATE alone did, and answers nothing once the
-        // cursor has passed the pool's end. (A new row answers offset 0 even for an empty pool;
-        // `nth_addr` then finds no address.)
-        let take = client
-            .prepare_cached(
-                "INSERT INTO dhcp_pool_cursor AS c (pool_key, next) VALUES ($1, 1) \
-                 ON CONFLICT (pool_key) DO UPDATE SET next = c.next + 1 WHERE c.next < $2 RETURNING c.next - 1",
-            )
-            .await
-            .map_err(backend)?;
-        // Never-used addresses first: each server takes the next offset under the row's lock.
-        while let Some(row) = client.query_opt(&take, &[&key, &size]).await.map_err(backend)? {
-            let offset: i64 = row.try_get(0).map_err(backend)?;
-            let Some(addr) = u64::try_from(offset).ok().and_then(|o| nth_addr(pool.ranges, o)) else { break };
-            let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
-            if let Some(got) = self.claim_with(&client, &candidate, now).await? {
-                return Ok(Some(got));
-            }
-        }
-        // Then addresses the cursor passed that are free again, longest free first: those left
-        // without a lease (deleted, an ended probation) first, so that a released or expired
-        // lease stays its client's as long as it can, then leases that are over. Another server
-        // may take one first, which the atomic claim notices.
-        let free = client.prepare_cached(FREE_CANDIDATES).await.map_err(backend)?;
-        let firsts: Vec<i64> = pool.ranges.iter().map(|r| i64::from(*r.start())).collect();
-        let lasts: Vec<i64> = pool.ranges.iter().map(|r| i64::from(*r.end())).collect();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-            [&i64::from(pool.subnet), &secs(now), &firsts, &lasts];
-        for row in client.query(&free, &params).await.map_err(backend)? {
-            let addr: i64 = row.try_get(0).map_err(backend)?;
-            let Ok(addr) = u32::try_from(addr) else { continue };
-            let candidate = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
-            if let Some(got) = self.claim_with(&client, &candidate, now).await? {
-                return Ok(Some(got));
-            }
-        }
-        Ok(None)
+        let want = batch::Want::Allocate {
+            pool_key: pool.key as i64,
+            size: i64::try_from(pool.size()).unwrap_or(i64::MAX),
+            ranges: pool.ranges.iter().map(|r| (i64::from(*r.start()), i64::from(*r.end()))).collect(),
+        };
+        let template = Lease { subnet: pool.subnet, ..lease.clone() };
+        let key = client_lock_key(template.subnet, &template.client);
+        self.batcher.run(want, template, key, now).await
     }
+}
+
+/// Creates the schema or brings it up to [`SCHEMA_VERSION`], one migrator at a time.
+async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(unavailable)?;
+    let tx = client.transaction().await.map_err(backend)?;
+    // One migrator at a time, whichever server starts first.
+    tx.execute("SELECT pg_advisory_xact_lock(7478424)", &[]).await.map_err(backend)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS dhcp_schema_version (version INT NOT NULL)").await.map_err(backend)?;
+    let version: i32 = match tx.query_opt("SELECT version FROM dhcp_schema_version", &[]).await.map_err(backend)? {
+        Some(row) => row.try_get(0).map_err(backend)?,
+        None => {
+            tx.execute("INSERT INTO dhcp_schema_version VALUES (0)", &[]).await.map_err(backend)?;
+            0
+        }
+    };
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "postgres schema version {version} is newer than this server's {SCHEMA_VERSION}"
+        )));
+    }
+    for (index, step) in migrations().iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        tx.batch_execute(step).await.map_err(backend)?;
+        let reached = i32::try_from(index + 1).unwrap_or(i32::MAX);
+        tx.execute("UPDATE dhcp_schema_version SET version = $1", &[&reached]).await.map_err(backend)?;
+    }
+    tx.commit().await.map_err(backend)
 }
 
 impl LeaseStore for PostgresStore {
@@ -548,7 +422,7 @@ impl LeaseStore for PostgresStore {
             .await
             .map_err(backend)?;
         let row = client.query_opt(&stmt, &[&i64::from(subnet), &client_id.as_bytes()]).await.map_err(backend)?;
-        row.map(|r| lease_from_row(&r)).transpose()
+        row.map(|r| lease_from_row(&r, 0)).transpose()
     }
 
     async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
@@ -557,13 +431,12 @@ impl LeaseStore for PostgresStore {
     }
 
     async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        let client = self.client().await?;
-        Ok(self.claim_with(&client, lease, now).await?.map(|(stored, _)| stored))
+        Ok(self.claim_batched(lease, now).await?.map(|(stored, _)| stored))
     }
 
     async fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
         // As `allocate_replacing`, without decoding the record replaced.
-        Ok(self.allocate_with(pool, lease, now).await?.map(|(stored, _)| stored))
+        Ok(self.allocate_batched(pool, lease, now).await?.map(|(stored, _)| stored))
     }
 
     async fn allocate_replacing(
@@ -572,10 +445,10 @@ impl LeaseStore for PostgresStore {
         lease: &Lease,
         now: Timestamp,
     ) -> Result<Option<(Lease, Option<Lease>)>, StoreError> {
-        let Some((stored, replaced)) = self.allocate_with(pool, lease, now).await? else { return Ok(None) };
+        let Some((stored, replaced)) = self.allocate_batched(pool, lease, now).await? else { return Ok(None) };
         // The lease is stored; a record it overwrote that does not decode is still reported,
         // as corrupt.
-        let replaced = replaced.map(|row| lease_from_row(&row)).transpose()?;
+        let replaced = replaced.map(|row| lease_from_row(&row, batch::OLD_RECORD)).transpose()?;
         Ok(Some((stored, replaced)))
     }
 
@@ -598,7 +471,7 @@ impl LeaseStore for PostgresStore {
             .query_opt(&stmt, &[&i64::from(u32::from(addr)), &client_id.as_bytes(), &code, &deadline, &free_at])
             .await
             .map_err(backend)?;
-        row.map(|r| lease_from_row(&r)).transpose()
+        row.map(|r| lease_from_row(&r, 0)).transpose()
     }
 
     async fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<Lease>, StoreError> {
@@ -616,7 +489,7 @@ impl LeaseStore for PostgresStore {
             .await
             .map_err(backend)?
             .iter()
-            .map(lease_from_row)
+            .map(|r| lease_from_row(r, 0))
             .collect::<Result<Vec<_>, _>>()?;
         let (declined, expired): (Vec<&Lease>, Vec<&Lease>) =
             due.iter().partition(|l| matches!(l.state, LeaseState::Declined { .. }));
@@ -655,7 +528,7 @@ impl LeaseStore for PostgresStore {
                 client.query(&format!("SELECT {COLUMNS} FROM dhcp_leases ORDER BY addr"), &[]).await.map_err(backend)?
             }
         };
-        rows.iter().map(lease_from_row).collect()
+        rows.iter().map(|r| lease_from_row(r, 0)).collect()
     }
 
     async fn list_page(
@@ -678,7 +551,7 @@ impl LeaseStore for PostgresStore {
                 client.query(&stmt, &[&after, &limit]).await.map_err(backend)?
             }
         };
-        rows.iter().map(lease_from_row).collect()
+        rows.iter().map(|r| lease_from_row(r, 0)).collect()
     }
 
     fn list_page_native(&self) -> bool {

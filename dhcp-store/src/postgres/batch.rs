@@ -1,0 +1,401 @@
+//! Group commit for the PostgreSQL store: claims and allocations that arrive while others are
+//! being written wait in a queue, and a worker sends all that are waiting as one call of the
+//! `dhcp_apply` function in one transaction: one round trip and one commit (one WAL flush) for
+//! the lot, where each used to pay its own.
+//!
+//! What is batched is only how the writes travel, not what each means:
+//! - each item is the same atomic claim as before ([`CLAIM`](super::CLAIM), inside the function
+//!   `dhcp_claim_one`), or the same allocation (the pool's cursor, then the free-address list,
+//!   then leases that are over), and each item runs in a subtransaction of its own, so an item
+//!   that fails is rolled back alone and answered with its own error;
+//! - every client's advisory lock is taken first, in key order, so two batches (of two servers)
+//!   never wait for each other's client locks in a cycle;
+//! - items run in the order they were queued, and an item sees what the items before it in the
+//!   batch wrote (one transaction), as it would have seen their commits;
+//! - no caller is answered before the batch's `COMMIT` has succeeded: `BEGIN`, the call and
+//!   `COMMIT` are pipelined, and a batch whose commit fails, or whose connection is lost at any
+//!   point, answers every item with that error. A lease that did not commit is never reported
+//!   stored, so the engine never ACKs it.
+//!
+//! A few workers (up to [`MAX_WORKERS`], no more than the pool's connections) each take what is
+//! waiting, up to [`MAX_BATCH`] items: when requests are few each goes alone at once, and as they
+//! grow, batches form while earlier ones commit. A caller that gives up (the engine's store
+//! deadline) leaves its item in the queue or the batch; it may still be written, which at worst
+//! stores a lease no client was told of, as a lost reply would.
+
+use std::sync::Arc;
+
+use dhcp_core::{Lease, StoreError, Timestamp};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_postgres::Row;
+
+use super::{CLAIM, COLUMN_COUNT, Claimed, backend, both, lease_from_row, secs, state_columns, unavailable};
+
+/// The most items one batch takes. Each item that writes is a subtransaction with its own
+/// transaction id; PostgreSQL keeps up to 64 of those per backend in shared memory, and past that
+/// other sessions' visibility checks slow down, so a batch stays well under.
+pub(super) const MAX_BATCH: usize = 32;
+
+/// The most batches in flight at once (each holds a pooled connection while it runs).
+pub(super) const MAX_WORKERS: usize = 4;
+
+/// Schema version 3: the functions a batch calls. `dhcp_claim_one` is [`CLAIM`] as it stands (a
+/// SQL function: its parameters are the statement's `$1` to `$9`). `dhcp_apply` takes the batch as
+/// parallel arrays, one element per item: a claim has its address in `p_addr`, an allocation has
+/// `p_addr` NULL and its pool in `p_pool` (the cursor's key), `p_size` and its ranges, the
+/// `p_rcount` elements of `p_lo` and `p_hi` from index `p_rfirst`. It answers one row per item:
+/// the address the item claimed or tried last (`r_at`, NULL when an allocation found none), the
+/// record the claim met there (`o_*`, as [`CLAIM`] answers it), whether it wrote, and the error
+/// that rolled the item back, if one did.
+pub(super) fn migration() -> String {
+    format!(
+        "
+    CREATE OR REPLACE FUNCTION dhcp_claim_one(BIGINT, BIGINT, BYTEA, BYTEA, SMALLINT, BIGINT, BIGINT, TEXT, BIGINT)
+    RETURNS TABLE (o_addr BIGINT, o_subnet BIGINT, o_client BYTEA, o_hwaddr BYTEA, o_state SMALLINT,
+                   o_deadline BIGINT, o_hostname TEXT, o_written BOOLEAN)
+    LANGUAGE sql VOLATILE AS $claim$ {CLAIM} $claim$;
+
+    CREATE OR REPLACE FUNCTION dhcp_apply(
+        p_addr BIGINT[], p_pool BIGINT[], p_size BIGINT[], p_rfirst INT[], p_rcount INT[],
+        p_lo BIGINT[], p_hi BIGINT[], p_subnet BIGINT[], p_client BYTEA[], p_hwaddr BYTEA[],
+        p_state SMALLINT[], p_deadline BIGINT[], p_free_at BIGINT[], p_hostname TEXT[],
+        p_key BIGINT[], p_now BIGINT[])
+    RETURNS TABLE (r_item INT, r_at BIGINT, r_addr BIGINT, r_subnet BIGINT, r_client BYTEA,
+                   r_hwaddr BYTEA, r_state SMALLINT, r_deadline BIGINT, r_hostname TEXT,
+                   r_written BOOLEAN, r_error TEXT)
+    LANGUAGE plpgsql VOLATILE AS $apply$
+    DECLARE
+        i INT;
+        j INT;
+        c RECORD;
+        v_offset BIGINT;
+        v_rest BIGINT;
+        v_candidate BIGINT;
+        v_done BOOLEAN;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(k) FROM (SELECT DISTINCT unnest(p_key) AS k ORDER BY 1) AS keys;
+        FOR i IN 1 .. coalesce(array_length(p_key, 1), 0) LOOP
+            r_item := i; r_at := NULL; r_addr := NULL; r_subnet := NULL; r_client := NULL;
+            r_hwaddr := NULL; r_state := NULL; r_deadline := NULL; r_hostname := NULL;
+            r_written := false; r_error := NULL;
+            BEGIN
+                IF p_addr[i] IS NOT NULL THEN
+                    SELECT * INTO c FROM dhcp_claim_one(p_addr[i], p_subnet[i], p_client[i],
+                        p_hwaddr[i], p_state[i], p_deadline[i], p_free_at[i], p_hostname[i], p_now[i]);
+                    DELETE FROM dhcp_free_addrs WHERE addr = p_addr[i];
+                    r_at := p_addr[i];
+                    r_addr := c.o_addr; r_subnet := c.o_subnet; r_client := c.o_client;
+                    r_hwaddr := c.o_hwaddr; r_state := c.o_state; r_deadline := c.o_deadline;
+                    r_hostname := c.o_hostname; r_written := c.o_written;
+                ELSE
+                    v_done := false;
+                    -- Never-used addresses first: the next offset under the cursor row's lock.
+                    LOOP
+                        INSERT INTO dhcp_pool_cursor AS cur (pool_key, next) VALUES (p_pool[i], 1)
+                        ON CONFLICT (pool_key) DO UPDATE SET next = cur.next + 1
+                        WHERE cur.next < p_size[i] RETURNING cur.next - 1 INTO v_offset;
+                        EXIT WHEN NOT FOUND;
+                        v_candidate := NULL;
+                        v_rest := v_offset;
+                        FOR j IN p_rfirst[i] .. p_rfirst[i] + p_rcount[i] - 1 LOOP
+                            IF v_rest <= p_hi[j] - p_lo[j] THEN
+                                v_candidate := p_lo[j] + v_rest;
+                                EXIT;
+                            END IF;
+                            v_rest := v_rest - (p_hi[j] - p_lo[j] + 1);
+                        END LOOP;
+                        EXIT WHEN v_candidate IS NULL;
+                        SELECT * INTO c FROM dhcp_claim_one(v_candidate, p_subnet[i], p_client[i],
+                            p_hwaddr[i], p_state[i], p_deadline[i], p_free_at[i], p_hostname[i], p_now[i]);
+                        DELETE FROM dhcp_free_addrs WHERE addr = v_candidate;
+                        IF c.o_written OR (p_state[i] = 0 AND c.o_state = 1 AND c.o_client = p_client[i]
+                                           AND c.o_deadline > p_now[i]) THEN
+                            v_done := true;
+                            EXIT;
+                        END IF;
+                    END LOOP;
+                    -- Then addresses the cursor passed that are free again, as FREE_CANDIDATES.
+                    IF NOT v_done THEN
+                        FOR v_candidate IN
+                            SELECT cand.addr FROM (
+                                (SELECT f.addr, 0 AS pass, f.freed_at AS since
+                                 FROM unnest(p_lo[p_rfirst[i] : p_rfirst[i] + p_rcount[i] - 1],
+                                             p_hi[p_rfirst[i] : p_rfirst[i] + p_rcount[i] - 1]) AS r (lo, hi),
+                                 LATERAL (
+                                     SELECT fa.addr, fa.freed_at FROM dhcp_free_addrs fa
+                                     WHERE fa.subnet = p_subnet[i] AND fa.freed_at <= p_now[i]
+                                       AND fa.addr BETWEEN r.lo AND r.hi
+                                     ORDER BY fa.freed_at LIMIT 8
+                                 ) AS f
+                                 ORDER BY f.freed_at LIMIT 8)
+                                UNION ALL
+                                (SELECT l.addr, 1, l.free_at
+                                 FROM unnest(p_lo[p_rfirst[i] : p_rfirst[i] + p_rcount[i] - 1],
+                                             p_hi[p_rfirst[i] : p_rfirst[i] + p_rcount[i] - 1]) AS r (lo, hi),
+                                 LATERAL (
+                                     SELECT dl.addr, dl.free_at FROM dhcp_leases dl
+                                     WHERE dl.subnet = p_subnet[i] AND dl.free_at <= p_now[i]
+                                       AND dl.addr BETWEEN r.lo AND r.hi
+                                     ORDER BY dl.free_at LIMIT 8
+                                 ) AS l
+                                 ORDER BY l.free_at LIMIT 8)
+                            ) AS cand
+                            ORDER BY cand.pass, cand.since
+                        LOOP
+                            SELECT * INTO c FROM dhcp_claim_one(v_candidate, p_subnet[i], p_client[i],
+                                p_hwaddr[i], p_state[i], p_deadline[i], p_free_at[i], p_hostname[i], p_now[i]);
+                            DELETE FROM dhcp_free_addrs WHERE addr = v_candidate;
+                            IF c.o_written OR (p_state[i] = 0 AND c.o_state = 1 AND c.o_client = p_client[i]
+                                               AND c.o_deadline > p_now[i]) THEN
+                                v_done := true;
+                                EXIT;
+                            END IF;
+                        END LOOP;
+                    END IF;
+                    IF v_done THEN
+                        r_at := v_candidate;
+                        r_addr := c.o_addr; r_subnet := c.o_subnet; r_client := c.o_client;
+                        r_hwaddr := c.o_hwaddr; r_state := c.o_state; r_deadline := c.o_deadline;
+                        r_hostname := c.o_hostname; r_written := c.o_written;
+                    END IF;
+                END IF;
+            EXCEPTION WHEN OTHERS THEN
+                r_at := NULL; r_addr := NULL; r_written := false;
+                r_error := SQLSTATE || ': ' || SQLERRM;
+            END;
+            RETURN NEXT;
+        END LOOP;
+    END
+    $apply$;
+"
+    )
+}
+
+/// What an item asks for: a claim of the lease's own address, or an allocation from a pool.
+pub(super) enum Want {
+    Claim,
+    /// The pool's cursor key, its size, and its ranges (first and last address, host order).
+    Allocate {
+        pool_key: i64,
+        size: i64,
+        ranges: Vec<(i64, i64)>,
+    },
+}
+
+/// One queued write and where its answer goes.
+struct Item {
+    want: Want,
+    lease: Lease,
+    lock_key: i64,
+    now: Timestamp,
+    reply: oneshot::Sender<Result<Option<Claimed>, StoreError>>,
+}
+
+/// The queue of writes waiting for a batch, shared by the store's clones; its workers end when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub(super) struct Batcher {
+    queue: mpsc::UnboundedSender<Item>,
+}
+
+impl Batcher {
+    /// Starts up to `workers` workers (at least one, at most [`MAX_WORKERS`]) on the current
+    /// tokio runtime, taking connections from `pool`.
+    pub(super) fn start(pool: deadpool_postgres::Pool, workers: usize) -> Batcher {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        let waiting = Arc::new(Mutex::new(waiting));
+        for _ in 0..workers.clamp(1, MAX_WORKERS) {
+            tokio::spawn(work(pool.clone(), Arc::clone(&waiting)));
+        }
+        Batcher { queue }
+    }
+
+    /// Queues a write and waits for its batch to commit.
+    pub(super) async fn run(
+        &self,
+        want: Want,
+        lease: Lease,
+        lock_key: i64,
+        now: Timestamp,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::Unavailable("postgres: the store's batch workers have stopped".into());
+        self.queue.send(Item { want, lease, lock_key, now, reply }).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// A worker: takes what waits (up to [`MAX_BATCH`]), writes it as one batch, answers, again.
+async fn work(pool: deadpool_postgres::Pool, waiting: Arc<Mutex<mpsc::UnboundedReceiver<Item>>>) {
+    loop {
+        let batch = {
+            let mut queue = waiting.lock().await;
+            let Some(first) = queue.recv().await else { return };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let (items, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|item| ((item.want, item.lease, item.lock_key, item.now), item.reply)).unzip();
+        let mut answers = match write(&pool, &items).await {
+            Ok(answers) => answers.into_iter().map(Some).collect::<Vec<_>>(),
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                continue;
+            }
+        };
+        for (answer, reply) in answers.iter_mut().zip(replies) {
+            let answer = answer
+                .take()
+                .unwrap_or_else(|| Err(StoreError::Backend("postgres: the batch did not answer an item".into())));
+            // A caller that gave up has dropped its receiver; nothing to tell it.
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Writes one batch and answers each item, in order, once the commit has succeeded.
+async fn write(
+    pool: &deadpool_postgres::Pool,
+    items: &[(Want, Lease, i64, Timestamp)],
+) -> Result<Vec<Result<Option<Claimed>, StoreError>>, StoreError> {
+    let client = pool.get().await.map_err(unavailable)?;
+    let apply = client
+        .prepare_cached(
+            "SELECT * FROM dhcp_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .await
+        .map_err(backend)?;
+    let mut args = Args::default();
+    for (want, lease, key, now) in items {
+        args.push(want, lease, *key, *now);
+    }
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
+        &args.addr,
+        &args.pool,
+        &args.size,
+        &args.rfirst,
+        &args.rcount,
+        &args.lo,
+        &args.hi,
+        &args.subnet,
+        &args.client,
+        &args.hwaddr,
+        &args.state,
+        &args.deadline,
+        &args.free_at,
+        &args.hostname,
+        &args.key,
+        &args.now,
+    ];
+    let ((begun, rows), committed) =
+        both(both(client.batch_execute("BEGIN"), client.query(&apply, &params)), client.batch_execute("COMMIT")).await;
+    // After a failed statement the server rolls the transaction back at the COMMIT, and a lost
+    // connection fails whichever of the three it met: either way nothing is answered as stored.
+    begun.map_err(backend)?;
+    let rows = rows.map_err(backend)?;
+    committed.map_err(backend)?;
+    if rows.len() != items.len() {
+        return Err(StoreError::Backend(format!(
+            "postgres: dhcp_apply answered {} rows for {} items",
+            rows.len(),
+            items.len()
+        )));
+    }
+    Ok(rows.into_iter().zip(items).map(|(row, (_, lease, _, now))| answer(row, lease, *now)).collect())
+}
+
+/// The answer to one item from its row of `dhcp_apply`, as a single claim answers: the lease
+/// stored (at the address the item took), or the client's own binding an offer met, or nothing.
+fn answer(row: Row, lease: &Lease, now: Timestamp) -> Result<Option<Claimed>, StoreError> {
+    if let Some(error) = row.try_get::<_, Option<String>>(OLD_RECORD + COLUMN_COUNT + 1).map_err(backend)? {
+        return Err(StoreError::Backend(format!("postgres: {error}")));
+    }
+    let Some(at) = row.try_get::<_, Option<i64>>(1).map_err(backend)? else { return Ok(None) };
+    let at = u32::try_from(at).map_err(|_| StoreError::Corrupt(format!("postgres: claimed address {at}")))?;
+    let written: bool = row.try_get(OLD_RECORD + COLUMN_COUNT).map_err(backend)?;
+    let had_record = row.try_get::<_, Option<i64>>(OLD_RECORD).map_err(backend)?.is_some();
+    let old = had_record.then_some(row);
+    if written {
+        let stored = Lease { addr: at.into(), ..lease.clone() };
+        return Ok(Some((stored, old)));
+    }
+    // Not written: someone else holds it, or this offer met the client's own binding (the
+    // record read under the row lock, so what kept the claim from writing).
+    if matches!(lease.state, dhcp_core::LeaseState::Offered { .. })
+        && let Some(row) = old
+        && let existing = lease_from_row(&row, OLD_RECORD)?
+        && existing.is_bound_to(&lease.client, now)
+    {
+        return Ok(Some((existing, None)));
+    }
+    Ok(None)
+}
+
+/// Where the record a claim met starts in a row of `dhcp_apply` (`r_addr`, after `r_item` and
+/// `r_at`), in [`COLUMNS`](super::COLUMNS)'s order.
+pub(super) const OLD_RECORD: usize = 2;
+
+/// The batch's parameters as `dhcp_apply` takes them: one element per item in each array.
+#[derive(Default)]
+struct Args {
+    addr: Vec<Option<i64>>,
+    pool: Vec<Option<i64>>,
+    size: Vec<Option<i64>>,
+    rfirst: Vec<i32>,
+    rcount: Vec<i32>,
+    lo: Vec<i64>,
+    hi: Vec<i64>,
+    subnet: Vec<i64>,
+    client: Vec<Vec<u8>>,
+    hwaddr: Vec<Vec<u8>>,
+    state: Vec<i16>,
+    deadline: Vec<Option<i64>>,
+    free_at: Vec<i64>,
+    hostname: Vec<Option<String>>,
+    key: Vec<i64>,
+    now: Vec<i64>,
+}
+
+impl Args {
+    fn push(&mut self, want: &Want, lease: &Lease, key: i64, now: Timestamp) {
+        // Arrays in SQL count from 1.
+        let first = i32::try_from(self.lo.len() + 1).unwrap_or(i32::MAX);
+        match want {
+            Want::Claim => {
+                self.addr.push(Some(i64::from(u32::from(lease.addr))));
+                self.pool.push(None);
+                self.size.push(None);
+                self.rcount.push(0);
+            }
+            Want::Allocate { pool_key, size, ranges } => {
+                self.addr.push(None);
+                self.pool.push(Some(*pool_key));
+                self.size.push(Some(*size));
+                self.rcount.push(i32::try_from(ranges.len()).unwrap_or(0));
+                for (lo, hi) in ranges {
+                    self.lo.push(*lo);
+                    self.hi.push(*hi);
+                }
+            }
+        }
+        self.rfirst.push(first);
+        let (state, deadline, free_at) = state_columns(lease.state);
+        self.subnet.push(i64::from(lease.subnet));
+        self.client.push(lease.client.as_bytes().to_vec());
+        self.hwaddr.push(lease.hwaddr.as_bytes().to_vec());
+        self.state.push(state);
+        self.deadline.push(deadline);
+        self.free_at.push(free_at);
+        self.hostname.push(lease.hostname.clone());
+        self.key.push(key);
+        self.now.push(secs(now));
+    }
+}
