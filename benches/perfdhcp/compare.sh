@@ -173,10 +173,11 @@ start_server() { # $1: variant
     exit 1
 }
 
-stop_server() {
+stop_server() { # $1: the log's name in LOGDIR
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
+    cp "$TMP/server.log" "$LOGDIR/$1-server.log" 2>/dev/null || true
 }
 
 cpu_ticks() { # utime + stime of a pid, in clock ticks
@@ -214,7 +215,7 @@ for variant in "${VARIANTS[@]}"; do
         before=$(cpu_ticks "$SERVER_PID")
         read -r completed drops acks < <(measure "$variant" "$rate")
         after=$(cpu_ticks "$SERVER_PID")
-        stop_server
+        stop_server "$variant-$rate"
         cpu=$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$acks" 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')
         table+="| $rate | $completed | $drops% | $cpu µs |\n"
         if awk -v d="$drops" 'BEGIN { exit !(d <= 0.1) }'; then

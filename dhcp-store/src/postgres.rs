@@ -10,17 +10,24 @@
 //! takes a per-client advisory lock (`pg_advisory_xact_lock` on a hash of the subnet and the
 //! client id), and the claim statement, taking its snapshot after the lock, sees the other
 //! server's committed lease and releases it. The lock cannot go into the claim statement itself,
-//! whose snapshot predates anything it waits for. `BEGIN`, the lock, the claim, the removal of
-//! the address from the free-address list (below) and `COMMIT` go out together (pipelined), so
-//! a claim still costs one round trip.
+//! whose snapshot predates anything it waits for.
+//!
+//! Claims and allocations are written in batches (group commit, see `batch`): those that wait
+//! while others are being written go together as one call of the `dhcp_apply` function in one
+//! transaction, `BEGIN`, the call and `COMMIT` pipelined: one round trip and one commit (one WAL
+//! flush) for the lot. The function takes every client's lock first (in key order), then runs
+//! each claim as the statement above, then takes the address off the free-address list (below)
+//! in a statement of its own. No caller is answered before the `COMMIT` succeeded.
+//!
 //! Allocation takes never-used addresses from a per-pool cursor row (an upsert that makes the
-//! row on first use and `RETURNING` the offset, one round trip,
-//! which serialises servers on that row), then addresses the cursor passed that are free again:
-//! those left without a lease (deleted, or an ended probation: `delete` and reclamation move
-//! the address to the `dhcp_free_addrs` table in the statement that deletes the lease, and a
-//! claim takes it off again), then those whose last lease is over, each found through an index;
-//! each candidate is then claimed with the same atomic statement. A commit is durable
-//! (PostgreSQL's default `synchronous_commit`) before the store answers.
+//! row on first use and answers the offset, which serialises servers on that row), then
+//! addresses the cursor passed that are free again: those left without a lease (deleted, or an
+//! ended probation: `delete` and reclamation move the address to the `dhcp_free_addrs` table in
+//! the statement that deletes the lease, and a claim takes it off again), then those whose last
+//! lease is over, each found through an index; each candidate is then claimed with the same
+//! atomic statement, all inside the function with the client's lock held, so two servers
+//! allocating for one client at once give it one address. A commit is durable (PostgreSQL's
+//! default `synchronous_commit`) before the store answers.
 //!
 //! The schema's version is kept in `dhcp_schema_version` and migrated on open.
 //!
@@ -159,7 +166,7 @@ const CLAIM: &str = "
         RETURNING addr
     )
     SELECT old.addr, old.subnet, old.client, old.hwaddr, old.state, old.deadline, old.hostname,
-           EXISTS (SELECT 1 FROM claimed)
+           EXISTS (SELECT 1 FROM claimed) AS written
     FROM (SELECT 1) AS one LEFT JOIN old ON true";
 
 /// The condition of `update_state`: only the client's offer or binding moves (a released,
@@ -213,8 +220,10 @@ async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
-    /// Where claims and allocations queue for their batch (see [`batch`]).
-    batcher: batch::Batcher,
+    /// Where claims queue for their batch (see [`batch`]).
+    claims: batch::Batcher,
+    /// Where allocations queue for theirs.
+    allocations: batch::Batcher,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -340,8 +349,9 @@ impl PostgresStore {
             .build()
             .map_err(unavailable)?;
         migrate(&pool).await?;
-        let batcher = batch::Batcher::start(pool.clone(), max_connections.max(1));
-        Ok(PostgresStore { pool, batcher })
+        let claims = batch::Batcher::start(&pool, max_connections.min(batch::MAX_CLAIM_WORKERS));
+        let allocations = batch::Batcher::start(&pool, 1);
+        Ok(PostgresStore { pool, claims, allocations })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -362,7 +372,7 @@ impl PostgresStore {
     /// [`batch::OLD_RECORD`]): only [`allocate_replacing`](LeaseStore::allocate_replacing) needs it.
     async fn claim_batched(&self, lease: &Lease, now: Timestamp) -> Result<Option<Claimed>, StoreError> {
         let key = client_lock_key(lease.subnet, &lease.client);
-        self.batcher.run(batch::Want::Claim, lease.clone(), key, now).await
+        self.claims.run(batch::Want::Claim, lease.clone(), key, now).await
     }
 
     /// Allocation (see the module docs) through the batcher, answering as
@@ -380,7 +390,7 @@ impl PostgresStore {
         };
         let template = Lease { subnet: pool.subnet, ..lease.clone() };
         let key = client_lock_key(template.subnet, &template.client);
-        self.batcher.run(want, template, key, now).await
+        self.allocations.run(want, template, key, now).await
     }
 }
 

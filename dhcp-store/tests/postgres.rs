@@ -5,7 +5,8 @@
 //! one lease; a version-1 schema is migrated; the free-address list stays true when a delete
 //! races a claim; `allocate_replacing` reports the record it overwrote, as committed;
 //! multi-host strings with `target_session_attrs=read-write` skip a host that is down and never
-//! settle on a read-only one.
+//! settle on a read-only one; a batch whose connection is killed mid-way stores and answers
+//! none of its claims, and a claim PostgreSQL cannot store fails alone.
 //!
 //! `DHCP_TEST_POSTGRES` overrides where the server is (a libpq key=value string).
 
@@ -92,7 +93,7 @@ async fn a_version_1_schema_is_migrated_with_its_leases() {
     let (raw, connection) = tokio_postgres::connect(&url(&schema), tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(connection);
     raw.batch_execute(
-        "DROP TABLE dhcp_free_addrs; DROP FUNCTION dhcp_apply; DROP FUNCTION dhcp_claim_one;
+        "DROP TABLE dhcp_free_addrs; DROP FUNCTION dhcp_apply;
          UPDATE dhcp_schema_version SET version = 1",
     )
     .await
@@ -391,10 +392,11 @@ async fn the_record_replaced_is_the_one_overwritten_not_an_earlier_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_given_up_on_leaves_no_transaction_open() {
-    // A claim is BEGIN, the client's lock, the claim and COMMIT, sent together. A caller that
-    // gives up on it (the engine's store deadline) while the server waits (here for a table
-    // lock another session holds) must not leave its pooled connection inside the transaction:
-    // the next call on that connection would never commit.
+    // A claim goes in a batch: BEGIN, the batch's call and COMMIT, sent together by the store's
+    // worker, not by the caller. A caller that gives up on it (the engine's store deadline)
+    // while the server waits (here for a table lock another session holds) must not leave the
+    // pooled connection inside the transaction: the next call on that connection would never
+    // commit.
     let schema = fresh_schema().await;
     let store = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
     // One claim first, so its statements are prepared: preparing also waits for the table lock,
@@ -416,4 +418,118 @@ async fn a_claim_given_up_on_leaves_no_transaction_open() {
     let fresh = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
     assert_eq!(fresh.lease_by_addr(addr(3)).await.expect("store").map(|l| l.state), Some(LeaseState::Released));
     assert_eq!(fresh.lease_by_addr(addr(1)).await.expect("store"), Some(first), "sent whole, so done whole");
+}
+
+/// The pid of the backend that waits for a lock `holder` (a backend pid) holds, once there is one.
+async fn backend_waiting_on(watcher: &tokio_postgres::Client, holder: i32) -> i32 {
+    for _ in 0..200 {
+        let row = watcher
+            .query_opt("SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) LIMIT 1", &[&holder])
+            .await
+            .expect("pg_stat_activity");
+        if let Some(row) = row {
+            return row.get(0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no backend ever waited on {holder}'s lock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_connection_dies_mid_way_stores_and_acknowledges_nothing() {
+    // Claims that wait together go as one batch, one transaction. Here the batch holds four:
+    // it writes the first two, then waits for a row another session locked, and its connection
+    // is killed there. None of the four may be answered as stored, and none may be stored; the
+    // batch before it, which committed, is; and the store works again on a new connection.
+    let schema = fresh_schema().await;
+    // One connection, so one worker per queue: the batches go one after the other.
+    let store = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    let (watcher, connection) = tokio_postgres::connect(&url(&schema), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let (y, x) = (addr(20), addr(30));
+    // Rows at Y and X, free (released), that other sessions can lock.
+    for at in [y, x] {
+        store.claim(&bound(9, at, 3600), T0).await.expect("store").expect("granted");
+        store.update_state(at, &client(9), LeaseState::Released).await.expect("store").expect("held");
+    }
+    let (holder_y, y_pid) = lock_session(&schema, y).await;
+    let (holder_x, x_pid) = lock_session(&schema, x).await;
+    let spawn_claim = |n: u8, at: Ipv4Addr| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim(&bound(n, at, 3600), T0).await })
+    };
+    // The first batch: Y alone, waiting for Y's row.
+    let first = spawn_claim(1, y);
+    let first_backend = backend_waiting_on(&watcher, y_pid).await;
+    // Four more queue behind it, in this order.
+    let (a, b, c) = (addr(40), addr(41), addr(42));
+    let mut queued = Vec::new();
+    for (n, at) in [(2, a), (3, b), (4, x), (5, c)] {
+        queued.push(spawn_claim(n, at));
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    // Y's row free: the first batch commits, and the four go as the next batch, which writes A
+    // and B and waits for X's row.
+    holder_y.batch_execute("ROLLBACK").await.expect("release Y");
+    assert_eq!(first.await.expect("task").expect("store"), Some(bound(1, y, 3600)), "the first batch committed");
+    let batch_backend = backend_waiting_on(&watcher, x_pid).await;
+    assert_eq!(batch_backend, first_backend, "the second batch runs on the store's one connection");
+    let killed: bool =
+        watcher.query_one("SELECT pg_terminate_backend($1)", &[&batch_backend]).await.expect("terminate").get(0);
+    assert!(killed);
+    for (task, at) in queued.into_iter().zip([a, b, x, c]) {
+        let answer = task.await.expect("task");
+        assert!(
+            matches!(answer, Err(dhcp_core::StoreError::Unavailable(_))),
+            "the claim of {at} in the killed batch: {answer:?}"
+        );
+    }
+    holder_x.batch_execute("ROLLBACK").await.expect("release X");
+    let fresh = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    for at in [a, b, c] {
+        assert_eq!(fresh.lease_by_addr(at).await.expect("store"), None, "{at} was not committed");
+    }
+    let at_x = fresh.lease_by_addr(x).await.expect("store").expect("the row is still there");
+    assert_eq!((at_x.client, at_x.state), (client(9), LeaseState::Released), "X is as it was");
+    // The store itself recovers: a new connection from its pool.
+    assert_eq!(store.claim(&bound(2, a, 3600), T0).await.expect("store"), Some(bound(2, a, 3600)));
+}
+
+/// A session of its own that has locked the lease row at `at` in an open transaction, and its
+/// backend's pid.
+async fn lock_session(schema: &str, at: Ipv4Addr) -> (tokio_postgres::Client, i32) {
+    let (session, connection) = tokio_postgres::connect(&url(schema), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let pid: i32 = session.query_one("SELECT pg_backend_pid()", &[]).await.expect("pid").get(0);
+    session.batch_execute("BEGIN").await.expect("begin");
+    session
+        .execute("SELECT 1 FROM dhcp_leases WHERE addr = $1 FOR UPDATE", &[&i64::from(u32::from(at))])
+        .await
+        .expect("lock the row");
+    (session, pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_postgres_cannot_store_fails_alone() {
+    // A hostname with a NUL character cannot be bound as PostgreSQL text, which would fail the
+    // whole batch's call: such a claim is refused before it joins one, and claims beside it
+    // are stored.
+    let schema = fresh_schema().await;
+    let store = PostgresStore::connect(&url(&schema), 1).await.expect("connect");
+    let poisoned = Lease { hostname: Some("bad\0name".into()), ..bound(1, addr(1), 3600) };
+    let claims: Vec<_> = [poisoned, bound(2, addr(2), 3600), bound(3, addr(3), 3600)]
+        .into_iter()
+        .map(|lease| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim(&lease, T0).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for claim in claims {
+        answers.push(claim.await.expect("task"));
+    }
+    assert!(matches!(answers[0], Err(dhcp_core::StoreError::Backend(_))), "{:?}", answers[0]);
+    assert_eq!(answers[1], Ok(Some(bound(2, addr(2), 3600))));
+    assert_eq!(answers[2], Ok(Some(bound(3, addr(3), 3600))));
+    assert_eq!(store.lease_by_addr(addr(1)).await.expect("store"), None);
 }

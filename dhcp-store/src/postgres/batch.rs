@@ -4,10 +4,14 @@
 //! the lot, where each used to pay its own.
 //!
 //! What is batched is only how the writes travel, not what each means:
-//! - each item is the same atomic claim as before ([`CLAIM`](super::CLAIM), inside the function
-//!   `dhcp_claim_one`), or the same allocation (the pool's cursor, then the free-address list,
-//!   then leases that are over), and each item runs in a subtransaction of its own, so an item
-//!   that fails is rolled back alone and answered with its own error;
+//! - each item is the same atomic claim as before ([`CLAIM`](super::CLAIM), run by the function
+//!   `dhcp_apply`), or the same allocation (the pool's cursor, then the free-address list, then
+//!   leases that are over);
+//! - an item that fails fails its batch: the transaction is rolled back and every item in it is
+//!   answered with the error, none stored (the clients retry). Items are not isolated in
+//!   subtransactions: a subtransaction that locks a row makes PostgreSQL record the lock as a
+//!   multixact, which cost more than the batching saved. What would fail one item every time (a
+//!   hostname PostgreSQL's text cannot hold) is refused before it joins a batch;
 //! - every client's advisory lock is taken first, in key order, so two batches (of two servers)
 //!   never wait for each other's client locks in a cycle;
 //! - items run in the order they were queued, and an item sees what the items before it in the
@@ -17,9 +21,12 @@
 //!   point, answers every item with that error. A lease that did not commit is never reported
 //!   stored, so the engine never ACKs it.
 //!
-//! A few workers (up to [`MAX_WORKERS`], no more than the pool's connections) each take what is
-//! waiting, up to [`MAX_BATCH`] items: when requests are few each goes alone at once, and as they
-//! grow, batches form while earlier ones commit. A caller that gives up (the engine's store
+//! Workers each take what is waiting, up to [`MAX_BATCH`] items: when requests are few each goes
+//! alone at once, and as they grow, batches form while earlier ones commit. Allocations and claims
+//! queue apart: every allocation from a pool takes the pool's cursor row, whose lock a batch holds
+//! until it commits, so allocation batches would only wait for each other; they have one worker.
+//! Claims have up to [`MAX_CLAIM_WORKERS`] (no more than the pool's connections), whose batches
+//! run side by side on PostgreSQL's backends. A caller that gives up (the engine's store
 //! deadline) leaves its item in the queue or the batch; it may still be written, which at worst
 //! stores a lease no client was told of, as a lost reply would.
 
@@ -31,99 +38,102 @@ use tokio_postgres::Row;
 
 use super::{CLAIM, COLUMN_COUNT, Claimed, backend, both, lease_from_row, secs, state_columns, unavailable};
 
-/// The most items one batch takes. Each item that writes is a subtransaction with its own
-/// transaction id; PostgreSQL keeps up to 64 of those per backend in shared memory, and past that
-/// other sessions' visibility checks slow down, so a batch stays well under.
+/// The most items one batch takes: enough that a commit's flush is shared widely, few enough
+/// that a batch's locks are held briefly.
 pub(super) const MAX_BATCH: usize = 32;
 
-/// The most batches in flight at once (each holds a pooled connection while it runs).
-pub(super) const MAX_WORKERS: usize = 4;
+/// The most claim batches in flight at once (each holds a pooled connection while it runs).
+pub(super) const MAX_CLAIM_WORKERS: usize = 2;
 
-/// Schema version 3: the functions a batch calls. `dhcp_claim_one` is [`CLAIM`] as it stands (a
-/// SQL function: its parameters are the statement's `$1` to `$9`). `dhcp_apply` takes the batch as
-/// parallel arrays, one element per item: a claim has its address in `p_addr`, an allocation has
-/// `p_addr` NULL and its pool in `p_pool` (the cursor's key), `p_size` and its ranges, the
-/// `p_rcount` elements of `p_lo` and `p_hi` from index `p_rfirst`. It answers one row per item:
-/// the address the item claimed or tried last (`r_at`, NULL when an allocation found none), the
-/// record the claim met there (`o_*`, as [`CLAIM`] answers it), whether it wrote, and the error
-/// that rolled the item back, if one did.
+/// Schema version 3: `dhcp_apply`, the function a batch calls. It takes the batch as parallel
+/// arrays, one element per item: a claim has its address in `p_addr`; an allocation has `p_addr`
+/// NULL and its pool in `p_pool` (the cursor's key), `p_size` and its ranges, the `p_rcount`
+/// elements of `p_lo` and `p_hi` from index `p_rfirst`. It answers one row per item: the address
+/// the item claimed (`r_at`; NULL when an allocation found none), the record the claim met there
+/// (`r_addr` to `r_hostname`, as [`CLAIM`] answers it), and whether it wrote.
+///
+/// Each candidate address is claimed with [`CLAIM`] itself, its `$1` to `$9` read from the
+/// function's variables, so PL/pgSQL keeps its plan for the session; then the address is taken
+/// off the free-address list (see the store's module docs), in a statement of its
+/// own whose snapshot is taken after the claim's. An allocation's candidates are the pool's
+/// never-used addresses, one offset at a time from the cursor row, then up to 8 addresses left
+/// without a lease and 8 whose lease is over, longest free first, each read through its
+/// `(subnet, free time, addr)` index, as far as it takes to find 8 per range.
 pub(super) fn migration() -> String {
+    let claim =
+        ["v_addr", "v_subnet", "v_client", "v_hwaddr", "v_state", "v_deadline", "v_free_at", "v_hostname", "v_now"]
+            .iter()
+            .enumerate()
+            .fold(CLAIM.to_string(), |sql, (n, var)| sql.replace(&format!("${}", n + 1), var));
     format!(
         "
-    CREATE OR REPLACE FUNCTION dhcp_claim_one(BIGINT, BIGINT, BYTEA, BYTEA, SMALLINT, BIGINT, BIGINT, TEXT, BIGINT)
-    RETURNS TABLE (o_addr BIGINT, o_subnet BIGINT, o_client BYTEA, o_hwaddr BYTEA, o_state SMALLINT,
-                   o_deadline BIGINT, o_hostname TEXT, o_written BOOLEAN)
-    LANGUAGE sql VOLATILE AS $claim$ {CLAIM} $claim$;
-
-    CREATE OR REPLACE FUNCTION dhcp_apply(
+    CREATE FUNCTION dhcp_apply(
         p_addr BIGINT[], p_pool BIGINT[], p_size BIGINT[], p_rfirst INT[], p_rcount INT[],
         p_lo BIGINT[], p_hi BIGINT[], p_subnet BIGINT[], p_client BYTEA[], p_hwaddr BYTEA[],
         p_state SMALLINT[], p_deadline BIGINT[], p_free_at BIGINT[], p_hostname TEXT[],
         p_key BIGINT[], p_now BIGINT[])
     RETURNS TABLE (r_item INT, r_at BIGINT, r_addr BIGINT, r_subnet BIGINT, r_client BYTEA,
                    r_hwaddr BYTEA, r_state SMALLINT, r_deadline BIGINT, r_hostname TEXT,
-                   r_written BOOLEAN, r_error TEXT)
+                   r_written BOOLEAN)
     LANGUAGE plpgsql VOLATILE AS $apply$
     DECLARE
         i INT;
         j INT;
         c RECORD;
+        v_addr BIGINT; v_subnet BIGINT; v_client BYTEA; v_hwaddr BYTEA; v_state SMALLINT;
+        v_deadline BIGINT; v_free_at BIGINT; v_hostname TEXT; v_now BIGINT;
         v_offset BIGINT;
         v_rest BIGINT;
-        v_candidate BIGINT;
-        v_done BOOLEAN;
+        v_cursor_done BOOLEAN;
+        v_free BIGINT[];
+        v_k INT;
     BEGIN
+        -- Every client's lock first, in key order: batches never wait for each other in a cycle.
         PERFORM pg_advisory_xact_lock(k) FROM (SELECT DISTINCT unnest(p_key) AS k ORDER BY 1) AS keys;
         FOR i IN 1 .. coalesce(array_length(p_key, 1), 0) LOOP
             r_item := i; r_at := NULL; r_addr := NULL; r_subnet := NULL; r_client := NULL;
             r_hwaddr := NULL; r_state := NULL; r_deadline := NULL; r_hostname := NULL;
-            r_written := false; r_error := NULL;
-            BEGIN
+            r_written := false;
+            v_subnet := p_subnet[i]; v_client := p_client[i]; v_hwaddr := p_hwaddr[i];
+            v_state := p_state[i]; v_deadline := p_deadline[i]; v_free_at := p_free_at[i];
+            v_hostname := p_hostname[i]; v_now := p_now[i];
+            v_addr := NULL; v_cursor_done := false; v_free := NULL; v_k := 0;
+            LOOP
                 IF p_addr[i] IS NOT NULL THEN
-                    SELECT * INTO c FROM dhcp_claim_one(p_addr[i], p_subnet[i], p_client[i],
-                        p_hwaddr[i], p_state[i], p_deadline[i], p_free_at[i], p_hostname[i], p_now[i]);
-                    DELETE FROM dhcp_free_addrs WHERE addr = p_addr[i];
-                    r_at := p_addr[i];
-                    r_addr := c.o_addr; r_subnet := c.o_subnet; r_client := c.o_client;
-                    r_hwaddr := c.o_hwaddr; r_state := c.o_state; r_deadline := c.o_deadline;
-                    r_hostname := c.o_hostname; r_written := c.o_written;
-                ELSE
-                    v_done := false;
+                    -- A claim: its one address.
+                    EXIT WHEN v_addr IS NOT NULL;
+                    v_addr := p_addr[i];
+                ELSIF NOT v_cursor_done THEN
                     -- Never-used addresses first: the next offset under the cursor row's lock.
-                    LOOP
-                        INSERT INTO dhcp_pool_cursor AS cur (pool_key, next) VALUES (p_pool[i], 1)
-                        ON CONFLICT (pool_key) DO UPDATE SET next = cur.next + 1
-                        WHERE cur.next < p_size[i] RETURNING cur.next - 1 INTO v_offset;
-                        EXIT WHEN NOT FOUND;
-                        v_candidate := NULL;
+                    INSERT INTO dhcp_pool_cursor AS cur (pool_key, next) VALUES (p_pool[i], 1)
+                    ON CONFLICT (pool_key) DO UPDATE SET next = cur.next + 1
+                    WHERE cur.next < p_size[i] RETURNING cur.next - 1 INTO v_offset;
+                    v_addr := NULL;
+                    IF FOUND THEN
                         v_rest := v_offset;
                         FOR j IN p_rfirst[i] .. p_rfirst[i] + p_rcount[i] - 1 LOOP
                             IF v_rest <= p_hi[j] - p_lo[j] THEN
-                                v_candidate := p_lo[j] + v_rest;
+                                v_addr := p_lo[j] + v_rest;
                                 EXIT;
                             END IF;
                             v_rest := v_rest - (p_hi[j] - p_lo[j] + 1);
                         END LOOP;
-                        EXIT WHEN v_candidate IS NULL;
-                        SELECT * INTO c FROM dhcp_claim_one(v_candidate, p_subnet[i], p_client[i],
-                            p_hwaddr[i], p_state[i], p_deadline[i], p_free_at[i], p_hostname[i], p_now[i]);
-                        DELETE FROM dhcp_free_addrs WHERE addr = v_candidate;
-                        IF c.o_written OR (p_state[i] = 0 AND c.o_state = 1 AND c.o_client = p_client[i]
-                                           AND c.o_deadline > p_now[i]) THEN
-                            v_done := true;
-                            EXIT;
-                        END IF;
-                    END LOOP;
-                    -- Then addresses the cursor passed that are free again, as FREE_CANDIDATES.
-                    IF NOT v_done THEN
-                        FOR v_candidate IN
+                    END IF;
+                    IF v_addr IS NULL THEN
+                        v_cursor_done := true;
+                        CONTINUE;
+                    END IF;
+                ELSE
+                    -- Then addresses the cursor passed that are free again.
+                    IF v_free IS NULL THEN
+                        v_free := ARRAY(
                             SELECT cand.addr FROM (
                                 (SELECT f.addr, 0 AS pass, f.freed_at AS since
                                  FROM unnest(p_lo[p_rfirst[i] : p_rfirst[i] + p_rcount[i] - 1],
                                              p_hi[p_rfirst[i] : p_rfirst[i] + p_rcount[i] - 1]) AS r (lo, hi),
                                  LATERAL (
                                      SELECT fa.addr, fa.freed_at FROM dhcp_free_addrs fa
-                                     WHERE fa.subnet = p_subnet[i] AND fa.freed_at <= p_now[i]
+                                     WHERE fa.subnet = v_subnet AND fa.freed_at <= v_now
                                        AND fa.addr BETWEEN r.lo AND r.hi
                                      ORDER BY fa.freed_at LIMIT 8
                                  ) AS f
@@ -134,35 +144,31 @@ pub(super) fn migration() -> String {
                                              p_hi[p_rfirst[i] : p_rfirst[i] + p_rcount[i] - 1]) AS r (lo, hi),
                                  LATERAL (
                                      SELECT dl.addr, dl.free_at FROM dhcp_leases dl
-                                     WHERE dl.subnet = p_subnet[i] AND dl.free_at <= p_now[i]
+                                     WHERE dl.subnet = v_subnet AND dl.free_at <= v_now
                                        AND dl.addr BETWEEN r.lo AND r.hi
                                      ORDER BY dl.free_at LIMIT 8
                                  ) AS l
                                  ORDER BY l.free_at LIMIT 8)
                             ) AS cand
-                            ORDER BY cand.pass, cand.since
-                        LOOP
-                            SELECT * INTO c FROM dhcp_claim_one(v_candidate, p_subnet[i], p_client[i],
-                                p_hwaddr[i], p_state[i], p_deadline[i], p_free_at[i], p_hostname[i], p_now[i]);
-                            DELETE FROM dhcp_free_addrs WHERE addr = v_candidate;
-                            IF c.o_written OR (p_state[i] = 0 AND c.o_state = 1 AND c.o_client = p_client[i]
-                                               AND c.o_deadline > p_now[i]) THEN
-                                v_done := true;
-                                EXIT;
-                            END IF;
-                        END LOOP;
+                            ORDER BY cand.pass, cand.since);
                     END IF;
-                    IF v_done THEN
-                        r_at := v_candidate;
-                        r_addr := c.o_addr; r_subnet := c.o_subnet; r_client := c.o_client;
-                        r_hwaddr := c.o_hwaddr; r_state := c.o_state; r_deadline := c.o_deadline;
-                        r_hostname := c.o_hostname; r_written := c.o_written;
-                    END IF;
+                    v_k := v_k + 1;
+                    EXIT WHEN v_k > coalesce(array_length(v_free, 1), 0);
+                    v_addr := v_free[v_k];
                 END IF;
-            EXCEPTION WHEN OTHERS THEN
-                r_at := NULL; r_addr := NULL; r_written := false;
-                r_error := SQLSTATE || ': ' || SQLERRM;
-            END;
+                {claim} INTO c;
+                DELETE FROM dhcp_free_addrs WHERE addr = v_addr;
+                -- A claim answers whatever it met; an allocation the address it took, or the
+                -- client's own binding an offer met (which it keeps).
+                IF p_addr[i] IS NOT NULL OR c.written
+                   OR (v_state = 0 AND c.state = 1 AND c.client = v_client AND c.deadline > v_now) THEN
+                    r_at := v_addr;
+                    r_addr := c.addr; r_subnet := c.subnet; r_client := c.client;
+                    r_hwaddr := c.hwaddr; r_state := c.state; r_deadline := c.deadline;
+                    r_hostname := c.hostname; r_written := c.written;
+                    EXIT;
+                END IF;
+            END LOOP;
             RETURN NEXT;
         END LOOP;
     END
@@ -199,12 +205,12 @@ pub(super) struct Batcher {
 }
 
 impl Batcher {
-    /// Starts up to `workers` workers (at least one, at most [`MAX_WORKERS`]) on the current
-    /// tokio runtime, taking connections from `pool`.
-    pub(super) fn start(pool: deadpool_postgres::Pool, workers: usize) -> Batcher {
+    /// Starts `workers` workers (at least one) on the current tokio runtime, taking connections
+    /// from `pool`.
+    pub(super) fn start(pool: &deadpool_postgres::Pool, workers: usize) -> Batcher {
         let (queue, waiting) = mpsc::unbounded_channel();
         let waiting = Arc::new(Mutex::new(waiting));
-        for _ in 0..workers.clamp(1, MAX_WORKERS) {
+        for _ in 0..workers.max(1) {
             tokio::spawn(work(pool.clone(), Arc::clone(&waiting)));
         }
         Batcher { queue }
@@ -218,6 +224,11 @@ impl Batcher {
         lock_key: i64,
         now: Timestamp,
     ) -> Result<Option<Claimed>, StoreError> {
+        if lease.hostname.as_deref().is_some_and(|name| name.contains('\0')) {
+            // PostgreSQL's text cannot hold it, and the whole batch's call would be refused:
+            // refused here, alone.
+            return Err(StoreError::Backend("postgres: a hostname with a NUL character cannot be stored".into()));
+        }
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Unavailable("postgres: the store's batch workers have stopped".into());
         self.queue.send(Item { want, lease, lock_key, now, reply }).map_err(|_| gone())?;
@@ -315,9 +326,6 @@ async fn write(
 /// The answer to one item from its row of `dhcp_apply`, as a single claim answers: the lease
 /// stored (at the address the item took), or the client's own binding an offer met, or nothing.
 fn answer(row: Row, lease: &Lease, now: Timestamp) -> Result<Option<Claimed>, StoreError> {
-    if let Some(error) = row.try_get::<_, Option<String>>(OLD_RECORD + COLUMN_COUNT + 1).map_err(backend)? {
-        return Err(StoreError::Backend(format!("postgres: {error}")));
-    }
     let Some(at) = row.try_get::<_, Option<i64>>(1).map_err(backend)? else { return Ok(None) };
     let at = u32::try_from(at).map_err(|_| StoreError::Corrupt(format!("postgres: claimed address {at}")))?;
     let written: bool = row.try_get(OLD_RECORD + COLUMN_COUNT).map_err(backend)?;
