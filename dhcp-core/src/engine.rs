@@ -869,8 +869,9 @@ impl<S: LeaseStore> Engine<S> {
         if !self.may_lease(ctx, addr) {
             return Ok(self.nak(ctx, out));
         }
-        let before = self.store.lease_by_addr(addr).await?;
-        self.bind_over(ctx, addr, before, now, out).await
+        // Both reads at once: a store that can answers them in one round trip.
+        let (before, client_lease) = self.store.lease_by_addr_and_client(addr, ctx.subnet.id, &ctx.client).await?;
+        self.bind_read(ctx, addr, before, Some(client_lease), now, out).await
     }
 
     /// [`bind`](Self::bind) when the caller already read `before`, the lease stored at `addr`.
@@ -882,6 +883,20 @@ impl<S: LeaseStore> Engine<S> {
         now: Timestamp,
         out: &mut Vec<u8>,
     ) -> Result<Outcome, StoreError> {
+        self.bind_read(ctx, addr, before, None, now, out).await
+    }
+
+    /// [`bind_over`](Self::bind_over), given the client's lease in the subnet too when the
+    /// caller read it (`client_lease`: `None` when not read).
+    async fn bind_read(
+        &self,
+        ctx: &Ctx<'_>,
+        addr: Ipv4Addr,
+        before: Option<Lease>,
+        client_lease: Option<Option<Lease>>,
+        now: Timestamp,
+        out: &mut Vec<u8>,
+    ) -> Result<Outcome, StoreError> {
         if !self.may_lease(ctx, addr) {
             return Ok(self.nak(ctx, out));
         }
@@ -890,9 +905,10 @@ impl<S: LeaseStore> Engine<S> {
         let renewal = before.as_ref().is_some_and(|l| l.is_bound_to(&ctx.client, now));
         // The client's lease elsewhere in the subnet, which the claim frees (one lease per
         // client): read first, for the gauges. A renewal has none worth the read.
-        let previous = match renewal {
-            true => None,
-            false => self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?.filter(|l| l.addr != addr),
+        let previous = match (renewal, client_lease) {
+            (true, _) => None,
+            (false, Some(read)) => read.filter(|l| l.addr != addr),
+            (false, None) => self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?.filter(|l| l.addr != addr),
         };
         // The gauge counts a binding until it is reclaimed: one that ran out but is still in
         // the store is counted already.

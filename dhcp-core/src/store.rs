@@ -111,6 +111,21 @@ pub trait LeaseStore: Send + Sync {
     /// The lease recorded for `addr`, in any state.
     fn lease_by_addr(&self, addr: Ipv4Addr) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
 
+    /// [`lease_by_addr`](Self::lease_by_addr) and [`lease_by_client`](Self::lease_by_client)
+    /// together, as the engine asks both before it binds an address: a store that can answers
+    /// them in one round trip (PostgreSQL, in one statement). The default asks one, then the
+    /// other.
+    fn lease_by_addr_and_client(
+        &self,
+        addr: Ipv4Addr,
+        subnet: u32,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<(Option<Lease>, Option<Lease>), StoreError>> + Send {
+        let at = self.lease_by_addr(addr);
+        let of = self.lease_by_client(subnet, client);
+        async move { Ok((at.await?, of.await?)) }
+    }
+
     /// Writes `lease` for `lease.addr` if the address is available to `lease.client` at `now`.
     ///
     /// Returns the stored lease, or `None` when someone else holds the address. An offer

@@ -31,7 +31,7 @@ const LATENCY_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// The store operations timed, as the `op` label says them.
-const OPS: [&str; 10] = [
+const OPS: [&str; 11] = [
     "lease_by_client",
     "lease_by_addr",
     "claim",
@@ -42,6 +42,7 @@ const OPS: [&str; 10] = [
     "list",
     "host",
     "list_page",
+    "lease_by_addr_and_client",
 ];
 
 /// A server's metrics registry.
@@ -231,6 +232,15 @@ impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
 
     async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
         self.timed_deadline(1, self.inner.lease_by_addr(addr)).await
+    }
+
+    async fn lease_by_addr_and_client(
+        &self,
+        addr: Ipv4Addr,
+        subnet: u32,
+        client: &ClientId,
+    ) -> Result<(Option<Lease>, Option<Lease>), StoreError> {
+        self.timed_deadline(10, self.inner.lease_by_addr_and_client(addr, subnet, client)).await
     }
 
     async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {

@@ -255,6 +255,15 @@ impl LeaseStore for AnyStore {
         dispatch!(self, s => s.lease_by_addr(addr))
     }
 
+    async fn lease_by_addr_and_client(
+        &self,
+        addr: Ipv4Addr,
+        subnet: u32,
+        client: &ClientId,
+    ) -> Result<(Option<Lease>, Option<Lease>), StoreError> {
+        dispatch!(self, s => s.lease_by_addr_and_client(addr, subnet, client))
+    }
+
     async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
         dispatch!(self, s => s.claim(lease, now))
     }

@@ -440,6 +440,37 @@ impl LeaseStore for PostgresStore {
         self.lease_at(&client, addr.into()).await
     }
 
+    async fn lease_by_addr_and_client(
+        &self,
+        addr: Ipv4Addr,
+        subnet: u32,
+        client_id: &ClientId,
+    ) -> Result<(Option<Lease>, Option<Lease>), StoreError> {
+        let client = self.client().await?;
+        // One statement, so one snapshot: the row at the address first (`which` 0), then the
+        // client's lease as `lease_by_client` picks it (1).
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT 0 AS which, {COLUMNS} FROM dhcp_leases WHERE addr = $1
+                 UNION ALL
+                 (SELECT 1, {COLUMNS} FROM dhcp_leases WHERE subnet = $2 AND client = $3
+                  ORDER BY COALESCE(deadline, 0) DESC LIMIT 1)"
+            ))
+            .await
+            .map_err(backend)?;
+        let rows = client
+            .query(&stmt, &[&i64::from(u32::from(addr)), &i64::from(subnet), &client_id.as_bytes()])
+            .await
+            .map_err(backend)?;
+        let (mut at, mut of) = (None, None);
+        for row in &rows {
+            let which: i32 = row.try_get(0).map_err(backend)?;
+            let lease = lease_from_row(row, 1)?;
+            if which == 0 { at = Some(lease) } else { of = Some(lease) }
+        }
+        Ok((at, of))
+    }
+
     async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
         Ok(self.claim_batched(lease, now).await?.map(|(stored, _)| stored))
     }

@@ -148,6 +148,15 @@ impl<S: LeaseStore> LeaseStore for HaStore<S> {
         self.inner.lease_by_addr(addr).await
     }
 
+    async fn lease_by_addr_and_client(
+        &self,
+        addr: Ipv4Addr,
+        subnet: u32,
+        client: &ClientId,
+    ) -> Result<(Option<Lease>, Option<Lease>), StoreError> {
+        self.inner.lease_by_addr_and_client(addr, subnet, client).await
+    }
+
     async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
         if let Some(ha) = self.replicating() {
             // A free address of the partner's half is not this server's to give while both may

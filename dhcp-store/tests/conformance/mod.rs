@@ -185,6 +185,25 @@ pub async fn delete_and_list(store: impl LeaseStore) {
     assert_eq!(store.lease_by_client(1, &client(1)).await.expect("store"), None);
 }
 
+pub async fn both_reads_at_once_answer_as_each_alone(store: impl LeaseStore) {
+    // The client's lease at one address, another client's at a second, none at a third: each
+    // combined read answers what the two reads alone answer.
+    store.claim(&bound(1, addr(5), 100), T0).await.expect("store").expect("granted");
+    store.claim(&bound(1, addr(9), 3600), T0 + 200).await.expect("store").expect("granted");
+    store.claim(&offered(2, addr(7), 60), T0 + 200).await.expect("store").expect("granted");
+    for at in [addr(5), addr(7), addr(9), addr(11)] {
+        for who in [client(1), client(2), client(3)] {
+            let both = store.lease_by_addr_and_client(at, 1, &who).await.expect("store");
+            let alone = (
+                store.lease_by_addr(at).await.expect("store"),
+                store.lease_by_client(1, &who).await.expect("store"),
+            );
+            assert_eq!(both, alone, "{at}, {who:?}");
+        }
+    }
+    assert_eq!(store.lease_by_addr_and_client(addr(9), 2, &client(1)).await.expect("store").1, None, "other subnet");
+}
+
 pub async fn a_moved_client_is_found_at_its_new_address(store: impl LeaseStore) {
     store.claim(&bound(1, addr(5), 100), T0).await.expect("store").expect("granted");
     store.claim(&bound(1, addr(9), 3600), T0 + 200).await.expect("store").expect("granted");
@@ -689,6 +708,7 @@ macro_rules! suite {
             reclaim_respects_its_limit,
             delete_and_list,
             a_moved_client_is_found_at_its_new_address,
+            both_reads_at_once_answer_as_each_alone,
             long_client_ids_and_no_hostname,
             a_binding_elsewhere_frees_the_old_one,
             an_offer_elsewhere_keeps_the_binding_until_the_move,
