@@ -117,7 +117,12 @@ impl Syncer {
 
     /// The syncer thread: waits for wanted lines, syncs the file once for all of them, wakes
     /// their waiters, until the store is dropped.
+    ///
+    /// Syncs start at least [`MIN_SYNC_INTERVAL`] apart: when lines arrive faster than a sync
+    /// takes, back-to-back syncs would each carry a few lines and spend a core on the kernel's
+    /// flushing; waiting out the rest of the interval lets a sync carry every line of it.
     fn run(&self, journal: &Mutex<Journal>) {
+        let mut last_start: Option<std::time::Instant> = None;
         loop {
             {
                 let mut state = self.state();
@@ -130,6 +135,10 @@ impl Syncer {
                     return;
                 }
             }
+            if let Some(wait) = last_start.and_then(|at| MIN_SYNC_INTERVAL.checked_sub(at.elapsed())) {
+                std::thread::sleep(wait);
+            }
+            last_start = Some(std::time::Instant::now());
             // Take the line count and a handle on the file, then sync without the journal
             // lock: appends go on meanwhile and make the next batch.
             let (target, file) = {
@@ -154,6 +163,11 @@ impl Syncer {
         }
     }
 }
+
+/// The least time from the start of one sync to the start of the next (see [`Syncer::run`]). A
+/// change waits for its sync at most this much longer than for the sync alone; a DHCP client
+/// waits seconds for an answer.
+const MIN_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_micros(1000);
 
 /// Stops the syncer thread when the last clone of the store goes.
 #[derive(Debug)]

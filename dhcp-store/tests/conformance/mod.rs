@@ -194,10 +194,8 @@ pub async fn both_reads_at_once_answer_as_each_alone(store: impl LeaseStore) {
     for at in [addr(5), addr(7), addr(9), addr(11)] {
         for who in [client(1), client(2), client(3)] {
             let both = store.lease_by_addr_and_client(at, 1, &who).await.expect("store");
-            let alone = (
-                store.lease_by_addr(at).await.expect("store"),
-                store.lease_by_client(1, &who).await.expect("store"),
-            );
+            let alone =
+                (store.lease_by_addr(at).await.expect("store"), store.lease_by_client(1, &who).await.expect("store"));
             assert_eq!(both, alone, "{at}, {who:?}");
         }
     }
