@@ -316,8 +316,28 @@ unlink(ARGV[3], true)
 return 1
 "#;
 
+/// The reads the engine makes, each in one round trip where plain commands take two or three:
+/// ARGV: prefix, an address (empty: none), then `1`, a subnet and a client id's hex to find the
+/// client's lease too (`0` otherwise). Returns the lease hash at the address (empty when none),
+/// the address the client index points to (empty when none), and the lease hash there.
+const LOOKUP: &str = r#"
+local p = ARGV[1]
+local at = {}
+if ARGV[2] ~= '' then at = redis.call('HGETALL', p .. 'lease:' .. ARGV[2]) end
+local of_addr, of = '', {}
+if ARGV[3] == '1' then
+  local a = redis.call('GET', p .. 'client:' .. ARGV[4] .. ':' .. ARGV[5])
+  if a then
+    of_addr = a
+    of = redis.call('HGETALL', p .. 'lease:' .. a)
+  end
+end
+return {at, of_addr, of}
+"#;
+
 #[derive(Clone)]
 struct Scripts {
+    lookup: Script,
     claim: Script,
     allocate: Script,
     update_state: Script,
@@ -330,6 +350,7 @@ impl Scripts {
         let codes = lua_codes();
         let with_lib = |body: &str| Script::new(&format!("{codes}{LIB}\n{body}"));
         Scripts {
+            lookup: Script::new(LOOKUP),
             claim: with_lib(CLAIM),
             allocate: with_lib(ALLOCATE),
             update_state: with_lib(UPDATE_STATE),
@@ -733,6 +754,36 @@ impl RedisStore {
         Ok(RedisStore { conn: Conn::Direct(conn), prefix, hosts, scripts: Scripts::new() })
     }
 
+    /// The lease at `addr` and the lease `of` (a subnet and a client) holds there, as
+    /// [`LOOKUP`] reads them in one round trip. The client index may lag a concurrent change of
+    /// hands: only a lease of that client in that subnet is answered.
+    async fn lookup(
+        &self,
+        addr: Option<u32>,
+        of: Option<(u32, &ClientId)>,
+    ) -> Result<(Option<Lease>, Option<Lease>), StoreError> {
+        let mut conn = self.conn.clone();
+        let mut call = self.scripts.lookup.prepare_invoke();
+        call.arg(&self.prefix).arg(addr.map(|a| a.to_string()).unwrap_or_default());
+        match of {
+            Some((subnet, client)) => call.arg("1").arg(subnet).arg(hex(client.as_bytes())),
+            None => call.arg("0").arg(0).arg(""),
+        };
+        type Hash = HashMap<String, String>;
+        let (at_hash, of_addr, of_hash): (Hash, String, Hash) = call.invoke_async(&mut conn).await.map_err(failed)?;
+        let at = match addr {
+            Some(addr) if !at_hash.is_empty() => Some(lease_from_hash(addr, &at_hash)?),
+            _ => None,
+        };
+        let of = match (of, of_addr.parse::<u32>()) {
+            (Some((subnet, client)), Ok(found)) if !of_hash.is_empty() => {
+                Some(lease_from_hash(found, &of_hash)?).filter(|l| l.client == *client && l.subnet == subnet)
+            }
+            _ => None,
+        };
+        Ok((at, of))
+    }
+
     async fn hash(&self, addr: u32) -> Result<Option<Lease>, StoreError> {
         let mut conn = self.conn.clone();
         let hash: HashMap<String, String> =
@@ -840,16 +891,20 @@ impl LeaseStore for RedisStore {
     }
 
     async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
-        let mut conn = self.conn.clone();
-        let key = format!("{}client:{subnet}:{}", self.prefix, hex(client.as_bytes()));
-        let addr: Option<u32> = conn.get(key).await.map_err(failed)?;
-        let Some(addr) = addr else { return Ok(None) };
-        // The index may lag a concurrent change of hands; trust only a matching lease.
-        Ok(self.hash(addr).await?.filter(|l| l.client == *client && l.subnet == subnet))
+        Ok(self.lookup(None, Some((subnet, client))).await?.1)
     }
 
     async fn lease_by_addr(&self, addr: Ipv4Addr) -> Result<Option<Lease>, StoreError> {
         self.hash(addr.into()).await
+    }
+
+    async fn lease_by_addr_and_client(
+        &self,
+        addr: Ipv4Addr,
+        subnet: u32,
+        client: &ClientId,
+    ) -> Result<(Option<Lease>, Option<Lease>), StoreError> {
+        self.lookup(Some(addr.into()), Some((subnet, client))).await
     }
 
     async fn claim(&self, lease: &Lease, now: Timestamp) -> Result<Option<Lease>, StoreError> {
