@@ -181,8 +181,20 @@ end
 -- f: subnet, client, hw, state, deadline ('' for none), free_at, host ('-' for none)
 local function put(addr, f)
   local keep_index = move_client(addr, f)
-  unlink(addr, false)
   local key = p .. 'lease:' .. addr
+  local cur = redis.call('HMGET', key, 'subnet', 'client')
+  if cur[1] == f[1] and cur[2] == f[2] then
+    -- The same client's lease in the same subnet (an offer taken, a renewal): its index entries
+    -- and free-set member are its own, and the writes below overwrite them; only the fields the
+    -- new lease lacks go.
+    if f[5] == '' then
+      redis.call('HDEL', key, 'deadline')
+      redis.call('ZREM', p .. 'deadlines', addr)
+    end
+    if f[7] == '-' then redis.call('HDEL', key, 'host') end
+  else
+    unlink(addr, false)
+  end
   redis.call('HSET', key, 'subnet', f[1], 'client', f[2], 'hw', f[3], 'state', f[4], 'free_at', f[6])
   if f[5] ~= '' then
     redis.call('HSET', key, 'deadline', f[5])
