@@ -4,7 +4,7 @@
 //! the lot, where each used to pay its own.
 //!
 //! What is batched is only how the writes travel, not what each means:
-//! - each item is the same atomic claim as before ([`CLAIM`](super::CLAIM), run by the function
+//! - each item is the same atomic claim as before ([`CLAIM`](super::sql::CLAIM), run by the function
 //!   `dhcp_apply`), or the same allocation (the pool's cursor, then the free-address list, then
 //!   leases that are over);
 //! - an item that fails fails its batch: the transaction is rolled back and every item in it is
@@ -36,7 +36,7 @@ use dhcp_core::{Lease, StoreError, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::Row;
 
-use super::{CLAIM, COLUMN_COUNT, Claimed, backend, both, lease_from_row, secs, state_columns, unavailable};
+use super::sql::{CLAIM, COLUMN_COUNT, Claimed, backend, both, lease_from_row, secs, state_columns, unavailable};
 
 /// The most items one batch takes: enough that a commit's flush is shared widely, few enough
 /// that a batch's locks are held briefly.
@@ -348,7 +348,7 @@ fn answer(row: Row, lease: &Lease, now: Timestamp) -> Result<Option<Claimed>, St
 }
 
 /// Where the record a claim met starts in a row of `dhcp_apply` (`r_addr`, after `r_item` and
-/// `r_at`), in [`COLUMNS`](super::COLUMNS)'s order.
+/// `r_at`), in [`COLUMNS`](super::sql::COLUMNS)'s order.
 pub(super) const OLD_RECORD: usize = 2;
 
 /// The batch's parameters as `dhcp_apply` takes them: one element per item in each array.
