@@ -61,9 +61,7 @@ impl<S: LeaseStore + 'static> Server<S> {
                         if !self.admits(datagram, &received.meta, now) {
                             continue;
                         }
-                        let client = locks.lock(datagram).await;
-                        let check = self.answer(index, datagram, received.meta, now, &mut out).await;
-                        drop(client);
+                        let check = self.answer_locked(&locks, index, datagram, received.meta, now, &mut out).await;
                         if let Some(check) = check {
                             // The check waits in a task of its own: the next datagram is read now.
                             tokio::spawn(Arc::clone(&self).ping_then_answer(
@@ -91,9 +89,8 @@ impl<S: LeaseStore + 'static> Server<S> {
                         let locks = Arc::clone(&locks);
                         tokio::spawn(async move {
                             let mut out = Vec::with_capacity(RECV_BUFFER);
-                            let client = locks.lock(&datagram).await;
-                            let check = server.answer(index, &datagram, received.meta, now, &mut out).await;
-                            drop(client);
+                            let check =
+                                server.answer_locked(&locks, index, &datagram, received.meta, now, &mut out).await;
                             // A ping check waits without a slot: slots bound engine work.
                             drop(permit);
                             if let Some(check) = check {
@@ -136,13 +133,26 @@ impl<S: LeaseStore + 'static> Server<S> {
             };
             let answer = self.ping_answer(check, found, &meta, &mut conflicts);
             meta = meta.with_ping_answer(answer);
-            let client = locks.lock(&datagram).await;
-            next = self.answer(index, &datagram, meta, clock::now(), &mut out).await;
-            drop(client);
+            next = self.answer_locked(&locks, index, &datagram, meta, clock::now(), &mut out).await;
             if next.is_some() && !self.keep_checking(&meta, conflicts) {
                 return;
             }
         }
+    }
+
+    /// Answers `datagram` holding its client's lock, so that two requests of one client are
+    /// never answered at once (the lock is let go before any ping check waits).
+    async fn answer_locked(
+        &self,
+        locks: &ClientLocks,
+        index: usize,
+        datagram: &[u8],
+        meta: RecvMeta,
+        now: Timestamp,
+        out: &mut Vec<u8>,
+    ) -> Option<PingCheck> {
+        let _client = locks.lock(datagram).await;
+        self.answer(index, datagram, meta, now, out).await
     }
 
     async fn timer_loop(self: Arc<Self>) {

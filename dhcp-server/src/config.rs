@@ -126,7 +126,14 @@ pub fn default_threads() -> usize {
 /// with no task to spawn), 64 otherwise (a network store's round trips, or the journal's group
 /// commits, overlap; with several threads, requests in flight are what the other threads run).
 pub fn default_in_flight(store: &str, threads: usize) -> usize {
-    if store == "memory:" && threads <= 1 { 1 } else { 64 }
+    if never_waits(store) && threads <= 1 { 1 } else { 64 }
+}
+
+/// Whether the store at `store` answers every call at once, without waiting on a disk or a
+/// network: only the plain in-memory store. Its requests need not overlap on one thread, and on
+/// several, the receiving task may answer the first datagram of each wakeup itself.
+fn never_waits(store: &str) -> bool {
+    store == "memory:"
 }
 
 impl Default for ServerSettings {
@@ -326,7 +333,7 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
             server_port,
             client_port,
             max_in_flight,
-            inline_first: store == "memory:",
+            inline_first: never_waits(&store),
             receive_buffer,
         },
         store,
