@@ -13,7 +13,7 @@ use dhcproto::v4::MessageType;
 use crate::config::{Config, Group, LeaseTimes, Pool, Reservation, Subnet};
 use crate::lease::{ClientId, HwAddr, Lease, LeaseState};
 use crate::offers;
-use crate::stats::{Counter, Stats};
+use crate::stats::{Counter, Stats, SubnetStats};
 use crate::store::{LeaseStore, StoreError};
 use crate::swap::Swap;
 use crate::time::Timestamp;
@@ -600,19 +600,20 @@ impl<S: LeaseStore> Engine<S> {
         offers::window(now, ctx.config.offer_hold_time)
     }
 
-    /// Whether outstanding offers already hold the subnet's or the relay's bound.
-    fn offers_over_limit(&self, ctx: &Ctx<'_>, now: Timestamp) -> bool {
+    /// Counts a new client's offer against the subnet's and the relay's bounds before the store
+    /// is asked, or `None` when outstanding offers already hold a bound. Checked and counted in
+    /// one step: requests answered at the same moment cannot together pass a bound.
+    fn offer_slot<'a>(
+        &'a self,
+        ctx: &Ctx<'_>,
+        subnet: Option<&'a SubnetStats>,
+        now: Timestamp,
+    ) -> Option<offers::OfferSlot<'a>> {
         let epoch = self.offer_window(ctx, now);
-        if let Some(stats) = self.stats.subnet(ctx.subnet.id)
-            && stats.offers.held(epoch) >= ctx.subnet.max_offers
-        {
-            return true;
-        }
         let giaddr = ctx.pkt.giaddr();
-        match ctx.config.max_offers_per_relay {
-            Some(max) if !giaddr.is_unspecified() => self.stats.relay_offers(giaddr).held(epoch) >= u64::from(max),
-            _ => false,
-        }
+        let relay = (!giaddr.is_unspecified())
+            .then(|| (self.stats.relay_offers(giaddr), ctx.config.max_offers_per_relay.map(u64::from)));
+        offers::OfferSlot::take(epoch, [subnet.map(|s| (&s.offers, Some(ctx.subnet.max_offers))), relay])
     }
 
     /// Counts a new offer against the subnet's and the relay's bounds.
@@ -656,9 +657,16 @@ impl<S: LeaseStore> Engine<S> {
         }
         let previous = self.store.lease_by_client(ctx.subnet.id, &ctx.client).await?;
         // A flood of new clients cannot hold more of the pool than `max-offers`; clients this
-        // server knows (a lease, current or past, or a reservation) are always answered.
-        if previous.is_none() && ctx.reservation.is_none() && self.offers_over_limit(ctx, now) {
-            return Ok(Outcome::Dropped(DropReason::OfferLimit));
+        // server knows (a lease, current or past, or a reservation) are always answered. A new
+        // client's offer is counted now, before the store is asked, and given back if none is
+        // made (the slot's drop).
+        let subnet_stats = self.stats.subnet(ctx.subnet.id);
+        let mut slot = None;
+        if previous.is_none() && ctx.reservation.is_none() {
+            match self.offer_slot(ctx, subnet_stats.as_deref(), now) {
+                Some(taken) => slot = Some(taken),
+                None => return Ok(Outcome::Dropped(DropReason::OfferLimit)),
+            }
         }
         let mut offered = None;
         if let Some(addr) = ctx.reserved {
@@ -705,7 +713,10 @@ impl<S: LeaseStore> Engine<S> {
                 // The same offer again, held a while longer: not a new one.
                 Some(p) if p.addr == lease.addr && matches!(p.state, LeaseState::Offered { until } if until > now) => {}
                 _ => {
-                    self.offer_made(ctx, now);
+                    match slot.as_mut() {
+                        Some(counted) => counted.keep(),
+                        None => self.offer_made(ctx, now),
+                    }
                     // The store freed the client's earlier offer of another address.
                     if let Some(p) = &previous {
                         self.offer_ended(ctx, p, now);
