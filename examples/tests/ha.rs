@@ -873,6 +873,13 @@ fn peers_over_tls_check_each_others_certificates() {
     let mut pair = Pair::with_peer_link();
     let (ca, cert, key) = peer_certs(&pair.dir, "peers");
     pair.tls = Some((ca, cert, key));
+    // The primary must still count the partner as there when the standby comes back with the
+    // other CA: a partner silent past max-response-delay is down. The standby's restart takes
+    // longer than the shared timing's 1.2 s on a loaded machine.
+    pair.ha_timing =
+        "heartbeat-delay-ms = 300\nmax-response-delay-ms = 6000\nmax-ack-delay-ms = 1000\nmax-unacked-clients = 0\n"
+            .into();
+    let (stranger_ca, _, _) = peer_certs(&pair.dir, "stranger");
     let primary = pair.start(0, "hot-standby", "memory:");
     let standby = pair.start(1, "hot-standby", "memory:");
     pair.wait_for_states(["hot-standby", "hot-standby"], Duration::from_secs(10));
@@ -892,7 +899,6 @@ fn peers_over_tls_check_each_others_certificates() {
 
     // A standby that trusts another CA refuses the primary's certificate and says why.
     drop(standby);
-    let (stranger_ca, _, _) = peer_certs(&pair.dir, "stranger");
     let good = pair.tls.clone();
     pair.tls = good.clone().map(|(_, cert, key)| (stranger_ca, cert, key));
     let doubting = pair.start(1, "hot-standby", "memory:");

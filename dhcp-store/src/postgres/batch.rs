@@ -90,6 +90,13 @@ pub(super) fn migration() -> String {
     BEGIN
         -- Every client's lock first, in key order: batches never wait for each other in a cycle.
         PERFORM pg_advisory_xact_lock(k) FROM (SELECT DISTINCT unnest(p_key) AS k ORDER BY 1) AS keys;
+        -- The cursor rows of the batch's pools next, made where missing and locked in key order:
+        -- two batches allocating from two pools in opposite orders would otherwise each hold one
+        -- row and wait for the other's. (A new row starts at 0, as the upsert below would.)
+        INSERT INTO dhcp_pool_cursor (pool_key, next)
+            SELECT DISTINCT k, 0 FROM unnest(p_pool) AS k WHERE k IS NOT NULL ORDER BY 1
+            ON CONFLICT (pool_key) DO NOTHING;
+        PERFORM 1 FROM dhcp_pool_cursor WHERE pool_key = ANY(p_pool) ORDER BY pool_key FOR UPDATE;
         FOR i IN 1 .. coalesce(array_length(p_key, 1), 0) LOOP
             r_item := i; r_at := NULL; r_addr := NULL; r_subnet := NULL; r_client := NULL;
             r_hwaddr := NULL; r_state := NULL; r_deadline := NULL; r_hostname := NULL;
@@ -306,13 +313,27 @@ async fn write(
         &args.key,
         &args.now,
     ];
-    let ((begun, rows), committed) =
-        both(both(client.batch_execute("BEGIN"), client.query(&apply, &params)), client.batch_execute("COMMIT")).await;
-    // After a failed statement the server rolls the transaction back at the COMMIT, and a lost
-    // connection fails whichever of the three it met: either way nothing is answered as stored.
-    begun.map_err(backend)?;
-    let rows = rows.map_err(backend)?;
-    committed.map_err(backend)?;
+    // A batch that PostgreSQL picked as a deadlock's victim (two batches locking lease rows in
+    // opposite orders) or a serialization failure was rolled back whole: it runs once more, by
+    // when the other has committed.
+    let mut retried = false;
+    let rows = loop {
+        let ((begun, rows), committed) =
+            both(both(client.batch_execute("BEGIN"), client.query(&apply, &params)), client.batch_execute("COMMIT"))
+                .await;
+        // After a failed statement the server rolls the transaction back at the COMMIT, and a
+        // lost connection fails whichever of the three it met: either way nothing is answered
+        // as stored.
+        begun.map_err(backend)?;
+        match rows {
+            Ok(rows) => {
+                committed.map_err(backend)?;
+                break rows;
+            }
+            Err(e) if !retried && is_retryable(&e) && committed.is_ok() => retried = true,
+            Err(e) => return Err(backend(e)),
+        }
+    };
     if rows.len() != items.len() {
         return Err(StoreError::Backend(format!(
             "postgres: dhcp_apply answered {} rows for {} items",
@@ -321,6 +342,14 @@ async fn write(
         )));
     }
     Ok(rows.into_iter().zip(items).map(|(row, (_, lease, _, now))| answer(row, lease, *now)).collect())
+}
+
+/// A deadlock's victim or a serialization failure: the transaction was rolled back, and the
+/// same work may succeed at once.
+fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code()
+        .is_some_and(|code| *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE)
 }
 
 /// The answer to one item from its row of `dhcp_apply`, as a single claim answers: the lease
