@@ -77,10 +77,16 @@ fn load_and_check(lab: &Lab, rate: &str) {
             rate,
             "-n",
             &exchanges,
-            // Replies still on their way when the last request goes out count, not as drops:
-            // the test's server is a debug build that logs every reply, and lags under a burst.
+            // Replies still on their way count, not as drops: the test's server is a debug
+            // build that logs every reply, and under a burst on a loaded machine (the rest of
+            // the test command runs beside it) answers seconds late. perfdhcp waits 2 s after
+            // its last request, and counts a request lost only after 10 s (per exchange).
             "-W",
             "2000000",
+            "-d",
+            "10",
+            "-d",
+            "10",
             SERVER_ADDR,
         ],
         &lab.path("perfdhcp.log"),
