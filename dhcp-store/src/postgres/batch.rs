@@ -36,7 +36,7 @@ use dhcp_core::{Lease, StoreError, Timestamp};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::Row;
 
-use super::sql::{CLAIM, COLUMN_COUNT, Claimed, backend, both, lease_from_row, secs, state_columns, unavailable};
+use super::sql::{CLAIM, COLUMN_COUNT, Claimed, backend, lease_from_row, secs, state_columns, unavailable};
 
 /// The most items one batch takes: enough that a commit's flush is shared widely, few enough
 /// that a batch's locks are held briefly.
@@ -195,12 +195,18 @@ pub(super) enum Want {
     },
 }
 
-/// One queued write and where its answer goes.
-struct Item {
+/// One write a batch carries: what it asks for, the lease, the client's advisory lock key and
+/// the time of the request.
+struct Write {
     want: Want,
     lease: Lease,
     lock_key: i64,
     now: Timestamp,
+}
+
+/// One queued write and where its answer goes.
+struct Item {
+    write: Write,
     reply: oneshot::Sender<Result<Option<Claimed>, StoreError>>,
 }
 
@@ -238,7 +244,8 @@ impl Batcher {
         }
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Unavailable("postgres: the store's batch workers have stopped".into());
-        self.queue.send(Item { want, lease, lock_key, now, reply }).map_err(|_| gone())?;
+        let write = Write { want, lease, lock_key, now };
+        self.queue.send(Item { write, reply }).map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
@@ -258,23 +265,20 @@ async fn work(pool: deadpool_postgres::Pool, waiting: Arc<Mutex<mpsc::UnboundedR
             }
             batch
         };
-        let (items, replies): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|item| ((item.want, item.lease, item.lock_key, item.now), item.reply)).unzip();
-        let mut answers = match write(&pool, &items).await {
-            Ok(answers) => answers.into_iter().map(Some).collect::<Vec<_>>(),
+        let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().map(|item| (item.write, item.reply)).unzip();
+        // `write` answers every item or fails the batch; a caller that gave up has dropped its
+        // receiver, and there is nothing to tell it.
+        match write(&pool, &writes).await {
+            Ok(answers) => {
+                for (answer, reply) in answers.into_iter().zip(replies) {
+                    let _ = reply.send(answer);
+                }
+            }
             Err(e) => {
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
                 }
-                continue;
             }
-        };
-        for (answer, reply) in answers.iter_mut().zip(replies) {
-            let answer = answer
-                .take()
-                .unwrap_or_else(|| Err(StoreError::Backend("postgres: the batch did not answer an item".into())));
-            // A caller that gave up has dropped its receiver; nothing to tell it.
-            let _ = reply.send(answer);
         }
     }
 }
@@ -282,7 +286,7 @@ async fn work(pool: deadpool_postgres::Pool, waiting: Arc<Mutex<mpsc::UnboundedR
 /// Writes one batch and answers each item, in order, once the commit has succeeded.
 async fn write(
     pool: &deadpool_postgres::Pool,
-    items: &[(Want, Lease, i64, Timestamp)],
+    items: &[Write],
 ) -> Result<Vec<Result<Option<Claimed>, StoreError>>, StoreError> {
     let client = pool.get().await.map_err(unavailable)?;
     let apply = client
@@ -292,8 +296,8 @@ async fn write(
         .await
         .map_err(backend)?;
     let mut args = Args::default();
-    for (want, lease, key, now) in items {
-        args.push(want, lease, *key, *now);
+    for item in items {
+        args.push(item);
     }
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
         &args.addr,
@@ -341,7 +345,36 @@ async fn write(
             items.len()
         )));
     }
-    Ok(rows.into_iter().zip(items).map(|(row, (_, lease, _, now))| answer(row, lease, *now)).collect())
+    Ok(rows.into_iter().zip(items).map(|(row, item)| answer(row, &item.lease, item.now)).collect())
+}
+
+/// Runs two futures at once and returns both outputs. Requests on one connection made this way
+/// are pipelined: tokio-postgres sends each request when its future is first polled, and this
+/// polls both at once, `a` first, so both are on their way, in order, before either answer.
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    use std::task::Poll;
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut out_a, mut out_b) = (None, None);
+    std::future::poll_fn(|cx| {
+        if out_a.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            out_a = Some(v);
+        }
+        if out_b.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            out_b = Some(v);
+        }
+        match (out_a.take(), out_b.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (a, b) => {
+                (out_a, out_b) = (a, b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// A deadlock's victim or a serialization failure: the transaction was rolled back, and the
@@ -402,7 +435,8 @@ struct Args {
 }
 
 impl Args {
-    fn push(&mut self, want: &Want, lease: &Lease, key: i64, now: Timestamp) {
+    fn push(&mut self, item: &Write) {
+        let Write { want, lease, lock_key, now } = item;
         // Arrays in SQL count from 1.
         let first = i32::try_from(self.lo.len() + 1).unwrap_or(i32::MAX);
         match want {
@@ -432,7 +466,7 @@ impl Args {
         self.deadline.push(deadline);
         self.free_at.push(free_at);
         self.hostname.push(lease.hostname.clone());
-        self.key.push(key);
-        self.now.push(secs(now));
+        self.key.push(*lock_key);
+        self.now.push(secs(*now));
     }
 }

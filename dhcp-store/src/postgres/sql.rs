@@ -1,5 +1,5 @@
 //! What the PostgreSQL store's layers share: the claim statement, the lease columns and how a
-//! row decodes, error mapping and pipelining. The lowest layer: it uses neither the store nor its
+//! row decodes, and error mapping. The lowest layer: it uses neither the store nor its
 //! batches, which both use it.
 
 use std::net::Ipv4Addr;
@@ -60,35 +60,6 @@ pub(super) const CLAIM: &str = "
     SELECT old.addr, old.subnet, old.client, old.hwaddr, old.state, old.deadline, old.hostname,
            EXISTS (SELECT 1 FROM claimed) AS written
     FROM (SELECT 1) AS one LEFT JOIN old ON true";
-
-/// Runs two futures at once and returns both outputs. Requests on one connection made this way
-/// are pipelined: tokio-postgres sends each request when its future is first polled, and this
-/// polls both at once, `a` first, so both are on their way, in order, before either answer.
-pub(super) async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    use std::task::Poll;
-    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
-    let (mut out_a, mut out_b) = (None, None);
-    std::future::poll_fn(|cx| {
-        if out_a.is_none()
-            && let Poll::Ready(v) = a.as_mut().poll(cx)
-        {
-            out_a = Some(v);
-        }
-        if out_b.is_none()
-            && let Poll::Ready(v) = b.as_mut().poll(cx)
-        {
-            out_b = Some(v);
-        }
-        match (out_a.take(), out_b.take()) {
-            (Some(a), Some(b)) => Poll::Ready((a, b)),
-            (a, b) => {
-                (out_a, out_b) = (a, b);
-                Poll::Pending
-            }
-        }
-    })
-    .await
-}
 
 pub(super) fn unavailable(e: impl std::error::Error) -> StoreError {
     StoreError::Unavailable(format!("postgres: {}", with_causes(&e)))
