@@ -22,7 +22,9 @@ impl Capture {
     pub fn start(ns: &Netns, dev: &str, filter: &str, count: Option<u32>, file: &Path, log_dir: &Path) -> Capture {
         let log = log_dir.join(format!("tcpdump-{}.log", next_id()));
         let file = path_str(file);
-        let mut args = vec!["tcpdump", "-i", dev, "-U", "--immediate-mode", "-w", &file];
+        // A 64 MiB kernel buffer: on a busy machine (the test command runs suites side by side)
+        // tcpdump is not scheduled for a while, and a burst overflows the default 2 MiB.
+        let mut args = vec!["tcpdump", "-i", dev, "-U", "--immediate-mode", "-B", "65536", "-w", &file];
         let count = count.map(|c| c.to_string());
         if let Some(count) = &count {
             args.extend(["-c", count]);
