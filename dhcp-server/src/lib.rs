@@ -63,6 +63,7 @@ mod metrics;
 mod redact;
 mod seen;
 mod service;
+mod stripes;
 mod tls;
 
 pub use config::{API_TOKEN_ENV, LogLevel, ServerConfig, ServerSettings, default_in_flight, default_threads};

@@ -25,6 +25,8 @@ use dhcp_net::Throttle;
 use serde::Deserialize;
 use tracing::warn;
 
+use crate::stripes::{Striped, per_stripe};
+
 use dhcp_core::ConfigError;
 
 /// Option 82's circuit-id sub-option.
@@ -203,18 +205,20 @@ impl<K: Hash + Eq> Buckets<K> {
     }
 }
 
-#[derive(Debug)]
-struct State {
-    client: Option<Buckets<Vec<u8>>>,
-    relay: Option<Buckets<Ipv4Addr>>,
-    circuit: Option<Buckets<(Ipv4Addr, Vec<u8>)>>,
-    server: Option<(Rate, Bucket)>,
-}
+/// A relay circuit: the relay's address and option 82's circuit-id.
+type Circuit = (Ipv4Addr, Vec<u8>);
 
 /// The rate limits of a running server, and what they dropped.
+///
+/// The buckets by key are kept in stripes (each with its share of `tracked`), so that
+/// datagrams of different clients, relays or circuits seldom take the same lock; the
+/// server-wide bucket is one, as the limit is.
 #[derive(Debug)]
 pub struct Limits {
-    state: Mutex<State>,
+    client: Option<Striped<Buckets<Vec<u8>>>>,
+    relay: Option<Striped<Buckets<Ipv4Addr>>>,
+    circuit: Option<Striped<Buckets<Circuit>>>,
+    server: Option<(Rate, Mutex<Bucket>)>,
     dropped: [AtomicU64; 4],
     /// The drops' warning, at most one a period (with how many came since).
     log: Throttle,
@@ -224,13 +228,12 @@ impl Limits {
     /// Limits as `config` sets them.
     pub fn new(config: &LimitsConfig) -> Limits {
         let now = Instant::now();
+        let tracked = per_stripe(config.tracked);
         Limits {
-            state: Mutex::new(State {
-                client: config.per_client.map(|r| Buckets::new(r, config.tracked)),
-                relay: config.per_relay.map(|r| Buckets::new(r, config.tracked)),
-                circuit: config.per_circuit_id.map(|r| Buckets::new(r, config.tracked)),
-                server: config.server.map(|r| (r, Bucket::full(r, now))),
-            }),
+            client: config.per_client.map(|r| Striped::new(|| Buckets::new(r, tracked))),
+            relay: config.per_relay.map(|r| Striped::new(|| Buckets::new(r, tracked))),
+            circuit: config.per_circuit_id.map(|r| Striped::new(|| Buckets::new(r, tracked))),
+            server: config.server.map(|r| (r, Mutex::new(Bucket::full(r, now)))),
             dropped: Default::default(),
             log: Throttle::default(),
         }
@@ -240,32 +243,33 @@ impl Limits {
     /// (counted, and logged at most every ten seconds). The finer limits come first, so that a
     /// client over its own limit does not use up the server's.
     pub fn check(&self, packet: &Packet<'_>, now: Instant) -> Result<(), Limit> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let relay = packet.giaddr();
         let relayed = !relay.is_unspecified();
         let verdict = (|| {
-            if let Some(buckets) = &mut state.client {
+            if let Some(buckets) = &self.client {
                 let id = packet.option(code::CLIENT_IDENTIFIER).filter(|id| !id.is_empty());
                 let key = id.map_or_else(|| packet.chaddr().to_vec(), |id| id.into_owned());
-                if !buckets.take(key, now) {
+                if !buckets.lock(&key).take(key, now) {
                     return Err(Limit::Client);
                 }
             }
             if relayed {
-                if let Some(buckets) = &mut state.circuit
+                if let Some(buckets) = &self.circuit
                     && let Some(circuit) = circuit_id(packet)
-                    && !buckets.take((relay, circuit), now)
                 {
-                    return Err(Limit::CircuitId);
+                    let key = (relay, circuit);
+                    if !buckets.lock(&key).take(key, now) {
+                        return Err(Limit::CircuitId);
+                    }
                 }
-                if let Some(buckets) = &mut state.relay
-                    && !buckets.take(relay, now)
+                if let Some(buckets) = &self.relay
+                    && !buckets.lock(&relay).take(relay, now)
                 {
                     return Err(Limit::Relay);
                 }
             }
-            if let Some((rate, bucket)) = &mut state.server
-                && !bucket.take(*rate, now)
+            if let Some((rate, bucket)) = &self.server
+                && !bucket.lock().unwrap_or_else(PoisonError::into_inner).take(*rate, now)
             {
                 return Err(Limit::Server);
             }

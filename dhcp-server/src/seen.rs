@@ -2,18 +2,26 @@
 //! as "last seen", as the Go server's CLI does.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 
 use dhcp_core::{HwAddr, Timestamp};
+
+use crate::stripes::{Striped, per_stripe};
 
 /// At most this many clients are remembered; past it, new clients are not noted until a
 /// restart (a flood of made-up MACs cannot grow the map without bound).
 const MAX_CLIENTS: usize = 1 << 20;
 
-/// Last-seen times by hardware address.
-#[derive(Debug, Default)]
+/// Last-seen times by hardware address, in stripes: every datagram notes its client, so one
+/// map behind one lock would be a lock every request on every thread takes.
+#[derive(Debug)]
 pub struct LastSeen {
-    times: Mutex<HashMap<HwAddr, u64>>,
+    times: Striped<HashMap<HwAddr, u64>>,
+}
+
+impl Default for LastSeen {
+    fn default() -> Self {
+        LastSeen { times: Striped::new(HashMap::new) }
+    }
 }
 
 impl LastSeen {
@@ -26,15 +34,15 @@ impl LastSeen {
             return;
         }
         let Some(hw) = HwAddr::new(chaddr) else { return };
-        let mut times = self.times.lock().unwrap_or_else(PoisonError::into_inner);
-        if times.len() < MAX_CLIENTS || times.contains_key(&hw) {
+        let mut times = self.times.lock(&hw);
+        if times.len() < per_stripe(MAX_CLIENTS) || times.contains_key(&hw) {
             times.insert(hw, now.as_secs());
         }
     }
 
     /// When `hw` was last heard from, in Unix seconds.
     pub fn get(&self, hw: &HwAddr) -> Option<u64> {
-        self.times.lock().unwrap_or_else(PoisonError::into_inner).get(hw).copied()
+        self.times.lock(hw).get(hw).copied()
     }
 }
 

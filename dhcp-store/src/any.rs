@@ -50,6 +50,10 @@ pub enum OpenError {
 /// compile time can use the store type directly and skip the dispatch.
 #[derive(Debug)]
 #[non_exhaustive]
+// One is made per server and lives as long as it: the variants' sizes (a few hundred bytes for
+// Redis's connection state) cost nothing worth a box, and a box would change the variants'
+// public types.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyStore {
     /// `memory:` — [`MemoryStore`].
     #[cfg(feature = "memory")]

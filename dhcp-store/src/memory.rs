@@ -1,21 +1,21 @@
 //! The in-memory lease store.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+mod homes;
+mod part;
+
 use std::future::{Ready, ready};
-use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
-use std::ops::RangeInclusive;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
-use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
-use hashbrown::{DefaultHashBuilder, HashTable};
+use dhcp_core::{ClientId, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
 
-use crate::addr_index::AddrIndex;
-use crate::codec::{self, BOUND, DECLINED, EXPIRED, OFFERED, RELEASED};
+use homes::{Homes, PARTS, bit, parts};
+pub(crate) use part::Claimed;
+use part::Inner;
 
 /// Leases in this process's memory. The default store, and the one the benchmarks use.
 ///
-/// Every operation takes one short lock and does a bounded amount of work:
+/// Every operation takes a short lock and does a bounded amount of work:
 /// - allocation walks each pool once with a cursor for never-used addresses, then reuses
 ///   freed addresses oldest-first from a queue (so a client that released an address is the
 ///   last to lose it to someone else), so its cost does not depend on the pool's size;
@@ -23,17 +23,35 @@ use crate::codec::{self, BOUND, DECLINED, EXPIRED, OFFERED, RELEASED};
 /// - a page of a listing ([`LeaseStore::list_page`]) walks the address index in order from
 ///   where it starts, so its cost is about the page's, not the store's.
 ///
+/// # Partitions
+/// The leases are kept in 16 partitions by subnet id (id modulo 16), each with its own lock and
+/// its own indexes, so requests in different subnets never wait for each other: no lock is
+/// global. A client's lease, its other leases in the subnet and the subnet's pools are all in
+/// one partition, so a claim or an allocation takes one lock. An operation that names only an
+/// address (a release, a decline, a lookup by address, a delete) finds its partition in a table
+/// of which partitions wrote in each block of 256 addresses, read without a lock.
+///
+/// An address belongs to one subnet, but a reload may give its range another subnet id, while
+/// leases of the old id are still held: a record for the address is then in the old id's
+/// partition. The store keeps at most one record per address across partitions: a write into
+/// a block that another partition has written in takes both partitions' locks, in order, and
+/// moves the address's record (see [`Homes::mark`] for why no write goes unseen); an
+/// allocation skips addresses held in another partition; and an address freed in one
+/// partition is given to the pools of every other partition that wrote in its block.
+///
 /// Its bookkeeping stays bounded whatever the traffic: per-pool allocation state is dropped
 /// for pools not used lately (a config reload that changes a pool's ranges changes its key,
 /// leaving the old state unused) and rebuilt from the ranges when needed again; stale entries
 /// of the deadline index (left by renewals and releases) and repeated entries of a pool's
 /// queue of freed addresses are pruned once they outnumber the live ones.
 ///
-/// About 100 bytes per lease (see BENCHMARKS.md): records live in one vector, the address index
-/// is laid out by address in pages of 256, and both indexes hold 4-byte slot numbers.
-#[derive(Debug, Default)]
+/// About 100 bytes per lease (see BENCHMARKS.md): records live in one vector per partition,
+/// the address index is laid out by address in pages of 256, and both indexes hold 4-byte slot
+/// numbers. The partition table adds 1 MiB per store and 512 bytes per /16 in use.
+#[derive(Debug)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    parts: Box<[Mutex<Inner>]>,
+    homes: Homes,
 }
 
 /// Records a listing copies while it holds the lock.
@@ -43,590 +61,24 @@ const LIST_SLICE: usize = 4096;
 /// it holds the lock: about a hundred microseconds.
 const WALK_BUDGET: usize = 64 * 1024;
 
-/// A state byte for a slab slot that holds no lease: outside the codec's codes, so it never
-/// decodes as a state.
-const FREE_SLOT: u8 = u8::MAX;
+/// An allocation whose address turned out to be taken in another partition, between its
+/// search and its claim, looks again at most this many times.
+const ALLOCATE_TRIES: usize = 4;
 
-/// At most this many pools keep allocation state; beyond it, the least recently used is dropped.
-/// A dropped state is rebuilt from the pool's ranges on its next allocation, at the cost of
-/// walking its fresh-address cursor once more over the addresses already leased.
-const MAX_POOL_STATES: usize = 1024;
-
-/// A pool state not used for this many allocations (of any pool) is dropped when another is
-/// made: what a config reload that changed the ranges leaves behind.
-const POOL_IDLE_ALLOCATIONS: u64 = 1 << 20;
-
-/// The deadline index is rebuilt from the leases once it holds more than this many entries
-/// beyond twice the number of lease records: at least half of them are then stale.
-const DEADLINE_SLACK: usize = 1024;
-
-/// A lease that loses its deadline (released, deleted) takes its entry out of the deadline
-/// index when no more than this many addresses share that second; beyond, the entry is left
-/// stale rather than searched for (many leases made in one burst). A write that moves the
-/// deadline (an offer bound, a renewal) always leaves the old entry stale.
-const PRECISE_REMOVAL: usize = 64;
-
-/// A pool's queue of freed addresses is pruned of repeats and of addresses held again once it
-/// grows past twice its size after the last pruning, and never below this.
-const FREED_MIN_LIMIT: usize = 1024;
-
-/// One lease, packed.
-#[derive(Debug, Clone)]
-struct Record {
-    addr: u32,
-    subnet: u32,
-    /// Unix seconds; meaningful only for a state with a deadline (0 otherwise).
-    deadline: u64,
-    client: ClientId,
-    hwaddr: HwAddr,
-    /// The codec's state code, or [`FREE_SLOT`].
-    state: u8,
-    hostname: Option<Box<str>>,
+/// The partition of `subnet`'s leases.
+fn part_of(subnet: u32) -> usize {
+    subnet as usize % PARTS
 }
 
-impl Record {
-    fn from_lease(lease: &Lease) -> Self {
-        let stored = codec::encode(lease.state);
-        Record {
-            addr: lease.addr.into(),
-            subnet: lease.subnet,
-            deadline: stored.deadline.unwrap_or(0),
-            client: lease.client.clone(),
-            hwaddr: lease.hwaddr,
-            state: stored.code,
-            hostname: lease.hostname.as_deref().map(Box::from),
-        }
-    }
-
-    fn state(&self) -> LeaseState {
-        // Records are only written from a `LeaseState` (through the codec), so the code is valid;
-        // a free slot is never read as a lease. Should either ever happen, an expired lease is
-        // the harmless answer: it holds the address for nobody.
-        codec::decode(self.state, self.has_deadline().then_some(self.deadline)).unwrap_or(LeaseState::Expired)
-    }
-
-    fn to_lease(&self) -> Lease {
-        Lease {
-            addr: Ipv4Addr::from(self.addr),
-            client: self.client.clone(),
-            hwaddr: self.hwaddr,
-            subnet: self.subnet,
-            state: self.state(),
-            hostname: self.hostname.as_deref().map(String::from),
-        }
-    }
-
-    fn has_deadline(&self) -> bool {
-        matches!(self.state, OFFERED | BOUND | DECLINED)
-    }
+/// A partition's lock. A panic while holding it cannot leave a half-written lease (every write
+/// is a single assignment), so a poisoned lock is still safe to use.
+fn lock(part: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    part.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Allocation state of one pool.
-#[derive(Debug)]
-struct PoolState {
-    ranges: Vec<RangeInclusive<u32>>,
-    /// Index into `ranges` of the fresh-address cursor; `ranges.len()` when every address
-    /// has been handed out once.
-    range: usize,
-    /// The next never-used address in `ranges[range]`.
-    next: u32,
-    /// Addresses freed after the cursor passed them, oldest first. May hold stale entries
-    /// (claimed again since) and repeats; they are checked when popped, and pruned when the
-    /// queue outgrows `freed_limit`.
-    freed: VecDeque<u32>,
-    /// The queue length that triggers pruning.
-    freed_limit: usize,
-    /// The store's allocation count when this pool last allocated.
-    last_used: u64,
-}
-
-impl PoolState {
-    fn new(ranges: &[RangeInclusive<u32>]) -> Self {
-        let next = ranges.first().map_or(0, |r| *r.start());
-        PoolState {
-            ranges: ranges.to_vec(),
-            range: 0,
-            next,
-            freed: VecDeque::new(),
-            freed_limit: FREED_MIN_LIMIT,
-            last_used: 0,
-        }
-    }
-
-    /// Queues a freed address; prunes the queue when it has grown past its limit, keeping each
-    /// address once, at its latest place, and only while `held` says it is not held again.
-    fn push_freed(&mut self, addr: u32, held: impl Fn(u32) -> bool) {
-        self.freed.push_back(addr);
-        if self.freed.len() <= self.freed_limit {
-            return;
-        }
-        let mut seen = HashSet::with_capacity(self.freed.len());
-        let mut kept = VecDeque::new();
-        // Newest first: an address freed again keeps its latest place, so the client that freed
-        // it last is still the last to lose it.
-        for &addr in self.freed.iter().rev() {
-            if seen.insert(addr) && !held(addr) {
-                kept.push_front(addr);
-            }
-        }
-        self.freed = kept;
-        self.freed_limit = (2 * self.freed.len()).max(FREED_MIN_LIMIT);
-    }
-
-    fn contains(&self, addr: u32) -> bool {
-        self.ranges.iter().any(|r| r.contains(&addr))
-    }
-
-    /// Whether the fresh cursor has already passed `addr`.
-    fn passed(&self, addr: u32) -> bool {
-        match self.ranges.get(self.range) {
-            None => true,
-            Some(current) => addr < self.next || addr < *current.start(),
-        }
-    }
-
-    /// The next never-used address, advancing the cursor.
-    fn next_fresh(&mut self) -> Option<u32> {
-        let current = self.ranges.get(self.range)?;
-        let addr = self.next;
-        if addr == *current.end() {
-            self.range += 1;
-            self.next = self.ranges.get(self.range).map_or(0, |r| *r.start());
-        } else {
-            self.next = addr + 1;
-        }
-        Some(addr)
-    }
-}
-
-/// What a claim did: the lease stored (or the binding kept), the client's other lease it
-/// freed, as that lease now is, and the record the write overwrote, as it was.
-#[derive(Debug, Default)]
-pub(crate) struct Claimed {
-    pub(crate) lease: Option<Lease>,
-    pub(crate) freed: Option<Lease>,
-    pub(crate) replaced: Option<Lease>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    slab: Vec<Record>,
-    free_slots: Vec<u32>,
-    by_addr: AddrIndex,
-    by_client: HashTable<u32>,
-    /// A client's offer that `by_client` does not point at, because it points at the client's
-    /// binding at another address (an offer leaves the binding where it is): keyed as
-    /// `by_client`, so that the client's next lease elsewhere frees the offer.
-    offers: HashTable<u32>,
-    /// Deadline (seconds) to the addresses whose deadline was set to it. Every record with a
-    /// deadline has an entry for it. An entry whose record lost its deadline is removed when its
-    /// second's list is short ([`PRECISE_REMOVAL`]); one whose record's deadline moved, or in a
-    /// long list, is left stale: stale entries are skipped when popped, and the index is
-    /// rebuilt when they outnumber the records ([`DEADLINE_SLACK`]).
-    deadlines: BTreeMap<u64, Vec<u32>>,
-    /// Entries in `deadlines`, stale ones included.
-    deadline_entries: usize,
-    pools: HashMap<u64, PoolState>,
-    /// Allocations so far: the clock that pool states' use is measured by.
-    allocations: u64,
-    hasher: DefaultHashBuilder,
-}
-
-/// The hash both client tables (`by_client`, `offers`) key a client by: computed once per
-/// operation and passed to the index functions, since a claim looks in both.
-fn client_hash(hasher: &DefaultHashBuilder, subnet: u32, client: &ClientId) -> u64 {
-    hasher.hash_one((subnet, client.as_bytes()))
-}
-
-/// The slot `table` holds for the client whose [`client_hash`] is `hash`.
-fn index_find(table: &HashTable<u32>, slab: &[Record], hash: u64, subnet: u32, client: &ClientId) -> Option<u32> {
-    table
-        .find(hash, |&s| {
-            let r = &slab[s as usize];
-            r.subnet == subnet && r.client == *client
-        })
-        .copied()
-}
-
-/// Points `table`'s entry for the client of the record in `slot` (whose [`client_hash`] is
-/// `hash`) at `slot`.
-fn index_set(table: &mut HashTable<u32>, slab: &[Record], hasher: &DefaultHashBuilder, hash: u64, slot: u32) {
-    let record = &slab[slot as usize];
-    let matches = |&s: &u32| {
-        let r = &slab[s as usize];
-        r.subnet == record.subnet && r.client == record.client
-    };
-    match table.find_mut(hash, matches) {
-        Some(existing) => *existing = slot,
-        None => {
-            table.insert_unique(hash, slot, |&s| {
-                let r = &slab[s as usize];
-                client_hash(hasher, r.subnet, &r.client)
-            });
-        }
-    }
-}
-
-/// Removes `table`'s entry for the client of the record in `slot` (whose [`client_hash`] is
-/// `hash`), whichever slot it names.
-fn index_forget(table: &mut HashTable<u32>, slab: &[Record], hash: u64, slot: u32) {
-    let record = &slab[slot as usize];
-    let matches = |&s: &u32| {
-        let r = &slab[s as usize];
-        r.subnet == record.subnet && r.client == record.client
-    };
-    if let Ok(entry) = table.find_entry(hash, matches) {
-        entry.remove();
-    }
-}
-
-/// Removes `table`'s entry naming `slot` (whose record's [`client_hash`] is `hash`), if any.
-fn index_unlink(table: &mut HashTable<u32>, hash: u64, slot: u32) {
-    if let Ok(entry) = table.find_entry(hash, |&s| s == slot) {
-        entry.remove();
-    }
-}
-
-/// Sizes of the store's bookkeeping, for the tests that check it stays bounded.
-#[cfg(test)]
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Bookkeeping {
-    pub(crate) records: usize,
-    pub(crate) deadline_entries: usize,
-    pub(crate) deadline_keys: usize,
-    pub(crate) pools: usize,
-    pub(crate) freed: usize,
-    pub(crate) offers: usize,
-    pub(crate) clients: usize,
-}
-
-impl Inner {
-    fn slot_of_addr(&self, addr: u32) -> Option<u32> {
-        self.by_addr.get(addr)
-    }
-
-    fn slot_of_client(&self, subnet: u32, client: &ClientId) -> Option<u32> {
-        index_find(&self.by_client, &self.slab, client_hash(&self.hasher, subnet, client), subnet, client)
-    }
-
-    /// The [`client_hash`] of the record in `slot`.
-    fn hash_of(&self, slot: u32) -> u64 {
-        let record = &self.slab[slot as usize];
-        client_hash(&self.hasher, record.subnet, &record.client)
-    }
-
-    /// Removes the client index entries of the record in `slot`, where they point there.
-    fn unlink_client(&mut self, slot: u32) {
-        let hash = self.hash_of(slot);
-        index_unlink(&mut self.by_client, hash, slot);
-        // The offers table is empty but while a client with a binding elsewhere is between an
-        // offer and its REQUEST: no probe of it then.
-        if !self.offers.is_empty() {
-            index_unlink(&mut self.offers, hash, slot);
-        }
-    }
-
-    /// Points the client index for the record in `slot` at it, replacing an older slot; the
-    /// client has no offer aside any more.
-    fn link_client(&mut self, slot: u32) {
-        let hash = self.hash_of(slot);
-        index_set(&mut self.by_client, &self.slab, &self.hasher, hash, slot);
-        if !self.offers.is_empty() {
-            index_forget(&mut self.offers, &self.slab, hash, slot);
-        }
-    }
-
-    /// Writes `record` at its address, reusing the slot already there, and points the client
-    /// index at it when `link`. Returns the slot.
-    fn write_linked(&mut self, record: Record, link: bool) -> u32 {
-        let addr = record.addr;
-        let mut deadline = record.has_deadline().then_some(record.deadline);
-        let slot = match self.slot_of_addr(addr) {
-            Some(slot) => {
-                let old = &self.slab[slot as usize];
-                // The old record's entry stands for the new one too when the second is the
-                // same (a renewal to it adds none). Otherwise it is left stale, not searched
-                // for: this is every REQUEST after its offer, the hot path, and searching cost
-                // about a tenth of a claim; the rebuild bounds what stale entries cost.
-                if old.has_deadline() && Some(old.deadline) == deadline {
-                    deadline = None;
-                }
-                let old = &self.slab[slot as usize];
-                if old.client != record.client || old.subnet != record.subnet {
-                    self.unlink_client(slot);
-                }
-                if self.slab[slot as usize].subnet != record.subnet {
-                    self.by_addr.set_subnet(addr, record.subnet);
-                }
-                self.slab[slot as usize] = record;
-                slot
-            }
-            None => {
-                let subnet = record.subnet;
-                let slot = match self.free_slots.pop() {
-                    Some(slot) => {
-                        self.slab[slot as usize] = record;
-                        slot
-                    }
-                    None => {
-                        self.slab.push(record);
-                        (self.slab.len() - 1) as u32
-                    }
-                };
-                self.by_addr.insert(addr, slot, subnet);
-                slot
-            }
-        };
-        if link {
-            self.link_client(slot);
-        }
-        if let Some(deadline) = deadline {
-            self.deadlines.entry(deadline).or_default().push(addr);
-            self.deadline_entries += 1;
-            if self.deadline_entries > 2 * self.by_addr.len() + DEADLINE_SLACK {
-                self.rebuild_deadlines();
-            }
-        }
-        slot
-    }
-
-    /// Removes the deadline entry of the record in `slot`, which is about to lose its deadline,
-    /// when the list of that second is short enough to search ([`PRECISE_REMOVAL`]); otherwise
-    /// the entry is left stale, for reclamation to skip or a rebuild to drop.
-    fn drop_deadline_entry(&mut self, slot: u32) {
-        let Record { deadline, addr, .. } = self.slab[slot as usize];
-        let Some(addrs) = self.deadlines.get_mut(&deadline) else { return };
-        if addrs.len() > PRECISE_REMOVAL {
-            return;
-        }
-        if let Some(at) = addrs.iter().position(|&a| a == addr) {
-            addrs.swap_remove(at);
-            self.deadline_entries = self.deadline_entries.saturating_sub(1);
-            if addrs.is_empty() {
-                self.deadlines.remove(&deadline);
-            }
-        }
-    }
-
-    /// Rebuilds the deadline index from the records, without its stale entries. Called when
-    /// they outnumber the records, so its cost is spread over at least as many writes.
-    fn rebuild_deadlines(&mut self) {
-        let mut due: Vec<(u64, u32)> =
-            self.slab.iter().filter(|r| r.has_deadline()).map(|r| (r.deadline, r.addr)).collect();
-        due.sort_unstable();
-        self.deadline_entries = due.len();
-        let mut deadlines: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
-        for (deadline, addr) in due {
-            deadlines.entry(deadline).or_default().push(addr);
-        }
-        self.deadlines = deadlines;
-    }
-
-    fn remove(&mut self, slot: u32) {
-        if self.slab[slot as usize].has_deadline() {
-            self.drop_deadline_entry(slot);
-        }
-        self.unlink_client(slot);
-        let addr = self.slab[slot as usize].addr;
-        self.by_addr.remove(addr);
-        let record = &mut self.slab[slot as usize];
-        record.state = FREE_SLOT;
-        record.hostname = None;
-        self.free_slots.push(slot);
-    }
-
-    /// Whether `addr` may go to `client` now, by the shared rule.
-    fn available(&self, addr: u32, client: &ClientId, now: Timestamp) -> bool {
-        match self.slot_of_addr(addr) {
-            None => true,
-            Some(slot) => self.slab[slot as usize].to_lease().available_to(client, now),
-        }
-    }
-
-    /// Gives a freed address back to the pools that hold it, where their cursor has passed
-    /// it. Every pool state that covers the address gets it: after a reload, the old state
-    /// and the new one may both cover it, and only the new one is used.
-    fn return_to_pool(&mut self, addr: u32) {
-        let Inner { pools, slab, by_addr, .. } = self;
-        let held = |a: u32| by_addr.get(a).is_some_and(|s| slab[s as usize].has_deadline());
-        for pool in pools.values_mut() {
-            if pool.contains(addr) && pool.passed(addr) {
-                pool.push_freed(addr, held);
-            }
-        }
-    }
-
-    /// Takes the lease by value: it is what the claim answers with, so an allocation that
-    /// built it does not copy it again.
-    fn claim(&mut self, lease: Lease, now: Timestamp) -> Claimed {
-        let addr = u32::from(lease.addr);
-        let offer = matches!(lease.state, LeaseState::Offered { .. });
-        let mut replaced = None;
-        if let Some(slot) = self.slot_of_addr(addr) {
-            let existing = self.slab[slot as usize].to_lease();
-            if !existing.available_to(&lease.client, now) {
-                return Claimed::default();
-            }
-            if offer && existing.is_bound_to(&lease.client, now) {
-                return Claimed { lease: Some(existing), freed: None, replaced: None };
-            }
-            replaced = Some(existing);
-        }
-        // One lease per client and subnet: the client's other held lease goes in the same step,
-        // except that an offer leaves the client's binding alone (offering never shortens a
-        // lease), and the client index stays on the binding so the REQUEST that moves the client
-        // finds it; the offer is then kept aside in `offers`, so that it goes in its turn.
-        let held_elsewhere =
-            |r: &Record| matches!(r.state, OFFERED | BOUND) && r.deadline > now.as_secs() && r.addr != addr;
-        let mut link = true;
-        let mut freed = None;
-        let hash = client_hash(&self.hasher, lease.subnet, &lease.client);
-        if let Some(other) = index_find(&self.by_client, &self.slab, hash, lease.subnet, &lease.client)
-            && held_elsewhere(&self.slab[other as usize])
-        {
-            if offer && self.slab[other as usize].state == BOUND {
-                link = false;
-            } else {
-                freed = Some(self.release_slot(other));
-            }
-        }
-        if !self.offers.is_empty()
-            && let Some(aside) = index_find(&self.offers, &self.slab, hash, lease.subnet, &lease.client)
-            && held_elsewhere(&self.slab[aside as usize])
-        {
-            let released = self.release_slot(aside);
-            freed.get_or_insert(released);
-        }
-        let slot = self.write_linked(Record::from_lease(&lease), link);
-        if !link {
-            index_set(&mut self.offers, &self.slab, &self.hasher, hash, slot);
-        }
-        Claimed { lease: Some(lease), freed, replaced }
-    }
-
-    /// Marks the lease in `slot` released and gives its address back to its pool. Returns it
-    /// as it now is.
-    fn release_slot(&mut self, slot: u32) -> Lease {
-        if self.slab[slot as usize].has_deadline() {
-            self.drop_deadline_entry(slot);
-        }
-        let record = &mut self.slab[slot as usize];
-        record.state = RELEASED;
-        record.deadline = 0;
-        let (lease, addr) = (record.to_lease(), record.addr);
-        self.return_to_pool(addr);
-        lease
-    }
-
-    fn find_free(
-        &mut self,
-        key: u64,
-        ranges: &[RangeInclusive<u32>],
-        client: &ClientId,
-        now: Timestamp,
-    ) -> Option<u32> {
-        self.allocations += 1;
-        let mut pool = match self.pools.remove(&key) {
-            Some(pool) => pool,
-            None => {
-                self.make_room_for_a_pool();
-                // A new pool, or one whose state was dropped: its cursor starts over, and
-                // `available` skips the addresses leased meanwhile.
-                PoolState::new(ranges)
-            }
-        };
-        pool.last_used = self.allocations;
-        let found = self.take_from(&mut pool, client, now);
-        self.pools.insert(key, pool);
-        found
-    }
-
-    /// Before a pool state is added: drops the states not used for [`POOL_IDLE_ALLOCATIONS`],
-    /// then the least recently used ones beyond [`MAX_POOL_STATES`]. Runs only when a state is
-    /// made (a reload, or a state dropped earlier), so its scan of the states is rare.
-    fn make_room_for_a_pool(&mut self) {
-        let now = self.allocations;
-        self.pools.retain(|_, p| now.saturating_sub(p.last_used) <= POOL_IDLE_ALLOCATIONS);
-        while self.pools.len() >= MAX_POOL_STATES {
-            let Some(oldest) = self.pools.iter().min_by_key(|(_, p)| p.last_used).map(|(k, _)| *k) else {
-                break;
-            };
-            self.pools.remove(&oldest);
-        }
-    }
-
-    fn take_from(&mut self, pool: &mut PoolState, client: &ClientId, now: Timestamp) -> Option<u32> {
-        while let Some(addr) = pool.next_fresh() {
-            if self.available(addr, client, now) {
-                return Some(addr);
-            }
-        }
-        while let Some(addr) = pool.freed.pop_front() {
-            if self.available(addr, client, now) {
-                return Some(addr);
-            }
-        }
-        // Leases that expired since the last reclamation are free too; the deadline index
-        // finds them in time order, so this costs what expired, not the pool's size.
-        self.deadlines
-            .range(..=now.as_secs())
-            .flat_map(|(_, addrs)| addrs.iter().copied())
-            .find(|&addr| pool.contains(addr) && self.available(addr, client, now))
-    }
-
-    fn reclaim(&mut self, now: Timestamp, limit: usize) -> Vec<Lease> {
-        let mut reclaimed = Vec::new();
-        while reclaimed.len() < limit {
-            let Some(mut entry) = self.deadlines.first_entry() else {
-                break;
-            };
-            if *entry.key() > now.as_secs() {
-                break;
-            }
-            let deadline = *entry.key();
-            let Some(addr) = entry.get_mut().pop() else {
-                entry.remove();
-                continue;
-            };
-            self.deadline_entries = self.deadline_entries.saturating_sub(1);
-            let Some(slot) = self.slot_of_addr(addr) else {
-                continue;
-            };
-            let record = &self.slab[slot as usize];
-            if !record.has_deadline() || record.deadline != deadline {
-                continue;
-            }
-            reclaimed.push(record.to_lease());
-            if record.state == DECLINED {
-                // No affinity to an address the client said was in use.
-                self.remove(slot);
-            } else {
-                self.slab[slot as usize].state = EXPIRED;
-            }
-            self.return_to_pool(addr);
-        }
-        reclaimed
-    }
-
-    fn update_state(&mut self, addr: Ipv4Addr, client: &ClientId, state: LeaseState) -> Option<Lease> {
-        let slot = self.slot_of_addr(addr.into())?;
-        let record = &self.slab[slot as usize];
-        if record.client != *client || !matches!(record.state, OFFERED | BOUND) {
-            return None;
-        }
-        // Only a binding can be declined: an offer the client never took is not its to decline.
-        if matches!(state, LeaseState::Declined { .. }) && record.state != BOUND {
-            return None;
-        }
-        let mut lease = record.to_lease();
-        lease.state = state;
-        // The client index stays where it is: releasing an offer made aside must not hide the
-        // client's binding elsewhere from `lease_by_client`.
-        self.write_linked(Record::from_lease(&lease), false);
-        if !matches!(state, LeaseState::Offered { .. } | LeaseState::Bound { .. } | LeaseState::Declined { .. }) {
-            self.return_to_pool(addr.into());
-        }
-        Some(lease)
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore { parts: (0..PARTS).map(|_| Mutex::default()).collect(), homes: Homes::default() }
     }
 }
 
@@ -636,15 +88,19 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-written lease (every write is a
-        // single assignment), so a poisoned lock is still safe to use.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn part(&self, part: usize) -> MutexGuard<'_, Inner> {
+        lock(&self.parts[part])
+    }
+
+    /// The locks of the partitions in `mask`, taken lowest first (the one order every caller
+    /// that holds more than one takes them in).
+    fn parts_of(&self, mask: u16) -> Vec<(usize, MutexGuard<'_, Inner>)> {
+        parts(mask).map(|p| (p, self.part(p))).collect()
     }
 
     /// The number of lease records held, in any state.
     pub fn len(&self) -> usize {
-        self.lock().by_addr.len()
+        self.parts.iter().map(|p| lock(p).len()).sum()
     }
 
     /// Whether the store holds no lease records.
@@ -652,55 +108,170 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// Runs `f` on the partition that holds a record for `addr`, if one does.
+    fn with_holder<T>(&self, addr: u32, f: impl FnOnce(usize, &mut Inner) -> T) -> Option<T> {
+        for p in parts(self.homes.of(addr)) {
+            let mut inner = self.part(p);
+            if inner.holds(addr) {
+                return Some(f(p, &mut inner));
+            }
+        }
+        None
+    }
+
+    /// Gives `addr`, just freed in partition `from`, to the pools of the other partitions that
+    /// wrote in its block (none but after a reload moved its range to another subnet id).
+    /// Called with no lock held.
+    fn share_freed(&self, from: usize, addr: u32) {
+        for p in parts(self.homes.of(addr) & !bit(from)) {
+            self.part(p).return_to_pool(addr);
+        }
+    }
+
+    /// Whether `addr` is held for someone other than `client` in a partition other than
+    /// `home`, whose lock the caller holds: the other locks are only tried (taking them would
+    /// be out of order), and a busy one counts as holding it (the address is skipped, and
+    /// given back to `home`'s pools by the caller).
+    fn held_elsewhere(&self, home: usize, addr: u32, client: &ClientId, now: Timestamp, busy: &mut bool) -> bool {
+        parts(self.homes.of(addr) & !bit(home)).any(|p| match self.parts[p].try_lock() {
+            Ok(inner) => inner.withholds(addr, client, now),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().withholds(addr, client, now),
+            Err(TryLockError::WouldBlock) => {
+                *busy = true;
+                true
+            }
+        })
+    }
+
     /// Writes `lease` at its address whatever is there: for replaying a journal, whose order
     /// already decided who may hold what.
     #[cfg(feature = "journal")]
     pub(crate) fn restore(&self, lease: &Lease) {
-        self.lock().write_linked(Record::from_lease(lease), true);
+        let (addr, home) = (u32::from(lease.addr), part_of(lease.subnet));
+        for p in parts(self.homes.mark(addr, home)) {
+            self.part(p).take_out(addr);
+        }
+        self.part(home).restore(lease);
     }
 
     /// Marks the lease at `addr` released if `client` still holds it there: for replaying a
     /// journal's move of a client from that address.
     #[cfg(feature = "journal")]
     pub(crate) fn restore_freed(&self, addr: Ipv4Addr, client: &ClientId) {
-        let mut inner = self.lock();
-        if let Some(slot) = inner.slot_of_addr(addr.into())
-            && inner.slab[slot as usize].client == *client
-            && inner.slab[slot as usize].state != FREE_SLOT
-        {
-            inner.release_slot(slot);
-        }
+        self.with_holder(addr.into(), |_, inner| inner.restore_freed(addr.into(), client));
     }
 
     /// [`LeaseStore::claim`], also saying which other lease of the client it freed.
     pub(crate) fn claim_moving(&self, lease: &Lease, now: Timestamp) -> Claimed {
-        self.lock().claim(lease.clone(), now)
+        let home = part_of(lease.subnet);
+        let claimed = match self.homes.mark(lease.addr.into(), home) {
+            0 => self.part(home).claim(lease.clone(), now),
+            others => self.claim_across(home, others, lease.clone(), now),
+        };
+        self.after_claim(home, &claimed);
+        claimed
     }
 
-    /// The sizes of the bookkeeping, for the tests that check it stays bounded.
-    #[cfg(test)]
-    pub(crate) fn bookkeeping(&self) -> Bookkeeping {
-        let inner = self.lock();
-        Bookkeeping {
-            records: inner.by_addr.len(),
-            deadline_entries: inner.deadline_entries,
-            deadline_keys: inner.deadlines.len(),
-            pools: inner.pools.len(),
-            freed: inner.pools.values().map(|p| p.freed.len()).sum(),
-            offers: inner.offers.len(),
-            clients: inner.by_client.len(),
+    /// A claim in partition `home` of an address that partitions `others` may hold a record
+    /// for: every lock taken in order, and the record, if another partition has it, judged as
+    /// the address's and moved here.
+    fn claim_across(&self, home: usize, others: u16, lease: Lease, now: Timestamp) -> Claimed {
+        let addr = u32::from(lease.addr);
+        let mut locks = self.parts_of(others | bit(home));
+        let mut replaced = None;
+        if let Some((_, holder)) = locks.iter_mut().find(|(p, inner)| *p != home && inner.holds(addr)) {
+            let Some(existing) = holder.lease_at(addr) else { return Claimed::default() };
+            if !existing.available_to(&lease.client, now) {
+                return Claimed::default();
+            }
+            if matches!(lease.state, LeaseState::Offered { .. }) && existing.is_bound_to(&lease.client, now) {
+                return Claimed { lease: Some(existing), freed: None, replaced: None };
+            }
+            holder.take_out(addr);
+            replaced = Some(existing);
+        }
+        let Some((_, inner)) = locks.iter_mut().find(|(p, _)| *p == home) else { return Claimed::default() };
+        let mut claimed = inner.claim(lease, now);
+        claimed.replaced = claimed.replaced.or(replaced);
+        claimed
+    }
+
+    /// What a claim in `home` leaves to do with no lock held: the client's other lease it
+    /// freed goes to the other partitions' pools too, where any wrote in its block.
+    fn after_claim(&self, home: usize, claimed: &Claimed) {
+        if let Some(freed) = &claimed.freed {
+            self.share_freed(home, freed.addr.into());
         }
     }
 
-    /// [`LeaseStore::list_page`], also saying how much work it did in the address index
+    /// [`LeaseStore::allocate`], also saying which other lease of the client it freed and
+    /// which record it overwrote.
+    pub(crate) fn allocate_moving(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Claimed {
+        let home = part_of(lease.subnet);
+        for _ in 0..ALLOCATE_TRIES {
+            let mut inner = self.part(home);
+            let mut skipped_busy = Vec::new();
+            let found = inner.find_free(pool.key, pool.ranges, &lease.client, now, &mut |addr| {
+                let mut busy = false;
+                let held = self.held_elsewhere(home, addr, &lease.client, now, &mut busy);
+                if busy {
+                    skipped_busy.push(addr);
+                }
+                held
+            });
+            for addr in skipped_busy {
+                inner.return_to_pool(addr);
+            }
+            let Some(addr) = found else { return Claimed::default() };
+            let lease = Lease { addr: Ipv4Addr::from(addr), ..lease.clone() };
+            let claimed = match self.homes.mark(addr, home) {
+                0 => inner.claim(lease, now),
+                others => {
+                    drop(inner);
+                    self.claim_across(home, others, lease, now)
+                }
+            };
+            if claimed.lease.is_some() {
+                self.after_claim(home, &claimed);
+                return claimed;
+            }
+        }
+        Claimed::default()
+    }
+
+    /// The sizes of the bookkeeping, for the tests that check it stays bounded: the sums over
+    /// the partitions.
+    #[cfg(test)]
+    pub(crate) fn bookkeeping(&self) -> part::Bookkeeping {
+        self.parts.iter().map(|p| lock(p).bookkeeping()).fold(part::Bookkeeping::default(), |sum, b| sum + b)
+    }
+
+    /// [`LeaseStore::list_page`], also saying how much work it did in the address indexes
     /// (pages looked at and slots read), for the tests that check a page's cost.
     ///
-    /// The address index is walked in order from `after`, under the lock for at most
-    /// [`LIST_SLICE`] leases and [`WALK_BUDGET`] work at a time, then again from where it
-    /// stopped: a page costs about its own size (plus the pages of other subnets stepped over
-    /// when a subnet is asked for), whatever the store holds, and holds up a request for the
-    /// time of one slice.
+    /// A subnet's page walks its partition's address index in order from `after`, under the
+    /// lock for at most [`LIST_SLICE`] leases and [`WALK_BUDGET`] work at a time, then again
+    /// from where it stopped: a page costs about its own size (plus the pages of other subnets
+    /// of the partition stepped over), whatever the store holds, and holds up a request for the
+    /// time of one slice. A page of every subnet is each partition's page, merged.
     fn page(&self, subnet: Option<u32>, after: Option<Ipv4Addr>, limit: usize) -> (Vec<Lease>, usize) {
+        let Some(subnet) = subnet else {
+            let mut work = 0;
+            let mut leases = Vec::new();
+            for p in 0..PARTS {
+                let (page, done) = self.page_of(p, None, after, limit);
+                leases.extend(page);
+                work += done;
+            }
+            leases.sort_unstable_by_key(|l| l.addr);
+            leases.truncate(limit);
+            return (leases, work);
+        };
+        self.page_of(part_of(subnet), Some(subnet), after, limit)
+    }
+
+    /// A page of partition `part`'s leases (of `subnet`, or all).
+    fn page_of(&self, part: usize, subnet: Option<u32>, after: Option<Ipv4Addr>, limit: usize) -> (Vec<Lease>, usize) {
         let mut leases = Vec::with_capacity(limit.min(LIST_SLICE));
         let mut work = 0;
         let mut from = match after {
@@ -710,29 +281,13 @@ impl MemoryStore {
         while let Some(start) = from
             && leases.len() < limit
         {
-            let inner = self.lock();
+            let inner = self.part(part);
             let slice_end = leases.len() + (limit - leases.len()).min(LIST_SLICE);
-            let walked = inner.by_addr.walk(start, subnet, WALK_BUDGET, |_, slot| {
-                let record = &inner.slab[slot as usize];
-                if record.state != FREE_SLOT && subnet.is_none_or(|s| record.subnet == s) {
-                    leases.push(record.to_lease());
-                }
-                leases.len() < slice_end
-            });
-            work += walked.work;
-            from = walked.resume;
+            let (done, resume) = inner.walk(start, subnet, WALK_BUDGET, slice_end, &mut leases);
+            work += done;
+            from = resume;
         }
         (leases, work)
-    }
-
-    /// [`LeaseStore::allocate`], also saying which other lease of the client it freed and
-    /// which record it overwrote.
-    pub(crate) fn allocate_moving(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Claimed {
-        let mut inner = self.lock();
-        let Some(addr) = inner.find_free(pool.key, pool.ranges, &lease.client, now) else {
-            return Claimed::default();
-        };
-        inner.claim(Lease { addr: Ipv4Addr::from(addr), ..lease.clone() }, now)
     }
 }
 
@@ -742,17 +297,31 @@ type Answer<T> = Ready<Result<T, StoreError>>;
 #[allow(refining_impl_trait)]
 impl LeaseStore for MemoryStore {
     fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Answer<Option<Lease>> {
-        let inner = self.lock();
-        ready(Ok(inner.slot_of_client(subnet, client).map(|s| inner.slab[s as usize].to_lease())))
+        ready(Ok(self.part(part_of(subnet)).lease_of(subnet, client)))
     }
 
     fn lease_by_addr(&self, addr: Ipv4Addr) -> Answer<Option<Lease>> {
-        let inner = self.lock();
-        ready(Ok(inner.slot_of_addr(addr.into()).map(|s| inner.slab[s as usize].to_lease())))
+        ready(Ok(self.with_holder(addr.into(), |_, inner| inner.lease_at(addr.into())).flatten()))
+    }
+
+    fn lease_by_addr_and_client(
+        &self,
+        addr: Ipv4Addr,
+        subnet: u32,
+        client: &ClientId,
+    ) -> Answer<(Option<Lease>, Option<Lease>)> {
+        let home = part_of(subnet);
+        if self.homes.of(addr.into()) & !bit(home) != 0 {
+            let at = self.with_holder(addr.into(), |_, inner| inner.lease_at(addr.into())).flatten();
+            return ready(Ok((at, self.part(home).lease_of(subnet, client))));
+        }
+        // The usual case: both answers from the one partition, under one lock.
+        let inner = self.part(home);
+        ready(Ok((inner.lease_at(addr.into()), inner.lease_of(subnet, client))))
     }
 
     fn claim(&self, lease: &Lease, now: Timestamp) -> Answer<Option<Lease>> {
-        ready(Ok(self.lock().claim(lease.clone(), now).lease))
+        ready(Ok(self.claim_moving(lease, now).lease))
     }
 
     fn allocate(&self, pool: PoolRef<'_>, lease: &Lease, now: Timestamp) -> Answer<Option<Lease>> {
@@ -770,43 +339,55 @@ impl LeaseStore for MemoryStore {
     }
 
     fn update_state(&self, addr: Ipv4Addr, client: &ClientId, state: LeaseState) -> Answer<Option<Lease>> {
-        ready(Ok(self.lock().update_state(addr, client, state)))
+        let Some((from, updated)) =
+            self.with_holder(addr.into(), |p, inner| (p, inner.update_state(addr, client, state)))
+        else {
+            return ready(Ok(None));
+        };
+        if updated.as_ref().is_some_and(|l| l.state.deadline().is_none()) {
+            self.share_freed(from, addr.into());
+        }
+        ready(Ok(updated))
     }
 
     fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Answer<Vec<Lease>> {
-        ready(Ok(self.lock().reclaim(now, limit)))
+        let mut reclaimed = Vec::new();
+        for p in 0..PARTS {
+            if reclaimed.len() >= limit {
+                break;
+            }
+            let got = self.part(p).reclaim(now, limit - reclaimed.len());
+            for lease in &got {
+                self.share_freed(p, lease.addr.into());
+            }
+            reclaimed.extend(got);
+        }
+        ready(Ok(reclaimed))
     }
 
     fn delete(&self, addr: Ipv4Addr) -> Answer<bool> {
-        let mut inner = self.lock();
-        let Some(slot) = inner.slot_of_addr(addr.into()) else {
+        let Some(from) = self.with_holder(addr.into(), |p, inner| inner.delete(addr.into()).then_some(p)).flatten()
+        else {
             return ready(Ok(false));
         };
-        inner.remove(slot);
-        inner.return_to_pool(addr.into());
+        self.share_freed(from, addr.into());
         ready(Ok(true))
     }
 
     fn list(&self, subnet: Option<u32>) -> Answer<Vec<Lease>> {
-        // A slice of the slab at a time, letting go of the lock between slices: listing a
-        // million leases (the management API, a lease dump) holds up a request for the time
-        // of one slice, not of the whole list. Each lease is whole; the list as a whole is
-        // not one instant's, as with any store a server keeps serving from meanwhile.
+        // A slice of a partition's slab at a time, letting go of the lock between slices:
+        // listing a million leases (the management API, a lease dump) holds up a request for
+        // the time of one slice, not of the whole list. Each lease is whole; the list as a
+        // whole is not one instant's, as with any store a server keeps serving from meanwhile.
         let mut leases = Vec::new();
-        let mut from = 0;
-        loop {
-            let inner = self.lock();
-            let Some(slice) = inner.slab.get(from..) else { break };
-            let slice = &slice[..slice.len().min(LIST_SLICE)];
-            leases.extend(
-                slice
-                    .iter()
-                    .filter(|r| r.state != FREE_SLOT && subnet.is_none_or(|s| r.subnet == s))
-                    .map(Record::to_lease),
-            );
-            from += slice.len();
-            if slice.len() < LIST_SLICE {
-                break;
+        let partitions: Vec<usize> = match subnet {
+            Some(subnet) => vec![part_of(subnet)],
+            None => (0..PARTS).collect(),
+        };
+        for p in partitions {
+            let mut from = Some(0);
+            while let Some(start) = from {
+                from = self.part(p).list_slice(start, LIST_SLICE, subnet, &mut leases);
             }
         }
         ready(Ok(leases))
@@ -823,8 +404,11 @@ impl LeaseStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use super::part::{DEADLINE_SLACK, FREED_MIN_LIMIT, MAX_POOL_STATES, POOL_IDLE_ALLOCATIONS, PRECISE_REMOVAL};
     use super::*;
+    use dhcp_core::HwAddr;
     use dhcp_core::block_on;
+    use std::ops::RangeInclusive;
 
     /// Floods run this many times: a million in release builds, fewer in debug ones, which are
     /// about ten times slower.
@@ -976,7 +560,7 @@ mod tests {
         }
         assert_eq!(store.bookkeeping().pools, MAX_POOL_STATES);
         // States unused for long are dropped when a new one is made.
-        store.lock().allocations += POOL_IDLE_ALLOCATIONS + 1;
+        store.part(part_of(1)).age_pools(POOL_IDLE_ALLOCATIONS + 1);
         let start = BASE + 0x2_0000;
         assert!(allocate(&store, 1, &[start..=start + 3], 1, at(0)).is_some());
         assert_eq!(store.bookkeeping().pools, 1);
@@ -997,7 +581,7 @@ mod tests {
             let start = BASE + 0x1_0000 + other * 4;
             assert!(allocate(&store, u64::from(other) + 1000, &[start..=start + 3], 1000 + other, at(0)).is_some());
         }
-        assert!(!store.lock().pools.contains_key(&7), "dropped");
+        assert!(!store.part(part_of(1)).has_pool(7), "dropped");
         // Rebuilt from the ranges: the cursor starts over and passes what is leased.
         let mut more: Vec<u32> = (4..=10).filter_map(|n| allocate(&store, 7, &ranges, n, at(1))).collect();
         more.sort_unstable();
@@ -1043,14 +627,14 @@ mod tests {
     #[test]
     fn a_page_of_one_subnet_steps_over_the_others() {
         let store = spread(100_000, BASE, 1);
-        // Subnet 2 above subnet 1's 100,000 leases (391 pages).
+        // Subnet 17 (in subnet 1's partition, 17 modulo 16) above subnet 1's 100,000 leases (391 pages).
         let top = BASE + 0x10_0000;
         for n in 0..10 {
             let mut lease = bound(1_000_000 + n, top + n, 3600);
-            lease.subnet = 2;
+            lease.subnet = 17;
             assert!(claim(&store, &lease, at(0)).is_some());
         }
-        let (page, work) = store.page(Some(2), None, 5);
+        let (page, work) = store.page(Some(17), None, 5);
         assert_eq!(page.iter().map(|l| u32::from(l.addr)).collect::<Vec<_>>(), (top..top + 5).collect::<Vec<_>>());
         assert!(work < 1_000, "{work}");
     }
@@ -1062,9 +646,9 @@ mod tests {
         let store = spread(n, BASE, 256);
         let top = BASE + n * 256;
         let mut lease = bound(n + 1, top, 3600);
-        lease.subnet = 2;
+        lease.subnet = 17;
         assert!(claim(&store, &lease, at(0)).is_some());
-        let (page, work) = store.page(Some(2), None, 10);
+        let (page, work) = store.page(Some(17), None, 10);
         assert_eq!(page, vec![lease]);
         assert!(work > WALK_BUDGET, "paused and resumed: {work}");
         // And every lease, in more than one slice of the lock, in order.
@@ -1073,5 +657,93 @@ mod tests {
         assert!(all.windows(2).all(|w| w[0].addr < w[1].addr));
         let (rest, _) = store.page(None, Some(Ipv4Addr::from(BASE + 256 * (n - 3))), usize::MAX);
         assert_eq!(rest.len(), 3);
+    }
+
+    fn in_subnet(mut lease: Lease, subnet: u32) -> Lease {
+        lease.subnet = subnet;
+        lease
+    }
+
+    fn allocate_in(
+        store: &MemoryStore,
+        subnet: u32,
+        ranges: &[RangeInclusive<u32>],
+        n: u32,
+        now: Timestamp,
+    ) -> Option<u32> {
+        let pool = PoolRef { key: u64::from(subnet), subnet, ranges };
+        let lease = in_subnet(bound(n, 0, 3600), subnet);
+        let got = block_on(store.allocate(pool, &lease, now)).and_then(Result::ok).flatten();
+        got.map(|l| u32::from(l.addr))
+    }
+
+    #[test]
+    fn an_address_renumbered_to_another_subnet_is_held_once_across_partitions() {
+        // A reload gave the range subnet 2 (another partition) while subnet 1's binding holds it.
+        let store = MemoryStore::new();
+        assert!(claim(&store, &bound(1, BASE + 5, 3600), at(0)).is_some());
+        let other = in_subnet(bound(2, BASE + 5, 7200), 2);
+        assert!(claim(&store, &other, at(10)).is_none(), "held under the old subnet id");
+        assert_eq!(allocate_in(&store, 2, &[BASE + 5..=BASE + 6], 3, at(10)), Some(BASE + 6), "skipped while held");
+        assert_eq!(allocate_in(&store, 2, &[BASE + 5..=BASE + 6], 4, at(10)), None, "the pool is full");
+        // Once the old binding has run out, the address moves: one record, in the new subnet.
+        let moved = claim(&store, &other, at(3601)).expect("free after the old binding");
+        assert_eq!(moved.subnet, 2);
+        assert_eq!(block_on(store.lease_by_addr(Ipv4Addr::from(BASE + 5))).and_then(Result::ok).flatten(), Some(moved));
+        assert!(block_on(store.list(Some(1))).and_then(Result::ok).expect("ready").is_empty());
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn an_address_freed_under_the_old_subnet_returns_to_the_new_subnets_pool() {
+        let store = MemoryStore::new();
+        assert!(claim(&store, &bound(1, BASE + 5, 3600), at(0)).is_some());
+        let ranges = [BASE + 5..=BASE + 6];
+        assert_eq!(allocate_in(&store, 2, &ranges, 3, at(10)), Some(BASE + 6));
+        assert_eq!(allocate_in(&store, 2, &ranges, 4, at(10)), None);
+        assert!(release(&store, BASE + 5, 1).is_some(), "released under subnet 1");
+        assert_eq!(allocate_in(&store, 2, &ranges, 4, at(11)), Some(BASE + 5), "subnet 2's pool has it back");
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn claims_racing_in_two_partitions_for_the_same_addresses_grant_each_once() {
+        // Eight threads, each with clients of its own, claim 64 addresses in subnet 1 or 2 (two
+        // partitions) at random, with bindings that never run out: every address goes to one
+        // client, whichever partition won it, and no thread deadlocks on the ordered locks.
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let threads: Vec<_> = (0..8u32)
+            .map(|t| {
+                let store = std::sync::Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let mut won = Vec::new();
+                    let mut seed = 0x9E37_79B9u32.wrapping_mul(t + 1);
+                    for i in 0..2_000u32 {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 17;
+                        seed ^= seed << 5;
+                        let addr = BASE + seed % 64;
+                        let client = t * 1_000_000 + i;
+                        let lease = in_subnet(bound(client, addr, 1 << 30), 1 + (seed >> 16) % 2);
+                        if claim(&store, &lease, at(0)).is_some() {
+                            won.push((addr, client));
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        let mut owner = std::collections::HashMap::new();
+        for thread in threads {
+            for (addr, client) in thread.join().expect("no panic") {
+                assert!(owner.insert(addr, client).is_none(), "{addr:#x} granted twice");
+            }
+        }
+        assert_eq!(owner.len(), 64, "every address was won");
+        assert_eq!(store.len(), 64, "one record per address");
+        for (addr, client) in owner {
+            let stored = block_on(store.lease_by_addr(Ipv4Addr::from(addr))).and_then(Result::ok).flatten();
+            assert_eq!(stored.map(|l| l.client), Some(ClientId::from_bytes(&client.to_be_bytes())));
+        }
     }
 }
