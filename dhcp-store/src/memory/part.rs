@@ -665,12 +665,14 @@ impl Inner {
     }
 
     /// Writes `lease` at its address whatever is there (a journal's replay).
+    #[cfg(feature = "journal")]
     pub(super) fn restore(&mut self, lease: &Lease) {
         self.write_linked(Record::from_lease(lease), true);
     }
 
     /// Marks the lease at `addr` released if `client` still holds it there (a journal's
     /// replay of a client's move). Returns whether a record for `addr` is here at all.
+    #[cfg(feature = "journal")]
     pub(super) fn restore_freed(&mut self, addr: u32, client: &ClientId) -> bool {
         let Some(slot) = self.slot_of_addr(addr) else { return false };
         if self.slab[slot as usize].client == *client && self.slab[slot as usize].state != FREE_SLOT {
