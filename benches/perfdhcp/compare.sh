@@ -5,7 +5,10 @@
 #     full DORA, 50000 distinct clients, PERIOD seconds, each rate on a freshly started server
 #     with an empty store;
 #   - the server's CPU time (utime + stime from /proc) per completed DORA during that run
-#     (the store server's own CPU, PostgreSQL's or Redis's, is not included).
+#     (the store server's own CPU, PostgreSQL's or Redis's, is not included);
+#   - for ours-redis, redis-server's CPU per DORA as well, and its per-command statistics
+#     (INFO commandstats: calls and microseconds, commands inside scripts included) in
+#     LOGDIR/ours-redis-RATE-commandstats.txt.
 # Every server runs in its own network namespace whose loopback also holds 127.0.0.2, where
 # perfdhcp acts as the relay (../../shared/TESTING.md); PostgreSQL is reached through its Unix
 # socket directory, Redis is a private instance on a Unix socket. Raw output goes to LOGDIR.
@@ -19,6 +22,7 @@
 #   env: RATES="250 500 ..." PERIOD=10 LOGDIR=target/perfdhcp OURS=path/to/dhcp-server
 #        PGSOCKET=/var/run/postgresql (the host's PostgreSQL, trust auth, database test)
 #        THREADS=N      our server's `threads` (default: its own, the number of cores)
+#        SERVER_EXTRA="max-in-flight = 256"  more lines for our server's [server] table
 #        KEA_THREADS=N  Kea's multi-threading with N threads (default: off, Kea 2.2's default)
 #        SERVER_CPUS=0  run the server under `taskset -c` this CPU list
 #        PERF_CPUS=1    run perfdhcp under `taskset -c` this CPU list
@@ -87,6 +91,7 @@ ip -n "$NS" addr add 127.0.0.2/8 dev lo
 our_config() { # $1: store URL
     local threads=""
     [ -n "${THREADS:-}" ] && threads="\nthreads = $THREADS"
+    [ -n "${SERVER_EXTRA:-}" ] && threads+="\n$SERVER_EXTRA"
     sed "s|^store = .*|store = \"$1\"$threads|" examples/config/bench.toml >"$TMP/ours.toml"
 }
 
@@ -202,22 +207,35 @@ measure() {
 }
 
 TICKS=$(getconf CLK_TCK)
+per_dora() { # $1: CPU ticks, $2: DORAs completed; prints microseconds per DORA
+    awk -v t="$1" -v hz="$TICKS" -v n="$2" 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }'
+}
 declare -A CLEAN CPU_US
 report="Offered rates $RATES (climbing until drops exceed 0.1%), ${PERIOD} s each, \
 perfdhcp -4 -g single -R 50000 -W 500000, relay 127.0.0.2, a fresh server and empty store per rate.\n"
 for variant in "${VARIANTS[@]}"; do
     prepare_variant "$variant"
-    table="| offered/s | completed/s | drops | server CPU per DORA |\n|---|---|---|---|\n"
+    table="| offered/s | completed/s | drops | server CPU per DORA | store server CPU per DORA |\n|---|---|---|---|---|\n"
     CLEAN[$variant]=0
     CPU_US[$variant]="n/a"
     for rate in $RATES; do
         start_server "$variant"
+        store_cpu="—"
+        if [ "$variant" = ours-redis ]; then
+            redis-cli -s "$TMP/redis.sock" config resetstat >/dev/null
+            store_before=$(cpu_ticks "$REDIS_PID")
+        fi
         before=$(cpu_ticks "$SERVER_PID")
         read -r completed drops acks < <(measure "$variant" "$rate")
         after=$(cpu_ticks "$SERVER_PID")
+        if [ "$variant" = ours-redis ]; then
+            store_after=$(cpu_ticks "$REDIS_PID")
+            store_cpu="$(per_dora $((store_after - store_before)) "$acks") µs"
+            redis-cli -s "$TMP/redis.sock" info commandstats >"$LOGDIR/$variant-$rate-commandstats.txt"
+        fi
         stop_server "$variant-$rate"
-        cpu=$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$acks" 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')
-        table+="| $rate | $completed | $drops% | $cpu µs |\n"
+        cpu=$(per_dora $((after - before)) "$acks")
+        table+="| $rate | $completed | $drops% | $cpu µs | $store_cpu |\n"
         if awk -v d="$drops" 'BEGIN { exit !(d <= 0.1) }'; then
             CLEAN[$variant]=$rate
             CPU_US[$variant]=$cpu
