@@ -103,14 +103,22 @@ local now = tonumber(ARGV[2])
 -- affinity for returning clients, as Kea's hold-reclaimed-time), so a Redis that no server
 -- reclaims from does not keep dead leases forever. Relative to the server's clock, not Redis's.
 local retain = 86400
+local function ttl(until_at)
+  return math.max(until_at - now, 0) + retain
+end
 local function keep(key, until_at)
-  redis.call('EXPIRE', key, math.max(until_at - now, 0) + retain)
+  redis.call('EXPIRE', key, ttl(until_at))
 end
 
--- 1: free for this client, 0: held by another (or declined), 2: an offer meeting the client's
--- own unexpired binding, which must be kept as it is.
-local function claimable(addr, client, new_state)
-  local cur = redis.call('HMGET', p .. 'lease:' .. addr, 'client', 'state', 'free_at', 'deadline')
+-- The fields of the lease at `addr` that a claim judges and its write needs: client, state,
+-- free_at, deadline, subnet, host (all nil when there is no lease). Read once per claim.
+local function current(addr)
+  return redis.call('HMGET', p .. 'lease:' .. addr, 'client', 'state', 'free_at', 'deadline', 'subnet', 'host')
+end
+
+-- Given the address's `current` fields, 1: free for this client, 0: held by another (or
+-- declined), 2: an offer meeting the client's own unexpired binding, which must be kept as it is.
+local function claimable(cur, client, new_state)
   if not cur[1] then return 1 end
   local own = cur[1] == client and (cur[2] == OFFERED or cur[2] == BOUND)
   if tonumber(cur[3]) > now and not own then return 0 end
@@ -161,7 +169,7 @@ end
 -- other held lease (the one its index names) is released, except that an offer leaves the
 -- client's binding alone and the index on it (offering never shortens a lease); the offer is
 -- then noted aside (`offer:`), and the client's next lease elsewhere releases it. Returns
--- whether the index must stay where it is.
+-- whether the index must stay where it is, and the address the `offer:` key held (nil if none).
 local function move_client(addr, f)
   local keep_index = false
   local old = redis.call('GET', p .. 'client:' .. f[1] .. ':' .. f[2])
@@ -175,44 +183,53 @@ local function move_client(addr, f)
   end
   local aside = redis.call('GET', p .. 'offer:' .. f[1] .. ':' .. f[2])
   if aside and aside ~= tostring(addr) and held_by(aside, f) == OFFERED then release(aside, f[1]) end
-  return keep_index
+  return keep_index, aside
 end
 
--- f: subnet, client, hw, state, deadline ('' for none), free_at, host ('-' for none)
-local function put(addr, f)
-  local keep_index = move_client(addr, f)
+-- f: subnet, client, hw, state, deadline ('' for none), free_at, host ('-' for none); cur: the
+-- address's `current` fields. Every Redis call counts (each costs redis-server about a
+-- microsecond beyond its work): one HSET for all fields, SET with its expiry, and nothing
+-- removed that is not there.
+local function put(addr, f, cur)
+  local keep_index, aside = move_client(addr, f)
   local key = p .. 'lease:' .. addr
-  local cur = redis.call('HMGET', key, 'subnet', 'client')
-  if cur[1] == f[1] and cur[2] == f[2] then
+  if cur[5] == f[1] and cur[1] == f[2] then
     -- The same client's lease in the same subnet (an offer taken, a renewal): its index entries
     -- and free-set member are its own, and the writes below overwrite them; only the fields the
     -- new lease lacks go.
-    if f[5] == '' then
+    if f[5] == '' and cur[4] then
       redis.call('HDEL', key, 'deadline')
       redis.call('ZREM', p .. 'deadlines', addr)
     end
-    if f[7] == '-' then redis.call('HDEL', key, 'host') end
-  else
+    if f[7] == '-' and cur[6] then redis.call('HDEL', key, 'host') end
+  elseif cur[1] then
     unlink(addr, false)
+  elseif f[5] == '' then
+    -- No lease, but the deadline set may still name the address (its key expired in Redis):
+    -- reclamation must not take that entry for this lease's.
+    redis.call('ZREM', p .. 'deadlines', addr)
   end
-  redis.call('HSET', key, 'subnet', f[1], 'client', f[2], 'hw', f[3], 'state', f[4], 'free_at', f[6])
+  local fields = {'subnet', f[1], 'client', f[2], 'hw', f[3], 'state', f[4], 'free_at', f[6]}
   if f[5] ~= '' then
-    redis.call('HSET', key, 'deadline', f[5])
-    redis.call('ZADD', p .. 'deadlines', f[5], addr)
+    fields[#fields + 1] = 'deadline'
+    fields[#fields + 1] = f[5]
   end
-  if f[7] ~= '-' then redis.call('HSET', key, 'host', f[7]) end
-  local ck = p .. 'client:' .. f[1] .. ':' .. f[2]
+  if f[7] ~= '-' then
+    fields[#fields + 1] = 'host'
+    fields[#fields + 1] = f[7]
+  end
+  redis.call('HSET', key, unpack(fields))
+  if f[5] ~= '' then redis.call('ZADD', p .. 'deadlines', f[5], addr) end
+  local hold = ttl(tonumber(f[6]))
   local ok = p .. 'offer:' .. f[1] .. ':' .. f[2]
   if keep_index then
-    redis.call('SET', ok, addr)
-    keep(ok, tonumber(f[6]))
+    redis.call('SET', ok, addr, 'EX', hold)
   else
-    redis.call('DEL', ok)
-    redis.call('SET', ck, addr)
-    keep(ck, tonumber(f[6]))
+    if aside then redis.call('DEL', ok) end
+    redis.call('SET', p .. 'client:' .. f[1] .. ':' .. f[2], addr, 'EX', hold)
   end
   redis.call('ZADD', p .. 'free:' .. f[1], f[6], addr)
-  keep(key, tonumber(f[6]))
+  redis.call('EXPIRE', key, hold)
 end
 "#;
 
@@ -220,8 +237,9 @@ end
 const CLAIM: &str = r#"
 local addr = ARGV[3]
 local f = {ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]}
-local verdict = claimable(addr, f[2], f[4])
-if verdict == 1 then put(addr, f) end
+local cur = current(addr)
+local verdict = claimable(cur, f[2], f[4])
+if verdict == 1 then put(addr, f, cur) end
 return verdict
 "#;
 
@@ -246,24 +264,29 @@ local function inside(addr)
   for _, r in ipairs(ranges) do if addr >= r[1] and addr <= r[2] then return true end end
   return false
 end
-local function grant(addr)
-  local before = redis.call('HGETALL', p .. 'lease:' .. addr)
-  put(addr, f)
+local function grant(addr, cur)
+  local before = {}
+  if cur[1] then before = redis.call('HGETALL', p .. 'lease:' .. addr) end
+  put(addr, f, cur)
   return {addr, before}
 end
 local cursor = p .. 'cursor:' .. ARGV[3]
 for _ = 1, 256 do
-  local offset = tonumber(redis.call('GET', cursor) or '0')
+  -- Past the pool's size the cursor only counts on: every test below is `>= size`.
+  local offset = redis.call('INCR', cursor) - 1
   if offset >= size then break end
-  redis.call('SET', cursor, offset + 1)
   local addr = nth(offset)
-  if claimable(addr, f[2], f[4]) == 1 then return grant(addr) end
+  local cur = current(addr)
+  if claimable(cur, f[2], f[4]) == 1 then return grant(addr, cur) end
 end
 if tonumber(redis.call('GET', cursor) or '0') < size then return {-1} end
 local free = redis.call('ZRANGEBYSCORE', p .. 'free:' .. f[1], '-inf', now, 'LIMIT', 0, 256)
 for _, a in ipairs(free) do
   local addr = tonumber(a)
-  if inside(addr) and claimable(addr, f[2], f[4]) == 1 then return grant(addr) end
+  if inside(addr) then
+    local cur = current(addr)
+    if claimable(cur, f[2], f[4]) == 1 then return grant(addr, cur) end
+  end
 end
 return {0}
 "#;
