@@ -27,6 +27,10 @@
 #        SERVER_CPUS=0  run the server under `taskset -c` this CPU list
 #        PERF_CPUS=1    run perfdhcp under `taskset -c` this CPU list
 #        PERF_MODE=multi  perfdhcp's -g mode (default single: one thread sends and receives)
+#        GENERATORS=2   two perfdhcp processes at half the rate each, the second relaying from
+#                       127.0.0.3 into subnet 2 (another partition of the memory store), for
+#                       when one perfdhcp is the limit (on a machine with cores to spare);
+#                       their counts are summed
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -86,6 +90,7 @@ trap cleanup EXIT INT TERM
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 ip -n "$NS" addr add 127.0.0.2/8 dev lo
+ip -n "$NS" addr add 127.0.0.3/8 dev lo # the second generator's relay address
 
 # Our server's config for a store URL: bench.toml with its store line replaced.
 our_config() { # $1: store URL
@@ -189,21 +194,36 @@ cpu_ticks() { # utime + stime of a pid, in clock ticks
     awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
-# Runs perfdhcp at rate $2 against the running server, logging to $LOGDIR/$1-$2.txt; prints
-# "completed_rate drop_percent acks_received".
+# Runs perfdhcp at rate $2 against the running server, logging to $LOGDIR/$1-$2.txt (and
+# $1-$2-g2.txt for a second generator); prints "completed_rate drop_percent acks_received",
+# summed over the generators.
 measure() {
     local log="$LOGDIR/$1-$2.txt"
-    "${PIN_PERF[@]}" ip netns exec "$NS" perfdhcp -4 -g "${PERF_MODE:-single}" -l 127.0.0.2 -R 50000 -p "$PERIOD" -W 500000 -r "$2" \
-        127.0.0.1 >"$log" 2>&1 || true
+    local generators=${GENERATORS:-1}
+    local rate=$(($2 / generators))
+    local logs=("$log")
+    local pids=()
+    "${PIN_PERF[@]}" ip netns exec "$NS" perfdhcp -4 -g "${PERF_MODE:-single}" -l 127.0.0.2 -R 50000 -p "$PERIOD" -W 500000 -r "$rate" \
+        127.0.0.1 >"$log" 2>&1 &
+    pids+=($!)
+    if [ "$generators" = 2 ]; then
+        logs+=("$LOGDIR/$1-$2-g2.txt")
+        "${PIN_PERF[@]}" ip netns exec "$NS" perfdhcp -4 -g "${PERF_MODE:-single}" -l 127.0.0.3 -R 50000 -p "$PERIOD" -W 500000 -r "$rate" \
+            -b mac=02:20:00:00:00:00 127.0.0.1 >"${logs[1]}" 2>&1 &
+        pids+=($!)
+    fi
+    wait "${pids[@]}" || true
+    # Per file: the rate, the second exchange's received count (REQUEST/ACK), sent and drops.
     awk '
-        /^Rate:/ { rate = $2 }
+        FNR == 1 { file++ }
+        /^Rate:/ { rate += $2 }
         /^sent packets:/ { sent += $3 }
-        /^received packets:/ { received[++n] = $3 }
+        /^received packets:/ { if (++n[file] == 2) acks += $3 }
         /^drops:/ { drops += $2 }
         END {
             if (sent == 0) { print "0 100 0"; exit }
-            printf "%.0f %.3f %d\n", rate, 100 * drops / sent, received[2]
-        }' "$log"
+            printf "%.0f %.3f %d\n", rate, 100 * drops / sent, acks
+        }' "${logs[@]}"
 }
 
 TICKS=$(getconf CLK_TCK)
