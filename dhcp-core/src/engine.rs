@@ -544,14 +544,21 @@ impl<S: LeaseStore> Engine<S> {
         let Some(host) = self.store.host(&ctx.hw, client_id.as_deref(), now).await? else {
             return Ok(());
         };
-        // An address outside the selected subnet cannot be given here; the rest still applies.
-        let ip_address = host.ip_address.filter(|a| ctx.subnet.net.contains(a));
-        ctx.reservation = Some(Cow::Owned(Reservation {
-            hw_address: Some(ctx.hw),
-            ip_address,
-            hostname: host.hostname,
-            ..Reservation::default()
-        }));
+        if !host.unreadable.is_empty() {
+            self.stats.add(Counter::HostFieldsUnreadable, host.unreadable.len() as u64);
+        }
+        // A dynamic client gets the store's group, and stays a client without a reservation
+        // (held to the offer limits).
+        if host.reserved {
+            // An address outside the selected subnet cannot be given here; the rest still applies.
+            let ip_address = host.ip_address.filter(|a| ctx.subnet.net.contains(a));
+            ctx.reservation = Some(Cow::Owned(Reservation {
+                hw_address: Some(ctx.hw),
+                ip_address,
+                hostname: host.hostname,
+                ..Reservation::default()
+            }));
+        }
         if let Some(group) = host.group {
             ctx.group = Some(Cow::Owned(group));
         }

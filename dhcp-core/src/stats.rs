@@ -52,6 +52,7 @@ counters! {
     StoreErrors => "store-errors", "Store operations that failed.";
     OptionsOmitted => "options-omitted", "Options left out of replies for lack of room.";
     PingConflicts => "v4-ping-check-conflicts", "Addresses a ping check found answering before they were offered, set aside for the decline probation period.";
+    HostFieldsUnreadable => "host-fields-unreadable", "Fields of hosts and groups kept in the store (`host-source = \"store\"`) that could not be read and were left out of a reply.";
     OfferLimitDrop => "pkt4-offer-limit-drop", "DISCOVERs from clients with no lease or reservation dropped because outstanding offers held `max-offers` addresses of the subnet (or `max-offers-per-relay` through the relay).";
 }
 
@@ -164,7 +165,12 @@ impl Stats {
 
     /// Adds one to `counter`.
     pub fn bump(&self, counter: Counter) {
-        self.counters[counter as usize].fetch_add(1, Ordering::Relaxed);
+        self.add(counter, 1);
+    }
+
+    /// Adds `n` to `counter`.
+    pub fn add(&self, counter: Counter, n: u64) {
+        self.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     /// The value of `counter`.

@@ -11,7 +11,8 @@ use crate::lease::{ClientId, HwAddr, Lease};
 use crate::time::Timestamp;
 
 /// A host reservation kept in the store rather than the config (the Redis `mac:` and
-/// `client:` hashes operators already keep), with its group resolved.
+/// `client:` hashes operators already keep), with its group resolved; or, for a client the
+/// store keeps no entry for, the group the store gives dynamic clients (`reserved` false).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct StoreHost {
@@ -21,12 +22,24 @@ pub struct StoreHost {
     pub hostname: Option<String>,
     /// Options and lease time for the host.
     pub group: Option<Group>,
+    /// Whether the store keeps an entry for this client: a reservation, which the engine treats
+    /// as the config's (a known client, answered even when offers are limited). False when
+    /// only the store's group for dynamic clients applies.
+    pub reserved: bool,
+    /// Fields of the entry or its group that could not be read, each as `KEY FIELD: VALUE`:
+    /// left out, the rest still applies. The engine counts them (`host-fields-unreadable`).
+    pub unreadable: Vec<String>,
 }
 
 impl StoreHost {
-    /// A host with these parts.
+    /// A reservation with these parts.
     pub fn new(ip_address: Option<Ipv4Addr>, hostname: Option<String>, group: Option<Group>) -> Self {
-        StoreHost { ip_address, hostname, group }
+        StoreHost { ip_address, hostname, group, reserved: true, unreadable: Vec::new() }
+    }
+
+    /// A client the store keeps no entry for, given the store's group for dynamic clients.
+    pub fn dynamic(group: Group) -> Self {
+        StoreHost { group: Some(group), ..StoreHost::default() }
     }
 }
 

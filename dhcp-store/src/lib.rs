@@ -42,6 +42,8 @@ mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_tls;
 #[cfg(feature = "redis")]
+mod redis_hosts;
+#[cfg(feature = "redis")]
 mod redis_store;
 #[cfg(feature = "sqlite")]
 mod sqlite;

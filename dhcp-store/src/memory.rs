@@ -35,7 +35,7 @@ use part::Inner;
 /// leases of the old id are still held: a record for the address is then in the old id's
 /// partition. The store keeps at most one record per address across partitions: a write into
 /// a block that another partition has written in takes both partitions' locks, in order, and
-/// moves the address's record (see [`Homes::mark`] for why no write goes unseen); an
+/// moves the address's record (`homes.rs` says why no write goes unseen); an
 /// allocation skips addresses held in another partition; and an address freed in one
 /// partition is given to the pools of every other partition that wrote in its block.
 ///

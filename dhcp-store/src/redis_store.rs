@@ -51,22 +51,23 @@
 //!
 //! # Reservations and groups operators keep in Redis
 //! With `host-source = "store"` in the config, the engine asks for the client's reservation
-//! here, in the schema the small Go servers use (under `?hosts=H`, empty by default):
+//! here, in the schema the small Go servers use (under `?hosts=H`, empty by default), read as
+//! they write it (see `redis_hosts`):
 //! - `mac:aa:bb:cc:dd:ee:ff`: hash `ip`, `hostname`, `description`, `group`;
 //! - `client:01:aa:bb:...` (a client identifier, hex bytes joined by colons): the same fields;
-//! - `group:NAME`: hash `lease-time`, `gateway`, `dns`, `domain`, `ntp`, `prefix` (a prefix
-//!   length, giving the subnet mask), `broadcast`; lists are comma- or space-separated. A host
-//!   without a group, or naming one that does not exist, gets `group:default` if there is one.
+//! - `group:NAME`: hash `lease-time` (seconds or a duration: `90m`, `24h`, `1d`), `gateway`,
+//!   `dns`, `domain`, `ntp`, `prefix` (a prefix length, giving the subnet mask), `broadcast`;
+//!   lists are comma- or space-separated. `group:default` lies under every known host's own
+//!   group; `group:pool` serves clients without an entry.
 //!
-//! Each lookup sets the host's `last-seen` field to the Unix time of the request.
+//! Each lookup of a known host sets its `ts` field (the Go server's last-seen) to the Unix time
+//! of the request, in the same round trip as the reads of its groups.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use dhcp_core::config::Group;
-use dhcp_core::options::{OptionSet, OptionValue};
 use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
@@ -74,6 +75,7 @@ use redis::{AsyncCommands, AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, Redi
 use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo, Script, Value};
 
 use crate::codec::{self, hex, percent_decode, unhex};
+use crate::redis_hosts::{GroupHashes, LAST_SEEN, dynamic_host, host_from_hashes};
 
 /// The state codes the scripts compare and write, as Lua string constants (hash fields come
 /// back from Redis as strings), taken from the codec so that Lua and Rust cannot disagree.
@@ -827,42 +829,6 @@ impl RedisStore {
     }
 }
 
-/// Splits a list field: commas or spaces.
-fn items(text: &str) -> Vec<OptionValue> {
-    text.split([',', ' ']).filter(|t| !t.is_empty()).map(|t| OptionValue::Text(t.to_owned())).collect()
-}
-
-/// A `group:` hash as the engine's group: its options and lease time.
-fn group_from_hash(name: &str, hash: &HashMap<String, String>) -> Result<Group, StoreError> {
-    let bad = |field: &str, why: String| StoreError::Corrupt(format!("redis group:{name} {field}: {why}"));
-    let mut table = std::collections::BTreeMap::new();
-    for (field, option) in [("gateway", "routers"), ("dns", "domain-name-servers"), ("ntp", "ntp-servers")] {
-        if let Some(v) = hash.get(field).filter(|v| !v.trim().is_empty()) {
-            table.insert(option.to_owned(), OptionValue::List(items(v)));
-        }
-    }
-    if let Some(domain) = hash.get("domain").filter(|v| !v.is_empty()) {
-        table.insert("domain-name".to_owned(), OptionValue::Text(domain.clone()));
-    }
-    if let Some(broadcast) = hash.get("broadcast").filter(|v| !v.is_empty()) {
-        table.insert("broadcast-address".to_owned(), OptionValue::Text(broadcast.clone()));
-    }
-    if let Some(prefix) = hash.get("prefix").filter(|v| !v.is_empty()) {
-        let len: u32 = prefix.trim_start_matches('/').parse().map_err(|_| bad("prefix", prefix.clone()))?;
-        let mask = u32::MAX.checked_shl(32 - len.min(32)).unwrap_or(0);
-        if len > 32 {
-            return Err(bad("prefix", prefix.clone()));
-        }
-        table.insert("subnet-mask".to_owned(), OptionValue::Text(Ipv4Addr::from(mask).to_string()));
-    }
-    let options = OptionSet::from_config(&table).map_err(|(option, why)| bad(&option, why))?;
-    let lease_time = match hash.get("lease-time").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(t) => Some(t.parse::<u32>().ok().filter(|t| *t > 0).ok_or_else(|| bad("lease-time", t.clone()))?),
-    };
-    Ok(Group { name: name.to_owned(), options, lease_time, matcher: None })
-}
-
 fn colon_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
@@ -883,9 +849,35 @@ impl RedisStore {
         conn.hgetall(key).await.map_err(failed)
     }
 
-    async fn group(&self, name: &str) -> Result<Option<Group>, StoreError> {
-        let hash = self.host_hash(&format!("{}group:{name}", self.hosts)).await?;
-        if hash.is_empty() { Ok(None) } else { group_from_hash(name, &hash).map(Some) }
+    /// Notes the host's last-seen time and reads the groups its entry draws on, in one round
+    /// trip: `group:default`, and the group the entry names unless that is `default` itself.
+    async fn seen_and_groups(
+        &self,
+        key: &str,
+        entry: &HashMap<String, String>,
+        now: Timestamp,
+    ) -> Result<GroupHashes, StoreError> {
+        let named = entry.get("group").map(|g| g.trim()).filter(|g| !g.is_empty() && *g != "default");
+        let mut pipe = redis::pipe();
+        pipe.hset(key, LAST_SEEN, now.as_secs()).ignore();
+        pipe.hgetall(format!("{}group:default", self.hosts));
+        if let Some(name) = named {
+            pipe.hgetall(format!("{}group:{name}", self.hosts));
+        }
+        let mut conn = self.conn.clone();
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await.map_err(failed)?;
+        let mut hashes = hashes.into_iter();
+        let default = hashes.next().unwrap_or_default();
+        // A group the entry names that does not exist leaves `default` alone.
+        let named = named.zip(hashes.next()).filter(|(_, hash)| !hash.is_empty()).map(|(n, hash)| (n.to_owned(), hash));
+        Ok(GroupHashes { default, named })
+    }
+}
+
+/// Logs what a host's entry or group held that could not be read (the engine counts it).
+fn report_unreadable(host: &StoreHost) {
+    for what in &host.unreadable {
+        tracing::warn!(field = %what, "a Redis host or group field could not be read and was left out");
     }
 }
 
@@ -905,24 +897,20 @@ impl LeaseStore for RedisStore {
             hash = self.host_hash(&key).await?;
         }
         if hash.is_empty() {
-            return Ok(None);
+            // A client without an entry: `group:pool`'s options, as the Go server gives its
+            // dynamic clients, when the operator keeps one.
+            let pool = self.host_hash(&format!("{}group:pool", self.hosts)).await?;
+            if pool.is_empty() {
+                return Ok(None);
+            }
+            let host = dynamic_host(&pool);
+            report_unreadable(&host);
+            return Ok(Some(host));
         }
-        let mut conn = self.conn.clone();
-        let _: () = conn.hset(&key, "last-seen", now.as_secs()).await.map_err(failed)?;
-        let ip_address = match hash.get("ip").filter(|ip| !ip.is_empty()) {
-            None => None,
-            Some(ip) => Some(ip.parse().map_err(|_| StoreError::Corrupt(format!("redis {key} ip: {ip:?}")))?),
-        };
-        let named = hash.get("group").filter(|g| !g.is_empty());
-        let group = match named {
-            Some(name) => match self.group(name).await? {
-                Some(group) => Some(group),
-                None => self.group("default").await?,
-            },
-            None => self.group("default").await?,
-        };
-        let hostname = hash.get("hostname").filter(|h| !h.is_empty()).cloned();
-        Ok(Some(StoreHost::new(ip_address, hostname, group)))
+        let groups = self.seen_and_groups(&key, &hash, now).await?;
+        let host = host_from_hashes(&key, &hash, &groups);
+        report_unreadable(&host);
+        Ok(Some(host))
     }
 
     async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {

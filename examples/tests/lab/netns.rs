@@ -270,6 +270,7 @@ pub const DHCLIENT_HOOK: &str = r#"
   echo "domain=$new_domain_name"
   echo "hostname=$new_host_name"
   echo "lease=$new_dhcp_lease_time"
+  echo "ntp=$new_ntp_servers"
 } >> "$LOG"
 case "$reason" in
   BOUND|RENEW|REBIND|REBOOT)
@@ -283,7 +284,7 @@ esac
 "#;
 
 const DHCLIENT_CONF: &str =
-    "request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name;\n";
+    "request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, host-name, ntp-servers;\n";
 
 /// Runs dhclient in client `client`'s namespace on vcli, with files named after `name` in the
 /// lab's directory (hook log `NAME.log`, leases, pid), up to 60 s.
