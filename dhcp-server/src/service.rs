@@ -22,6 +22,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::api::entries::StoreEntries;
 use crate::api::{self, Admin};
 use crate::config::{ServerConfig, ServerSettings};
 use crate::control::ConfigControl;
@@ -101,7 +102,9 @@ impl Service {
             Some(config) => Some(Arc::new(Ha::new(config).map_err(ServiceError::Tls)?)),
             None => None,
         };
-        let store = HaStore::new(dhcp_store::open(&settings.store).await?, ha.clone());
+        let opened = dhcp_store::open(&settings.store).await?;
+        let entries = StoreEntries::of(&opened);
+        let store = HaStore::new(opened, ha.clone());
         let mut store = MeteredStore::new(store, &metrics);
         if let Some(deadline) = settings.store_deadline {
             store = store.with_deadline(deadline);
@@ -139,7 +142,7 @@ impl Service {
             }
             None => None,
         };
-        Ok(Running { server: Arc::new(server), control, metrics, seen, ha, limits, settings, api })
+        Ok(Running { server: Arc::new(server), control, metrics, seen, ha, limits, entries, settings, api })
     }
 
     /// Starts, then serves until `shutdown` resolves.
@@ -157,6 +160,7 @@ pub struct Running {
     seen: Arc<LastSeen>,
     ha: Option<Arc<Ha>>,
     limits: Option<Arc<Limits>>,
+    entries: StoreEntries,
     settings: ServerSettings,
     api: Option<ApiListener>,
 }
@@ -222,7 +226,7 @@ impl Running {
     /// Serves until `shutdown` resolves, then stops and, when `lease-dump` is set, writes the
     /// leases one last time.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
-        let Running { server, control, metrics, seen, ha, limits, settings, api } = self;
+        let Running { server, control, metrics, seen, ha, limits, entries, settings, api } = self;
         let mut tasks = JoinSet::new();
         if let Some(control) = &control {
             let mut hangup = signal(SignalKind::hangup())?;
@@ -244,6 +248,7 @@ impl Running {
                     seen,
                     ha: ha.clone(),
                     limits,
+                    entries,
                     token,
                 };
                 Some(ApiThread::start(listener, admin)?)

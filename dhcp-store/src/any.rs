@@ -72,6 +72,19 @@ pub enum AnyStore {
     Redis(crate::RedisStore),
 }
 
+impl AnyStore {
+    /// The Redis store, when this is one: for the host and group entries it keeps beside the
+    /// leases ([`RedisStore::host_entries`](crate::RedisStore::host_entries)).
+    #[cfg(feature = "redis")]
+    pub fn redis(&self) -> Option<&crate::RedisStore> {
+        match self {
+            AnyStore::Redis(store) => Some(store),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+}
+
 /// The schemes [`open`] accepts in this build.
 pub fn supported_schemes() -> &'static [&'static str] {
     &[

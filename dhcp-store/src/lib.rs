@@ -54,7 +54,7 @@ pub use journal::{COMPACT_MIN_LINES, JournalStore, ReplayReport};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
-pub use redis_store::RedisStore;
+pub use redis_store::{HOST_ENTRY_KINDS, HostEntry, RedisStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

@@ -63,7 +63,7 @@
 //! Each lookup of a known host sets its `ts` field (the Go server's last-seen) to the Unix time
 //! of the request, in the same round trip as the reads of its groups.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -871,6 +871,103 @@ impl RedisStore {
         // A group the entry names that does not exist leaves `default` alone.
         let named = named.zip(hashes.next()).filter(|(_, hash)| !hash.is_empty()).map(|(n, hash)| (n.to_owned(), hash));
         Ok(GroupHashes { default, named })
+    }
+}
+
+/// The kinds of entry the Go server's schema keeps beside the leases, by key prefix.
+pub const HOST_ENTRY_KINDS: [&str; 3] = ["mac:", "client:", "group:"];
+
+/// A host or group entry as stored: its key (without the `hosts` prefix) and its fields.
+pub type HostEntry = (String, BTreeMap<String, String>);
+
+/// `text` with Redis glob characters escaped, so that it matches only itself.
+fn glob_literal(text: &str) -> String {
+    text.chars().fold(String::new(), |mut out, c| {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    })
+}
+
+/// Refuses a key outside the host and group entries: the API and the CLI edit only those.
+fn host_entry_key(key: &str) -> Result<(), StoreError> {
+    let kind = HOST_ENTRY_KINDS.iter().find(|k| key.starts_with(**k) && key.len() > k.len());
+    kind.map(|_| ()).ok_or_else(|| {
+        StoreError::Backend(format!("{key:?} is not a host or group key (mac:..., client:... or group:...)"))
+    })
+}
+
+impl RedisStore {
+    /// Every entry of `kind` (one of [`HOST_ENTRY_KINDS`]) under the `hosts` prefix, by key:
+    /// what the Go server's `dhcp-cli show groups | clients | mac` list. Keys are found with
+    /// `SCAN` (never `KEYS`, which stalls Redis) and read in one pipeline per thousand.
+    pub async fn host_entries(&self, kind: &str) -> Result<Vec<HostEntry>, StoreError> {
+        if !HOST_ENTRY_KINDS.contains(&kind) {
+            return Err(StoreError::Backend(format!("no entries of kind {kind:?}")));
+        }
+        let pattern = format!("{}{kind}*", glob_literal(&self.hosts));
+        let mut conn = self.conn.clone();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(failed)?;
+            keys.extend(found);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut entries = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.hgetall(key);
+            }
+            let hashes: Vec<BTreeMap<String, String>> = pipe.query_async(&mut conn).await.map_err(failed)?;
+            for (key, fields) in chunk.iter().zip(hashes) {
+                let key = key.strip_prefix(self.hosts.as_str()).unwrap_or(key).to_owned();
+                // A key that went between the scan and the read is not listed.
+                if !fields.is_empty() {
+                    entries.push((key, fields));
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Writes the entry `key` (`mac:...`, `client:...` or `group:...`, under the `hosts`
+    /// prefix) with exactly `fields`, replacing what it held, atomically (`MULTI`).
+    pub async fn put_host_entry(&self, key: &str, fields: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        host_entry_key(key)?;
+        if fields.is_empty() {
+            return Err(StoreError::Backend(format!("{key}: an entry needs at least one field")));
+        }
+        let full = format!("{}{key}", self.hosts);
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&full).ignore();
+        pipe.hset_multiple(&full, &fields.iter().collect::<Vec<_>>()).ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(failed)
+    }
+
+    /// Deletes the entry `key`; whether there was one.
+    pub async fn delete_host_entry(&self, key: &str) -> Result<bool, StoreError> {
+        host_entry_key(key)?;
+        let mut conn = self.conn.clone();
+        let gone: i64 = conn.del(format!("{}{key}", self.hosts)).await.map_err(failed)?;
+        Ok(gone > 0)
     }
 }
 

@@ -188,3 +188,199 @@ fn an_unreadable_group_field_costs_only_that_field_and_is_counted_and_logged() {
     let unreadable = stats.pointer("/host-fields-unreadable").and_then(serde_json::Value::as_i64).unwrap_or(0);
     assert!(unreadable >= 2, "both fields counted, each time the host is looked up: {stats}");
 }
+
+/// A `mac:` entry of the seed's `show mac` listing, and the line the seed prints for it.
+struct SeedMac {
+    key: &'static str,
+    ip: &'static str,
+    /// The last-seen time: the Unix seconds of the printed time, read as UTC.
+    ts: Option<u64>,
+    description: &'static str,
+    group: Option<&'static str>,
+    line: &'static str,
+}
+
+/// Builds a [`SeedMac`] from its parts in listing order.
+const fn seed(
+    key: &'static str,
+    ip: &'static str,
+    ts: Option<u64>,
+    description: &'static str,
+    group: Option<&'static str>,
+    line: &'static str,
+) -> SeedMac {
+    SeedMac { key, ip, ts, description, group, line }
+}
+
+/// The seed's `show mac` listing.
+const SEED_MACS: [SeedMac; 13] = [
+    seed(
+        "mac:dc:a6:32:43:e5:e0",
+        "172.17.7.5",
+        Some(1_575_812_647),
+        "Kubernetes Node 4 (raspberry-pi4-5)",
+        None,
+        "  mac:dc:a6:32:43:e5:e0  172.17.7.5          2019-12-08 13:44:07  Kubernetes Node 4 (raspberry-pi4-5)",
+    ),
+    seed(
+        "mac:f4:f5:d8:a9:5a:b6",
+        "172.17.4.19",
+        Some(1_572_749_599),
+        "Google Chromecast Ultra",
+        Some("getflix"),
+        "  mac:f4:f5:d8:a9:5a:b6  172.17.4.19         2019-11-03 02:53:19  Google Chromecast Ultra  (group:getflix)",
+    ),
+    seed(
+        "mac:18:b4:30:a5:b1:bf",
+        "172.17.3.134",
+        Some(1_575_822_362),
+        "Google Nest Protect (Hallway)",
+        None,
+        "  mac:18:b4:30:a5:b1:bf  172.17.3.134        2019-12-08 16:26:02  Google Nest Protect (Hallway)",
+    ),
+    seed(
+        "mac:e0:66:78:68:b8:31",
+        "172.17.2.184",
+        Some(1_575_806_621),
+        "Apple iPad Mini (Kitchen)",
+        None,
+        "  mac:e0:66:78:68:b8:31  172.17.2.184        2019-12-08 12:03:41  Apple iPad Mini (Kitchen)",
+    ),
+    seed(
+        "mac:00:17:88:22:03:4c",
+        "172.17.3.1",
+        Some(1_575_819_300),
+        "Philips Hue hub",
+        None,
+        "  mac:00:17:88:22:03:4c  172.17.3.1          2019-12-08 15:35:00  Philips Hue hub",
+    ),
+    seed(
+        "mac:40:cb:c0:c9:51:d6",
+        "172.17.4.18",
+        Some(1_575_831_685),
+        "Apple TV 4K (Living room)",
+        Some("getflix"),
+        "  mac:40:cb:c0:c9:51:d6  172.17.4.18         2019-12-08 19:01:25  Apple TV 4K (Living room)  (group:getflix)",
+    ),
+    seed(
+        "mac:26:fc:7f:43:d6:dc",
+        "172.17.8.1",
+        Some(1_575_826_064),
+        "Google Edge TPU Board",
+        None,
+        "  mac:26:fc:7f:43:d6:dc  172.17.8.1          2019-12-08 17:27:44  Google Edge TPU Board",
+    ),
+    seed(
+        "mac:18:b4:30:31:52:fc",
+        "172.17.3.135",
+        Some(1_575_765_645),
+        "Google Nest Protect (Study)",
+        None,
+        "  mac:18:b4:30:31:52:fc  172.17.3.135        2019-12-08 00:40:45  Google Nest Protect (Study)",
+    ),
+    seed(
+        "mac:b8:27:eb:4b:19:a2",
+        "172.17.2.24",
+        Some(1_575_790_807),
+        "Raspberry Pi Zero W",
+        None,
+        "  mac:b8:27:eb:4b:19:a2  172.17.2.24         2019-12-08 07:40:07  Raspberry Pi Zero W",
+    ),
+    seed(
+        "mac:b8:27:eb:37:92:e5",
+        "172.17.2.22",
+        Some(1_575_789_973),
+        "GPS/NTP Server (Raspberry Pi Zero W)",
+        None,
+        "  mac:b8:27:eb:37:92:e5  172.17.2.22         2019-12-08 07:26:13  GPS/NTP Server (Raspberry Pi Zero W)",
+    ),
+    seed(
+        "mac:dc:54:d7:d2:18:55",
+        "172.17.3.132",
+        Some(1_575_812_827),
+        "Amazon Echo Show 5 (Study)",
+        None,
+        "  mac:dc:54:d7:d2:18:55  172.17.3.132        2019-12-08 13:47:07  Amazon Echo Show 5 (Study)",
+    ),
+    seed(
+        "mac:54:62:e2:06:11:4c",
+        "172.17.2.180",
+        Some(1_575_823_947),
+        "Apple iPad Air (Petri)",
+        None,
+        "  mac:54:62:e2:06:11:4c  172.17.2.180        2019-12-08 16:52:27  Apple iPad Air (Petri)",
+    ),
+    seed(
+        "mac:00:80:a3:91:38:d4",
+        "172.17.254.250",
+        None,
+        "RIPE Atlas Probe",
+        None,
+        "  mac:00:80:a3:91:38:d4  172.17.254.250                           RIPE Atlas Probe",
+    ),
+];
+
+/// `dhcp-cli ARGS` against the lab server's API, in its namespace; its standard output.
+fn cli(lab: &Lab, args: &[&str]) -> String {
+    let out = lab
+        .server
+        .command(env!("CARGO_BIN_EXE_dhcp-cli"))
+        .args(["--url", "http://127.0.0.1:8067", "--token", TOKEN])
+        .args(args)
+        .output()
+        .expect("dhcp-cli");
+    assert!(out.status.success(), "dhcp-cli {args:?}:\n{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn dhcp_cli_shows_the_seeds_groups_clients_and_macs_and_writes_entries_in_its_schema() {
+    if !lab::available() {
+        return;
+    }
+    let redis = PrivateRedis::start();
+    load_seed_groups(&redis);
+    for SeedMac { key, ip, ts, description, group, .. } in SEED_MACS {
+        hset(&redis, key, &[("ip", ip), ("description", description)]);
+        if let Some(ts) = ts {
+            hset(&redis, key, &[("ts", &ts.to_string())]);
+        }
+        if let Some(group) = group {
+            hset(&redis, key, &[("group", group)]);
+        }
+    }
+    hset(&redis, "client:laptop", &[("ip", "172.17.5.5"), ("description", "by client id")]);
+    let lab = seed_lab(&redis);
+
+    // Every MAC, line for line as the seed's CLI prints them (its order is Redis's; ours, the
+    // keys').
+    let shown = cli(&lab, &["show", "mac"]);
+    assert!(shown.starts_with("DHCP by Ethernet address:\n\n"), "{shown}");
+    let mut got: Vec<&str> = shown.lines().skip(2).collect();
+    let mut want: Vec<&str> = SEED_MACS.iter().map(|m| m.line).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    // One MAC, in any spelling.
+    let one = cli(&lab, &["show", "mac", "F4-F5-D8-A9-5A-B6"]);
+    assert_eq!(one.lines().skip(2).collect::<Vec<_>>(), vec![SEED_MACS[1].line], "{one}");
+
+    let groups = cli(&lab, &["show", "groups"]);
+    for line in ["group:pool", "  lease-time = 1h", "group:default", "  prefix = 16", "group:getflix"] {
+        assert!(groups.lines().any(|l| l == line), "{line:?} in:\n{groups}");
+    }
+    let clients = cli(&lab, &["show", "clients"]);
+    assert!(clients.contains("client:laptop\n") && clients.contains("  ip = 172.17.5.5\n"), "{clients}");
+    let json: serde_json::Value = serde_json::from_str(&cli(&lab, &["--json", "show", "groups"])).expect("JSON");
+    assert_eq!(json["entries"].as_array().map(Vec::len), Some(3), "{json}");
+
+    // Writes go to Redis in the same schema, for redis-cli (and the Go server) to read.
+    let written =
+        cli(&lab, &["entry", "set", "mac:02:00:00:00:00:77", "ip=172.17.6.7", "description=new TV", "group=getflix"]);
+    assert!(written.contains("written"), "{written}");
+    assert_eq!(redis.cli(&["hget", "mac:02:00:00:00:00:77", "group"]).trim(), "getflix");
+    let log = lease_as(&lab, "02:00:00:00:00:77", "new-tv");
+    assert_eq!(last(&log, "ip"), "172.17.6.7", "the entry serves at once:\n{log}");
+    cli(&lab, &["entry", "del", "mac:02:00:00:00:00:77"]);
+    assert_eq!(redis.cli(&["exists", "mac:02:00:00:00:00:77"]).trim(), "0");
+}

@@ -1,6 +1,7 @@
 //! A blocking client of the management API, for `dhcp-cli` and for scripts written in Rust:
 //! typed calls over the [`model`](super::model), and raw JSON calls for anything else.
 
+use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use serde_json::Value;
 
 use super::model::{
     self, Changed, ConfigTested, DeletedLease, ErrorBody, Group, GroupList, HaStatus, Health, LeaseFilter, LeaseInfo,
-    LeaseList, PREFIX, Reservation, ReservationList, StatsMap,
+    LeaseList, PREFIX, Reservation, ReservationList, StatsMap, StoreEntry, StoreEntryList,
 };
 
 /// Why an API call failed.
@@ -223,6 +224,24 @@ impl AdminClient {
     pub fn delete_group(&self, name: &str) -> Result<Changed, ClientError> {
         let path = model::group_path(name);
         self.typed(&path, self.delete(&path)?)
+    }
+
+    /// The host or group entries of `kind` (`mac`, `client`, `group`) the store keeps (a Redis
+    /// store with `host-source = "store"`); a 409 [`ClientError::Api`] where it keeps none.
+    pub fn store_entries(&self, kind: &str) -> Result<StoreEntryList, ClientError> {
+        let path = format!("{PREFIX}/store/entries?kind={kind}");
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// Writes store entry `key` with exactly `fields`.
+    pub fn put_store_entry(&self, key: &str, fields: &BTreeMap<String, String>) -> Result<StoreEntry, ClientError> {
+        let path = model::store_entry_path(key);
+        self.typed(&path, self.put_json(&path, &Self::body(&path, fields)?)?)
+    }
+
+    /// Deletes store entry `key`.
+    pub fn delete_store_entry(&self, key: &str) -> Result<Value, ClientError> {
+        self.delete(&model::store_entry_path(key))
     }
 
     /// The statistics, by Kea's names.

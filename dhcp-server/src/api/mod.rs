@@ -39,6 +39,7 @@
 
 mod client;
 mod edit;
+pub(crate) mod entries;
 mod error;
 mod listing;
 pub mod model;
@@ -65,7 +66,7 @@ pub use client::{AdminClient, ClientError, LISTING_BUSY_WAIT, LISTING_READ_TIMEO
 use self::error::{ApiError, store_error};
 use self::model::{
     Changed, ConfigTested, ConfigText, DeletedLease, GroupList, HaStatus, Health, Heartbeat, LeaseInfo, LeasePage,
-    LeaseUpdates, ReservationList, StatsMap, UpdatesApplied,
+    LeaseUpdates, ReservationList, StatsMap, StoreEntry, StoreEntryList, UpdatesApplied,
 };
 use crate::control::{ConfigControl, ControlError};
 use crate::ha::{Ha, LEASE_UPDATES_TYPE, ReplicaStore, change_from_model, decode_updates};
@@ -85,6 +86,8 @@ pub(crate) struct Admin<S> {
     pub(crate) seen: Arc<LastSeen>,
     pub(crate) ha: Option<Arc<Ha>>,
     pub(crate) limits: Option<Arc<Limits>>,
+    /// The host and group entries the store keeps, when it is Redis.
+    pub(crate) entries: entries::StoreEntries,
     pub(crate) token: String,
 }
 
@@ -98,6 +101,8 @@ pub(crate) fn router<S: LeaseStore + ReplicaStore + 'static>(admin: Admin<S>) ->
         .route("/reservations/{id}", put(replace_reservation::<S>).delete(delete_reservation::<S>))
         .route("/groups", get(list_groups::<S>))
         .route("/groups/{name}", put(set_group::<S>).delete(delete_group::<S>))
+        .route("/store/entries", get(list_store_entries::<S>))
+        .route("/store/entries/{key}", put(put_store_entry::<S>).delete(delete_store_entry::<S>))
         .route("/stats", get(stats::<S>))
         .route("/health", get(health::<S>))
         .route("/config", get(config_text::<S>))
@@ -281,6 +286,52 @@ async fn delete_group<S: LeaseStore>(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     apply_edit(&admin, StatusCode::OK, |text| edit::delete_group(text, &name))
+}
+
+/// `?kind=` of `GET /store/entries`.
+#[derive(Debug, serde::Deserialize)]
+struct EntryKind {
+    kind: String,
+}
+
+/// The store's entries are the engine's hosts only with `host-source = "store"`: elsewhere,
+/// editing them would change nothing the server serves.
+fn entries<S: LeaseStore>(admin: &Admin<S>) -> Result<&entries::StoreEntries, ApiError> {
+    if admin.server.engine().config().hosts_from_store {
+        Ok(&admin.entries)
+    } else {
+        Err(ApiError::new(StatusCode::CONFLICT, "the config reads hosts from itself (host-source = \"config\")"))
+    }
+}
+
+async fn list_store_entries<S: LeaseStore>(
+    State(admin): State<Arc<Admin<S>>>,
+    Query(kind): Query<EntryKind>,
+) -> ApiResult<StoreEntryList> {
+    Ok(axum::Json(StoreEntryList { entries: entries(&admin)?.list(&kind.kind).await? }))
+}
+
+async fn put_store_entry<S: LeaseStore>(
+    State(admin): State<Arc<Admin<S>>>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let fields: std::collections::BTreeMap<String, String> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad("fields", format!("a JSON object of string fields: {e}")))?;
+    entries(&admin)?.put(&key, &fields).await?;
+    info!(key = %key, "store entry written");
+    Ok(axum::Json(StoreEntry { key, fields }).into_response())
+}
+
+async fn delete_store_entry<S: LeaseStore>(
+    State(admin): State<Arc<Admin<S>>>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    if !entries(&admin)?.delete(&key).await? {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no entry {key}")));
+    }
+    info!(key = %key, "store entry deleted");
+    Ok(axum::Json(serde_json::json!({ "deleted": key })).into_response())
 }
 
 async fn stats<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<StatsMap> {

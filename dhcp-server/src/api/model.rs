@@ -484,3 +484,25 @@ mod tests {
         assert_eq!((g.lease_time, g.matches.map(|m| m.len())), (Some(60), Some(0)));
     }
 }
+
+/// A host or group entry kept in the store (`GET /api/v1/store/entries?kind=`): its key
+/// (`mac:aa:bb:cc:dd:ee:ff`, `client:ID`, `group:NAME`) and its fields, as Redis holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreEntry {
+    /// The key, without the store's `hosts` prefix.
+    pub key: String,
+    /// The hash's fields.
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /api/v1/store/entries?kind=`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoreEntryList {
+    /// The entries, by key.
+    pub entries: Vec<StoreEntry>,
+}
+
+/// The path of store entry `key`.
+pub fn store_entry_path(key: &str) -> String {
+    format!("{PREFIX}/store/entries/{}", encode(key))
+}

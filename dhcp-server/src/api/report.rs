@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
-use super::model::{Changed, ConfigTested, Group, HaStatus, LeaseInfo, Reservation, StatsMap};
+use super::model::{Changed, ConfigTested, Group, HaStatus, LeaseInfo, Reservation, StatsMap, StoreEntry};
 
 /// Rows of cells; the first row is the header (or, for a card, every row is a label and value).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,6 +49,59 @@ pub fn unix_time(secs: Option<u64>) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// The store's groups as the Go server's `dhcp-cli show groups` prints them: each key, then
+/// its fields as `  FIELD = VALUE`, then a blank line.
+pub fn store_groups(entries: &[StoreEntry]) -> String {
+    let mut out = String::from("DHCP groups:\n\n");
+    for entry in entries {
+        out.push_str(&entry.key);
+        out.push('\n');
+        for (field, value) in &entry.fields {
+            out.push_str(&format!("  {field} = {value}\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The store's `client:` entries as the Go server's `dhcp-cli show clients` prints them.
+pub fn store_clients(entries: &[StoreEntry]) -> String {
+    let mut out = String::from("DHCP Clients:\n\n");
+    for entry in entries {
+        out.push_str(&entry.key);
+        out.push('\n');
+        for (field, value) in &entry.fields {
+            out.push_str(&format!("  {field} = {value}\n"));
+        }
+    }
+    out
+}
+
+/// The store's `mac:` entries as the Go server's `dhcp-cli show mac` prints them, a line each:
+/// the key, the address, `*` for an address its dynamic pool gave, the last-seen time (`ts`,
+/// UTC), the description and the group in brackets.
+pub fn store_macs(entries: &[StoreEntry]) -> String {
+    let mut out = String::from("DHCP by Ethernet address:\n\n");
+    for entry in entries {
+        let field = |name: &str| entry.fields.get(name).map(String::as_str).filter(|v| !v.is_empty());
+        let mut line = format!("  {}  {:<16}", entry.key, field("ip").unwrap_or(""));
+        line.push_str(if field("dynamic") == Some("1") { "* " } else { "  " });
+        match field("ts").and_then(|ts| ts.trim().parse::<u64>().ok()) {
+            Some(ts) => line.push_str(&format!("  {}", unix_time(Some(ts)))),
+            None => line.push_str(&" ".repeat(21)),
+        }
+        if let Some(description) = field("description") {
+            line.push_str(&format!("  {description}"));
+        }
+        if let Some(group) = field("group") {
+            line.push_str(&format!("  (group:{group})"));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// A cell: `-` for nothing.

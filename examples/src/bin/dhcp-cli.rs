@@ -1,7 +1,8 @@
 //! `dhcp-cli`: look at and change a running server through its management API.
 //!
 //! ```text
-//! dhcp-cli show groups | clients | mac MAC | leases [--subnet N] [--state S] [--mac M] | stats | metrics | ha
+//! dhcp-cli show groups | clients | mac [MAC] | leases [--subnet N] [--state S] [--mac M] | stats | metrics | ha
+//! dhcp-cli entry set KEY FIELD=VALUE... | entry del KEY
 //! dhcp-cli reservation add --subnet N --mac MAC [--ip A] [--hostname H] [--description D] [--group G]
 //! dhcp-cli reservation del MAC
 //! dhcp-cli lease del ADDRESS
@@ -17,12 +18,19 @@
 //! scripts. Exit status: 0 done, 1 the server refused (the message says why), 2 the server
 //! could not be reached, the token was refused, or the command line is wrong.
 //!
+//! With hosts kept in Redis (`host-source = "store"`), `show groups`, `show clients` and `show
+//! mac` print the store's `group:`, `client:` and `mac:` entries as the Go Redis DHCP server's
+//! CLI does (`show mac` without a MAC lists every one, with its last-seen time), and `entry`
+//! writes them in the same schema. Otherwise they show the config's groups and reservations.
+//!
 //! The calls, the bodies and the tables are `dhcp_server::api`; this is the command line.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dhcp_server::api::model::{Group as GroupBody, LeaseFilter, Reservation as ReservationBody, normal_id};
+use dhcp_server::api::model::{
+    Group as GroupBody, LeaseFilter, Reservation as ReservationBody, StoreEntryList, normal_id,
+};
 use dhcp_server::api::{AdminClient, ClientError, report};
 use serde::Serialize;
 
@@ -77,6 +85,29 @@ enum Command {
         #[command(subcommand)]
         action: HaAction,
     },
+    /// Write or delete a host or group entry kept in the store (`mac:...`, `client:...`,
+    /// `group:...`), in the Go Redis DHCP server's schema.
+    Entry {
+        #[command(subcommand)]
+        action: EntryAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EntryAction {
+    /// Write KEY with exactly these fields (what it held before goes).
+    Set {
+        /// `mac:aa:bb:cc:dd:ee:ff`, `client:ID` or `group:NAME`.
+        key: String,
+        /// `FIELD=VALUE`, such as `ip=172.17.7.5` or `lease-time=24h`.
+        #[arg(required = true)]
+        fields: Vec<String>,
+    },
+    /// Delete KEY.
+    Del {
+        /// The key.
+        key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,10 +130,11 @@ enum Show {
     Groups,
     /// Every reserved client, with when it was last seen.
     Clients,
-    /// One client by MAC: its address, last-seen time, description and group.
+    /// One client by MAC: its address, last-seen time, description and group; with hosts in
+    /// the store, every MAC when none is given.
     Mac {
         /// The MAC address.
-        mac: String,
+        mac: Option<String>,
     },
     /// Leases, optionally filtered.
     Leases {
@@ -266,13 +298,25 @@ fn run(client: &AdminClient, args: &Args) -> Result<(), Failure> {
     }
     let changed = |c: &_| Output::Line(report::changed(c));
     let output = match &args.command {
-        Command::Show { what: Show::Groups } => {
-            answer(json, client.groups()?, |g| Output::Table(report::groups(&g.groups)))
-        }
-        Command::Show { what: Show::Clients } => {
-            answer(json, client.reservations()?, |r| Output::Table(report::clients(&r.reservations)))
-        }
+        Command::Show { what: Show::Groups } => match store_entries(client, "group")? {
+            Some(list) => answer(json, list, |l| Output::Text(report::store_groups(&l.entries))),
+            None => answer(json, client.groups()?, |g| Output::Table(report::groups(&g.groups))),
+        },
+        Command::Show { what: Show::Clients } => match store_entries(client, "client")? {
+            Some(list) => answer(json, list, |l| Output::Text(report::store_clients(&l.entries))),
+            None => answer(json, client.reservations()?, |r| Output::Table(report::clients(&r.reservations))),
+        },
         Command::Show { what: Show::Mac { mac } } => {
+            if let Some(mut list) = store_entries(client, "mac")? {
+                if let Some(mac) = mac {
+                    let key = format!("mac:{}", normal_id(mac));
+                    list.entries.retain(|e| normal_id(&e.key) == normal_id(&key));
+                }
+                return print(answer(json, list, |l| Output::Text(report::store_macs(&l.entries))));
+            }
+            let Some(mac) = mac else {
+                return Err(Failure::Usage("show mac needs a MAC: this server keeps its hosts in its config".into()));
+            };
             let wanted = normal_id(mac);
             let reservations = client.reservations()?.reservations;
             let reservation =
@@ -347,7 +391,34 @@ fn run(client: &AdminClient, args: &Args) -> Result<(), Failure> {
         }
         Command::Config { action: ConfigAction::Reload } => answer(json, client.reload_config()?, changed),
         Command::Config { action: ConfigAction::Rollback } => answer(json, client.rollback_config()?, changed),
+        Command::Entry { action: EntryAction::Set { key, fields } } => {
+            let mut map = std::collections::BTreeMap::new();
+            for pair in fields {
+                let Some((field, value)) = pair.split_once('=') else {
+                    return Err(Failure::Usage(format!("{pair:?}: give fields as FIELD=VALUE")));
+                };
+                map.insert(field.trim().to_owned(), value.to_owned());
+            }
+            answer(json, client.put_store_entry(key, &map)?, |e| Output::Line(format!("ok: {} written", e.key)))
+        }
+        Command::Entry { action: EntryAction::Del { key } } => {
+            answer(json, client.delete_store_entry(key)?, |_| Output::Line(format!("ok: {key} deleted")))
+        }
     };
+    print(output)
+}
+
+/// The store's entries of `kind`, or `None` where the server keeps its hosts in its config (it
+/// answers 409) or predates the store's entries (404).
+fn store_entries(client: &AdminClient, kind: &str) -> Result<Option<StoreEntryList>, Failure> {
+    match client.store_entries(kind) {
+        Ok(list) => Ok(Some(list)),
+        Err(ClientError::Api { status: 404 | 409, .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn print(output: Output) -> Result<(), Failure> {
     // A closed pipe (`| head`) ends the output quietly.
     use std::io::Write;
     let mut out = std::io::stdout().lock();
