@@ -78,6 +78,10 @@ pub struct ServerSettings {
     pub net: NetSettings,
     /// The lease store's URL (see [`dhcp_store::open`]).
     pub store: String,
+    /// Where hosts and groups are read from instead of the lease store (`host-store`, a Redis
+    /// URL with `master=` and `allow-dynamic=`; see `dhcp_store::RedisHostSource`), with
+    /// `host-source = "store"`.
+    pub host_store: Option<String>,
     /// Threads that handle datagrams (`threads`; default: the number of cores). The example
     /// server runs a multi-threaded tokio runtime with this many workers when it is above 1; an
     /// embedder reads it to size its own runtime.
@@ -146,6 +150,7 @@ impl Default for ServerSettings {
                 ..NetSettings::default()
             },
             store: "memory:".to_owned(),
+            host_store: None,
             threads,
             log_level: LogLevel::Info,
             lease_dump: None,
@@ -166,6 +171,7 @@ struct RawSettings {
     server_port: Option<u16>,
     client_port: Option<u16>,
     store: Option<String>,
+    host_store: Option<String>,
     log_level: Option<String>,
     lease_dump: Option<PathBuf>,
     max_in_flight: Option<usize>,
@@ -275,6 +281,16 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         // The message goes to logs and API answers: no password in it.
         return Err(bad("store", crate::redact::redact_secrets(&format!("{store:?}: {reason}"))));
     }
+    let host_store = raw.host_store;
+    if let Some(url) = &host_store {
+        let redis = ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| url.starts_with(s));
+        if !redis {
+            return Err(bad("host-store", "a redis://, rediss:// or redis+unix:// URL".into()));
+        }
+        if let Some(reason) = dhcp_store::unsupported_reason(url.split('?').next().unwrap_or(url)) {
+            return Err(bad("host-store", crate::redact::redact_secrets(&format!("{url:?}: {reason}"))));
+        }
+    }
     let log_level = match raw.log_level {
         None => defaults.log_level,
         Some(text) => LogLevel::parse(&text)
@@ -337,6 +353,7 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
             receive_buffer,
         },
         store,
+        host_store,
         threads,
         log_level,
         lease_dump: raw.lease_dump,

@@ -57,6 +57,7 @@ pub mod api;
 mod config;
 mod control;
 pub mod ha;
+pub mod host_store;
 mod lease_dump;
 pub mod limits;
 mod metrics;

@@ -27,6 +27,7 @@ use crate::api::{self, Admin};
 use crate::config::{ServerConfig, ServerSettings};
 use crate::control::ConfigControl;
 use crate::ha::{Ha, HaStore};
+use crate::host_store::HostStore;
 use crate::lease_dump::write_lease_csv;
 use crate::limits::Limits;
 use crate::metrics::{MeteredStore, Metrics};
@@ -45,6 +46,9 @@ pub enum ServiceError {
     /// message goes to logs).
     #[error("{}", crate::redact::redact_secrets(&.0.to_string()))]
     Store(#[from] OpenError),
+    /// The host store (`host-store`) could not be reached (its URL's password hidden).
+    #[error("host store: {}", crate::redact::redact_secrets(&.0.to_string()))]
+    HostStore(dhcp_core::StoreError),
     /// The DHCP sockets could not be opened.
     #[error(transparent)]
     Sockets(#[from] ServeError),
@@ -104,7 +108,11 @@ impl Service {
         };
         let opened = dhcp_store::open(&settings.store).await?;
         let entries = StoreEntries::of(&opened);
-        let store = HaStore::new(opened, ha.clone());
+        let mut store = HaStore::new(opened, ha.clone());
+        if let Some(url) = &settings.host_store {
+            store = store.with_hosts(HostStore::connect(url).await.map_err(ServiceError::HostStore)?);
+            info!("hosts and groups are read from the host store");
+        }
         let mut store = MeteredStore::new(store, &metrics);
         if let Some(deadline) = settings.store_deadline {
             store = store.with_deadline(deadline);

@@ -42,6 +42,8 @@ mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_tls;
 #[cfg(feature = "redis")]
+mod redis_host_source;
+#[cfg(feature = "redis")]
 mod redis_hosts;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -53,6 +55,8 @@ pub use any::{AnyStore, OpenError, feature_for, open, supported_schemes, unsuppo
 pub use journal::{COMPACT_MIN_LINES, JournalStore, ReplayReport};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use redis_host_source::RedisHostSource;
 #[cfg(feature = "redis")]
 pub use redis_store::{HOST_ENTRY_KINDS, HostEntry, RedisStore};
 #[cfg(feature = "sqlite")]

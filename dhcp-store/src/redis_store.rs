@@ -664,7 +664,7 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-fn failed(e: redis::RedisError) -> StoreError {
+pub(crate) fn failed(e: redis::RedisError) -> StoreError {
     if is_outage(&e) {
         StoreError::Unavailable(format!("redis: {e}"))
     } else {
@@ -849,17 +849,20 @@ impl RedisStore {
         conn.hgetall(key).await.map_err(failed)
     }
 
-    /// Notes the host's last-seen time and reads the groups its entry draws on, in one round
-    /// trip: `group:default`, and the group the entry names unless that is `default` itself.
+    /// Notes the host's last-seen time (when `seen` gives one) and reads the groups its entry
+    /// draws on, in one round trip: `group:default`, and the group the entry names unless that
+    /// is `default` itself.
     async fn seen_and_groups(
         &self,
         key: &str,
         entry: &HashMap<String, String>,
-        now: Timestamp,
+        seen: Option<Timestamp>,
     ) -> Result<GroupHashes, StoreError> {
         let named = entry.get("group").map(|g| g.trim()).filter(|g| !g.is_empty() && *g != "default");
         let mut pipe = redis::pipe();
-        pipe.hset(key, LAST_SEEN, now.as_secs()).ignore();
+        if let Some(now) = seen {
+            pipe.hset(key, LAST_SEEN, now.as_secs()).ignore();
+        }
         pipe.hgetall(format!("{}group:default", self.hosts));
         if let Some(name) = named {
             pipe.hgetall(format!("{}group:{name}", self.hosts));
@@ -978,13 +981,25 @@ fn report_unreadable(host: &StoreHost) {
     }
 }
 
-impl LeaseStore for RedisStore {
-    async fn host(
+/// What a host lookup found: a known host (with its entry's key, under the `hosts` prefix), a
+/// client without an entry given `group:pool`, or nothing.
+pub(crate) enum Found {
+    Known(StoreHost, String),
+    Dynamic(StoreHost),
+    Nothing,
+}
+
+impl RedisStore {
+    /// Looks the client up as [`LeaseStore::host`] does. With `note_seen`, the known host's
+    /// `ts` is written in the same round trip as its groups are read; without it (a read-only
+    /// replica), nothing is written and the caller gets the key to note elsewhere.
+    pub(crate) async fn find_host(
         &self,
         hw: &HwAddr,
         client_id: Option<&[u8]>,
         now: Timestamp,
-    ) -> Result<Option<StoreHost>, StoreError> {
+        note_seen: bool,
+    ) -> Result<Found, StoreError> {
         let mut key = format!("{}mac:{}", self.hosts, colon_hex(hw.as_bytes()));
         let mut hash = self.host_hash(&key).await?;
         if hash.is_empty()
@@ -998,16 +1013,30 @@ impl LeaseStore for RedisStore {
             // dynamic clients, when the operator keeps one.
             let pool = self.host_hash(&format!("{}group:pool", self.hosts)).await?;
             if pool.is_empty() {
-                return Ok(None);
+                return Ok(Found::Nothing);
             }
             let host = dynamic_host(&pool);
             report_unreadable(&host);
-            return Ok(Some(host));
+            return Ok(Found::Dynamic(host));
         }
-        let groups = self.seen_and_groups(&key, &hash, now).await?;
+        let groups = self.seen_and_groups(&key, &hash, note_seen.then_some(now)).await?;
         let host = host_from_hashes(&key, &hash, &groups);
         report_unreadable(&host);
-        Ok(Some(host))
+        Ok(Found::Known(host, key))
+    }
+}
+
+impl LeaseStore for RedisStore {
+    async fn host(
+        &self,
+        hw: &HwAddr,
+        client_id: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Option<StoreHost>, StoreError> {
+        Ok(match self.find_host(hw, client_id, now, true).await? {
+            Found::Known(host, _) | Found::Dynamic(host) => Some(host),
+            Found::Nothing => None,
+        })
     }
 
     async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {

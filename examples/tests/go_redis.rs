@@ -7,7 +7,10 @@
 
 mod lab;
 
-use lab::{Lab, PrivateRedis, dhclient, text, values};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lab::{Lab, PrivateRedis, Proc, TempDir, dhclient, run, text, values};
 
 const TOKEN: &str = "go-redis-test-token";
 
@@ -383,4 +386,141 @@ fn dhcp_cli_shows_the_seeds_groups_clients_and_macs_and_writes_entries_in_its_sc
     assert_eq!(last(&log, "ip"), "172.17.6.7", "the entry serves at once:\n{log}");
     cli(&lab, &["entry", "del", "mac:02:00:00:00:00:77"]);
     assert_eq!(redis.cli(&["exists", "mac:02:00:00:00:00:77"]).trim(), "0");
+}
+
+/// A Redis master (TCP on loopback for its replica, and a Unix socket the server's namespace
+/// can reach) and a read-only replica of it on a Unix socket, as the Go server's standby runs
+/// beside its local replica. Killed on drop.
+struct MasterAndReplica {
+    dir: TempDir,
+    master: Option<Proc>,
+    _replica: Proc,
+}
+
+impl MasterAndReplica {
+    fn start() -> MasterAndReplica {
+        let dir = TempDir::new("redis-replica");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let spawn = |name: &str, extra: &[String]| {
+            let socket = dir.join(format!("{name}.sock")).display().to_string();
+            let mut args: Vec<String> =
+                ["--save", "", "--appendonly", "no", "--unixsocket", &socket].map(String::from).into();
+            args.extend_from_slice(extra);
+            let proc =
+                Proc::spawn(std::process::Command::new("redis-server").args(&args), &dir.join(format!("{name}.log")));
+            proc.wait_for_log("eady to accept connections", Duration::from_secs(5));
+            proc
+        };
+        let master = spawn("master", &["--port".into(), port.to_string(), "--bind".into(), "127.0.0.1".into()]);
+        let replica = spawn(
+            "replica",
+            &["--port".into(), "0".into(), "--replicaof".into(), "127.0.0.1".into(), port.to_string()],
+        );
+        let pair = MasterAndReplica { dir, master: Some(master), _replica: replica };
+        // Replication is up once the replica reports its link.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !pair.cli("replica", &["info", "replication"]).contains("master_link_status:up") {
+            assert!(std::time::Instant::now() < deadline, "the replica never linked to its master");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pair
+    }
+
+    fn socket(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.sock"))
+    }
+
+    fn cli(&self, name: &str, args: &[&str]) -> String {
+        let socket = self.socket(name).display().to_string();
+        run(["redis-cli", "-s", socket.as_str()].iter().chain(args))
+    }
+
+    /// Waits until the replica holds what the master was last given (a key's value).
+    fn wait_replicated(&self, key: &str, field: &str, value: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.cli("replica", &["hget", key, field]).trim() != value {
+            assert!(std::time::Instant::now() < deadline, "{key} {field} never reached the replica");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop_master(&mut self) {
+        self.master = None;
+    }
+}
+
+fn unix_url(socket: &Path) -> String {
+    format!("redis+unix://{}", socket.display())
+}
+
+#[test]
+fn a_standby_reads_hosts_from_a_read_only_replica_writes_nothing_to_it_and_outlives_its_master() {
+    if !lab::available() {
+        return;
+    }
+    let mut redis = MasterAndReplica::start();
+    // The operator writes to the master, as with the Go server.
+    for (key, fields) in [
+        (
+            "group:default",
+            vec![("lease-time", "24h"), ("gateway", "172.17.2.254"), ("prefix", "16"), ("dns", "10.10.10.10")],
+        ),
+        ("group:pool", vec![("lease-time", "1h"), ("gateway", "172.17.2.254")]),
+        ("mac:dc:a6:32:43:e5:e0", vec![("ip", "172.17.7.5"), ("description", "Kubernetes Node 4 (raspberry-pi4-5)")]),
+    ] {
+        for (field, value) in fields {
+            redis.cli("master", &["hset", key, field, value]);
+        }
+    }
+    redis.wait_replicated("mac:dc:a6:32:43:e5:e0", "ip", "172.17.7.5");
+    redis.cli("replica", &["config", "resetstat"]);
+
+    // The standby: leases of its own (a journal), hosts from the local replica, last-seen
+    // times to the master, no dynamic clients while the master is away (the Go standby's
+    // default, without --allow-slave).
+    let mut lab = Lab::pair();
+    lab.server.ip(&["addr", "flush", "dev", "vsrv"]);
+    lab.server.ip(&["addr", "add", "172.17.2.2/16", "dev", "vsrv"]);
+    let host_store = format!("{}?master={}", unix_url(&redis.socket("replica")), unix_url(&redis.socket("master")));
+    let journal = lab.path("leases.journal");
+    let lines = format!("store = \"memory:?journal={}\"\nhost-store = \"{host_store}\"", journal.display());
+    lab.start_server_with(CONFIG, &lines);
+
+    let log = lease_as(&lab, "dc:a6:32:43:e5:e0", "known");
+    assert_eq!(last(&log, "ip"), "172.17.7.5", "{log}");
+    assert_eq!(last(&log, "lease"), "86400", "{log}");
+    let log = lease_as(&lab, "02:00:00:00:99:02", "dynamic");
+    assert_eq!(last(&log, "lease"), "3600", "a dynamic client, with the master up:\n{log}");
+
+    // The last-seen time reaches the master (batched, within a couple of seconds), and then
+    // the replica through replication, never by a write of ours.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis.cli("master", &["hget", "mac:dc:a6:32:43:e5:e0", "ts"]).trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the last-seen time never reached the master");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The replica counts the writes its master streams to it as its own commands; a client's
+    // write would be refused there (READONLY), which its error statistics would show.
+    let stats = redis.cli("replica", &["info", "commandstats"]);
+    assert!(stats.contains("cmdstat_hgetall"), "the replica was read:\n{stats}");
+    assert!(
+        stats.lines().all(|l| !l.starts_with("cmdstat_") || l.ends_with("rejected_calls=0,failed_calls=0")),
+        "{stats}"
+    );
+    let errors = redis.cli("replica", &["info", "errorstats"]);
+    assert!(!errors.contains("READONLY"), "a write reached the replica:\n{errors}");
+    for script in ["cmdstat_evalsha", "cmdstat_eval:"] {
+        assert!(!stats.contains(script), "the leases stay out of Redis on this standby:\n{stats}");
+    }
+
+    // The master goes away: known hosts are still served from the replica; clients without an
+    // entry are not (allow-dynamic=no), once the standby has seen the master fail.
+    redis.stop_master();
+    std::thread::sleep(Duration::from_secs(3));
+    let log = lease_as(&lab, "dc:a6:32:43:e5:e0", "known-again");
+    assert_eq!(last(&log, "ip"), "172.17.7.5", "{log}");
+    lab.client(0).ip(&["link", "set", "vcli", "address", "02:00:00:00:99:03"]);
+    let out = dhclient(&lab, 0, "refused", &["-1", "-timeout", "5"]);
+    assert!(!out.status.success(), "a dynamic client was served without the master:\n{}", text(&out));
+    assert!(lab.server_log().contains("master Redis is unreachable"), "{}", lab.server_log());
 }

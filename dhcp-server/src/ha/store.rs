@@ -20,13 +20,21 @@ use crate::api::model::{LeasePage, UpdatesApplied};
 pub struct HaStore<S> {
     inner: S,
     ha: Option<Arc<Ha>>,
+    /// Where hosts are read from instead of `inner` (`host-store`), if anywhere.
+    hosts: Option<crate::host_store::HostStore>,
 }
 
 impl<S> HaStore<S> {
     /// `inner`, kept in step with the partner when `ha` sends lease updates; without `ha`, a
     /// plain pass-through.
     pub fn new(inner: S, ha: Option<Arc<Ha>>) -> Self {
-        HaStore { inner, ha }
+        HaStore { inner, ha, hosts: None }
+    }
+
+    /// Reads hosts from `hosts` rather than from the lease store.
+    pub fn with_hosts(mut self, hosts: crate::host_store::HostStore) -> Self {
+        self.hosts = Some(hosts);
+        self
     }
 
     /// The store underneath.
@@ -259,7 +267,10 @@ impl<S: LeaseStore> LeaseStore for HaStore<S> {
         client_id: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Option<StoreHost>, StoreError> {
-        self.inner.host(hw, client_id, now).await
+        match &self.hosts {
+            Some(hosts) => hosts.host(hw, client_id, now).await,
+            None => self.inner.host(hw, client_id, now).await,
+        }
     }
 }
 

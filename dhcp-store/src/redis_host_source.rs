@@ -1,0 +1,174 @@
+//! Hosts and groups read from a Redis of their own (`host-store` in the server's config):
+//! typically the standby's local read-only replica, as the Go Redis DHCP server's standby runs.
+//!
+//! Reads go to that Redis only, and nothing is written to it: a replica refuses writes. The
+//! hosts' last-seen times (`ts`) are gathered and written to the master (`master=URL`) in one
+//! pipeline a second, from a task of their own, so no request waits on the master. While the
+//! master cannot be reached, known hosts are still answered from the replica; clients without
+//! an entry are answered only with `allow-dynamic=yes`, as the Go standby's `--allow-slave`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use dhcp_core::{HwAddr, StoreError, StoreHost, Timestamp};
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+
+use crate::redis_hosts::LAST_SEEN;
+use crate::redis_store::{Found, RedisStore, failed};
+
+/// How often the gathered last-seen times go to the master.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Last-seen times kept for the master at most: past it (the master away for long, many
+/// clients), new hosts' times wait for the next flush that succeeds.
+const MAX_PENDING: usize = 100_000;
+
+/// How long a connection to the master, or a flush, may take.
+const MASTER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where the hosts' last-seen times go, and whether it answered last time.
+#[derive(Debug)]
+struct Master {
+    client: redis::Client,
+    pending: Mutex<HashMap<String, u64>>,
+    reachable: AtomicBool,
+}
+
+/// Hosts and groups from their own Redis (see the module docs).
+#[derive(Debug)]
+pub struct RedisHostSource {
+    reader: RedisStore,
+    master: Option<Arc<Master>>,
+    allow_dynamic: bool,
+}
+
+impl RedisHostSource {
+    /// Connects to the Redis `url` names (as [`RedisStore::connect`] takes it, `hosts=` for
+    /// where the entries live) with two more parameters: `master=URL`, the Redis that the
+    /// hosts' last-seen times are written to (none: they are not written), and
+    /// `allow-dynamic=yes|no` (default `no`), whether clients without an entry are served
+    /// while the master cannot be reached.
+    pub async fn connect(url: &str) -> Result<RedisHostSource, StoreError> {
+        let bad = |why: String| StoreError::Backend(format!("host store URL: {why}"));
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let (mut master, mut allow_dynamic, mut rest) = (None, false, Vec::new());
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("master", m)) if !m.is_empty() => master = Some(crate::codec::percent_decode(m)),
+                Some(("allow-dynamic", "yes")) => allow_dynamic = true,
+                Some(("allow-dynamic", "no")) => allow_dynamic = false,
+                Some(("allow-dynamic", other)) => return Err(bad(format!("allow-dynamic={other:?}: yes or no"))),
+                _ => rest.push(pair),
+            }
+        }
+        let reader_url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+        let reader = RedisStore::connect(&reader_url).await?;
+        let master = match master {
+            None => None,
+            Some(url) => {
+                let client = redis::Client::open(url.as_str()).map_err(|e| bad(format!("master={url:?}: {e}")))?;
+                let master =
+                    Arc::new(Master { client, pending: Mutex::new(HashMap::new()), reachable: AtomicBool::new(true) });
+                tokio::spawn(flush_forever(Arc::downgrade(&master)));
+                Some(master)
+            }
+        };
+        Ok(RedisHostSource { reader, master, allow_dynamic })
+    }
+
+    /// Whether the master answered the last flush (always, without one).
+    pub fn master_reachable(&self) -> bool {
+        self.master.as_ref().is_none_or(|m| m.reachable.load(Ordering::Relaxed))
+    }
+
+    /// The client's entry and groups, as [`dhcp_core::LeaseStore::host`] answers them.
+    pub async fn host(
+        &self,
+        hw: &HwAddr,
+        client_id: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Option<StoreHost>, StoreError> {
+        match self.reader.find_host(hw, client_id, now, false).await? {
+            Found::Known(host, key) => {
+                if let Some(master) = &self.master {
+                    let mut pending = master.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                    if pending.len() < MAX_PENDING || pending.contains_key(&key) {
+                        pending.insert(key, now.as_secs());
+                    }
+                }
+                Ok(Some(host))
+            }
+            Found::Dynamic(_) | Found::Nothing if !self.allow_dynamic && !self.master_reachable() => {
+                Err(StoreError::Unavailable(
+                    "the master Redis is unreachable, and clients without an entry are served only with it \
+                     (allow-dynamic=no)"
+                        .into(),
+                ))
+            }
+            Found::Dynamic(host) => Ok(Some(host)),
+            Found::Nothing => Ok(None),
+        }
+    }
+}
+
+/// Writes the gathered last-seen times to the master every [`FLUSH_EVERY`], until the source
+/// is dropped. A flush that fails keeps the times for the next one and marks the master
+/// unreachable; one that succeeds marks it reachable.
+async fn flush_forever(master: Weak<Master>) {
+    let mut conn: Option<MultiplexedConnection> = None;
+    loop {
+        tokio::time::sleep(FLUSH_EVERY).await;
+        let Some(master) = master.upgrade() else { return };
+        let batch: Vec<(String, u64)> = {
+            let pending = master.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        };
+        let result = flush(&master.client, &mut conn, &batch).await;
+        match result {
+            Ok(()) => {
+                let mut pending = master.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                // Times noted again since the batch was taken stay for the next flush.
+                for (key, at) in &batch {
+                    if pending.get(key) == Some(at) {
+                        pending.remove(key);
+                    }
+                }
+                if !master.reachable.swap(true, Ordering::Relaxed) {
+                    tracing::info!("the master Redis answers again: last-seen times are written to it");
+                }
+            }
+            Err(e) => {
+                conn = None;
+                if master.reachable.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "the master Redis is unreachable: last-seen times wait for it");
+                }
+            }
+        }
+    }
+}
+
+/// One flush: a ping when there is nothing to write (so that reachability stays known), else
+/// every time in one pipeline.
+async fn flush(
+    client: &redis::Client,
+    conn: &mut Option<MultiplexedConnection>,
+    batch: &[(String, u64)],
+) -> Result<(), StoreError> {
+    if conn.is_none() {
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(MASTER_TIMEOUT).set_response_timeout(MASTER_TIMEOUT);
+        *conn = Some(client.get_multiplexed_async_connection_with_config(&config).await.map_err(failed)?);
+    }
+    let Some(conn) = conn.as_mut() else { return Ok(()) };
+    let mut pipe = redis::pipe();
+    if batch.is_empty() {
+        pipe.cmd("PING").ignore();
+    }
+    for (key, at) in batch {
+        pipe.hset(key, LAST_SEEN, *at).ignore();
+    }
+    pipe.query_async::<()>(conn).await.map_err(failed)
+}
