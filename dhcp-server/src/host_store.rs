@@ -20,6 +20,12 @@ impl HostStore {
         Err(StoreError::Backend(format!("host-store {url:?}: this build has no Redis (the redis feature)")))
     }
 
+    /// The Redis the hosts are read from (for the API's entries and the cache's counts).
+    #[cfg(feature = "redis")]
+    pub fn reader(&self) -> &dhcp_store::RedisStore {
+        self.inner.reader()
+    }
+
     /// The client's entry and groups.
     pub async fn host(
         &self,

@@ -107,10 +107,19 @@ impl Service {
             None => None,
         };
         let opened = dhcp_store::open(&settings.store).await?;
-        let entries = StoreEntries::of(&opened);
+        let hosts = match &settings.host_store {
+            Some(url) => Some(HostStore::connect(url).await.map_err(ServiceError::HostStore)?),
+            None => None,
+        };
+        // The API lists and edits the entries of the Redis the hosts are read from.
+        let entries = match &hosts {
+            #[cfg(feature = "redis")]
+            Some(hosts) => StoreEntries::of_redis(hosts.reader()),
+            _ => StoreEntries::of(&opened),
+        };
         let mut store = HaStore::new(opened, ha.clone());
-        if let Some(url) = &settings.host_store {
-            store = store.with_hosts(HostStore::connect(url).await.map_err(ServiceError::HostStore)?);
+        if let Some(hosts) = hosts {
+            store = store.with_hosts(hosts);
             info!("hosts and groups are read from the host store");
         }
         let mut store = MeteredStore::new(store, &metrics);

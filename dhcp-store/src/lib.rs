@@ -42,6 +42,10 @@ mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_tls;
 #[cfg(feature = "redis")]
+mod redis_error;
+#[cfg(feature = "redis")]
+mod redis_host_cache;
+#[cfg(feature = "redis")]
 mod redis_host_source;
 #[cfg(feature = "redis")]
 mod redis_hosts;

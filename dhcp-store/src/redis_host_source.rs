@@ -16,8 +16,9 @@ use dhcp_core::{HwAddr, StoreError, StoreHost, Timestamp};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
+use crate::redis_error::failed;
 use crate::redis_hosts::LAST_SEEN;
-use crate::redis_store::{Found, RedisStore, failed};
+use crate::redis_store::{Found, RedisStore};
 
 /// How often the gathered last-seen times go to the master.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -77,6 +78,11 @@ impl RedisHostSource {
             }
         };
         Ok(RedisHostSource { reader, master, allow_dynamic })
+    }
+
+    /// The Redis the hosts are read from.
+    pub fn reader(&self) -> &RedisStore {
+        &self.reader
     }
 
     /// Whether the master answered the last flush (always, without one).

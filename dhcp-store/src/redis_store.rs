@@ -75,6 +75,8 @@ use redis::{AsyncCommands, AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, Redi
 use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo, Script, Value};
 
 use crate::codec::{self, hex, percent_decode, unhex};
+use crate::redis_error::{failed, is_outage};
+use crate::redis_host_cache::HostCache;
 use crate::redis_hosts::{GroupHashes, LAST_SEEN, dynamic_host, host_from_hashes};
 
 /// The state codes the scripts compare and write, as Lua string constants (hash fields come
@@ -548,25 +550,6 @@ fn no_master(name: &str, why: &str) -> RedisError {
     ))
 }
 
-/// Whether `e` means Redis cannot be reached now, or the server reached is not the master: a
-/// failover in progress, which another try may get past.
-fn is_outage(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || matches!(
-            e.kind(),
-            ErrorKind::ReadOnly
-                | ErrorKind::MasterDown
-                | ErrorKind::BusyLoadingError
-                | ErrorKind::MasterNameNotFoundBySentinel
-                | ErrorKind::EmptySentinelList
-        )
-        // A write inside a script on a replica: the script's error carries the reply's code.
-        || e.to_string().contains("READONLY")
-}
-
 /// A `redis+sentinel://` URL taken apart.
 #[derive(Debug, PartialEq, Eq)]
 struct SentinelUrl {
@@ -656,19 +639,13 @@ pub struct RedisStore {
     prefix: String,
     hosts: String,
     scripts: Scripts,
+    /// The host and group cache (`host-cache=yes`), if on.
+    cache: Option<Arc<HostCache>>,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
-    }
-}
-
-pub(crate) fn failed(e: redis::RedisError) -> StoreError {
-    if is_outage(&e) {
-        StoreError::Unavailable(format!("redis: {e}"))
-    } else {
-        StoreError::Backend(format!("redis: {e}"))
     }
 }
 
@@ -732,18 +709,20 @@ impl RedisStore {
         let (base, query) = url_part.split_once('?').unwrap_or((url_part, ""));
         let sentinel = base.starts_with("redis+sentinel://");
         let (mut prefix, mut hosts, mut tls_ca) = ("dhcp:".to_owned(), String::new(), None);
-        let (mut db, mut sentinel_password) = (None, None);
+        let (mut db, mut sentinel_password, mut host_cache) = (None, None, false);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("prefix", p)) if !p.is_empty() => prefix = p.to_owned(),
                 Some(("hosts", h)) => hosts = h.to_owned(),
+                Some(("host-cache", "yes")) => host_cache = true,
+                Some(("host-cache", "no")) => host_cache = false,
                 Some(("tls-ca", path)) if !path.is_empty() && !sentinel => tls_ca = Some(path.to_owned()),
                 Some(("db", n)) if sentinel => db = Some(n.parse::<i64>().map_err(|_| bad(&format!("db={n:?}")))?),
                 Some(("sentinel-password", p)) if sentinel => sentinel_password = Some(percent_decode(p)),
                 _ if sentinel => {
                     return Err(bad(&format!("unknown parameter {pair:?} (prefix=, hosts=, db=, sentinel-password=)")));
                 }
-                _ => return Err(bad(&format!("unknown parameter {pair:?} (prefix=, hosts=, tls-ca=)"))),
+                _ => return Err(bad(&format!("unknown parameter {pair:?} (prefix=, hosts=, tls-ca=, host-cache=)"))),
             }
         }
         let config = AsyncConnectionConfig::new()
@@ -765,9 +744,21 @@ impl RedisStore {
             });
             // Find the master now: a URL that leads nowhere is refused at start.
             master.connection().await.map_err(failed)?;
-            return Ok(RedisStore { conn: Conn::Sentinel(master), prefix, hosts, scripts: Scripts::new() });
+            if host_cache {
+                return Err(bad("host-cache=yes takes a redis:// or redis+unix:// URL, not Sentinel's"));
+            }
+            return Ok(RedisStore {
+                conn: Conn::Sentinel(master),
+                prefix,
+                hosts,
+                scripts: Scripts::new(),
+                cache: None,
+            });
         }
         let base = format!("{base}{fragment}");
+        if host_cache && tls_ca.is_some() {
+            return Err(bad("host-cache=yes does not take tls-ca= yet"));
+        }
         let client = match tls_ca {
             None => redis::Client::open(base.as_str()).map_err(failed)?,
             Some(path) => {
@@ -788,7 +779,11 @@ impl RedisStore {
             .set_number_of_retries(3)
             .set_max_delay(1000);
         let conn = client.get_connection_manager_with_config(config).await.map_err(failed)?;
-        Ok(RedisStore { conn: Conn::Direct(conn), prefix, hosts, scripts: Scripts::new() })
+        let cache = match host_cache {
+            true => Some(HostCache::connect(client.get_connection_info().clone()).await?),
+            false => None,
+        };
+        Ok(RedisStore { conn: Conn::Direct(conn), prefix, hosts, scripts: Scripts::new(), cache })
     }
 
     /// The lease at `addr` and the lease `of` (a subnet and a client) holds there, as
@@ -1000,6 +995,9 @@ impl RedisStore {
         now: Timestamp,
         note_seen: bool,
     ) -> Result<Found, StoreError> {
+        if let Some(cache) = &self.cache {
+            return self.find_host_cached(cache, hw, client_id, now, note_seen).await;
+        }
         let mut key = format!("{}mac:{}", self.hosts, colon_hex(hw.as_bytes()));
         let mut hash = self.host_hash(&key).await?;
         if hash.is_empty()
@@ -1023,6 +1021,57 @@ impl RedisStore {
         let host = host_from_hashes(&key, &hash, &groups);
         report_unreadable(&host);
         Ok(Found::Known(host, key))
+    }
+}
+
+impl RedisStore {
+    /// [`find_host`](Self::find_host) through the cache: the same reads, each answered from
+    /// memory when Redis has not said since that the key changed; the last-seen time batched.
+    async fn find_host_cached(
+        &self,
+        cache: &HostCache,
+        hw: &HwAddr,
+        client_id: Option<&[u8]>,
+        now: Timestamp,
+        note_seen: bool,
+    ) -> Result<Found, StoreError> {
+        let one =
+            |key: String| async move { Ok::<_, StoreError>(cache.hashes(&[key]).await?.pop().unwrap_or_default()) };
+        let mut key = format!("{}mac:{}", self.hosts, colon_hex(hw.as_bytes()));
+        let mut hash = one(key.clone()).await?;
+        if hash.is_empty()
+            && let Some(id) = client_id
+        {
+            key = format!("{}client:{}", self.hosts, colon_hex(id));
+            hash = one(key.clone()).await?;
+        }
+        if hash.is_empty() {
+            let pool = one(format!("{}group:pool", self.hosts)).await?;
+            if pool.is_empty() {
+                return Ok(Found::Nothing);
+            }
+            let host = dynamic_host(&pool);
+            report_unreadable(&host);
+            return Ok(Found::Dynamic(host));
+        }
+        let named = hash.get("group").map(|g| g.trim()).filter(|g| !g.is_empty() && *g != "default");
+        let mut keys = vec![format!("{}group:default", self.hosts)];
+        keys.extend(named.map(|name| format!("{}group:{name}", self.hosts)));
+        let mut hashes = cache.hashes(&keys).await?.into_iter();
+        let default = hashes.next().unwrap_or_default();
+        let named = named.zip(hashes.next()).filter(|(_, h)| !h.is_empty()).map(|(n, h)| (n.to_owned(), h));
+        if note_seen {
+            cache.note_seen(&key, now.as_secs());
+        }
+        let host = host_from_hashes(&key, &hash, &GroupHashes { default, named });
+        report_unreadable(&host);
+        Ok(Found::Known(host, key))
+    }
+
+    /// The host cache's lookups answered from memory and those that went to Redis, when the
+    /// cache is on (`host-cache=yes`).
+    pub fn host_cache_counts(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(|c| c.counts())
     }
 }
 

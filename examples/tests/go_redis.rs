@@ -524,3 +524,88 @@ fn a_standby_reads_hosts_from_a_read_only_replica_writes_nothing_to_it_and_outli
     assert!(!out.status.success(), "a dynamic client was served without the master:\n{}", text(&out));
     assert!(lab.server_log().contains("master Redis is unreachable"), "{}", lab.server_log());
 }
+
+#[test]
+fn with_the_host_cache_a_storm_of_known_hosts_reads_each_once_and_an_edit_serves_next() {
+    if !lab::available() {
+        return;
+    }
+    let redis = PrivateRedis::start();
+    load_seed_groups(&redis);
+    // 256 known hosts, the MACs perfdhcp makes from its base below.
+    for n in 0..=255u8 {
+        let key = format!("mac:02:00:00:aa:00:{n:02x}");
+        hset(&redis, &key, &[("ip", &format!("172.17.6.{n}")), ("group", "getflix")]);
+    }
+    let mut lab = Lab::pair();
+    lab.server.ip(&["addr", "flush", "dev", "vsrv"]);
+    lab.server.ip(&["addr", "add", "172.17.2.2/16", "dev", "vsrv"]);
+    // Leases in memory and hosts from Redis (the host store): every Redis command counted
+    // below is a host read.
+    let lines = format!(
+        "store = \"memory:\"\nhost-store = \"{}?host-cache=yes\"\napi-listen = \"127.0.0.1:8067\"\napi-token = \"{TOKEN}\"",
+        redis.url()
+    );
+    lab.start_server_with(CONFIG, &lines);
+    redis.cli(&["config", "resetstat"]);
+
+    // perfdhcp as a relay on the seed's network: 1,000 DORAs over the 256 known MACs.
+    lab.client(0).ip(&["addr", "add", "172.17.0.9/16", "dev", "vcli"]);
+    let perf = lab.client(0).spawn(
+        &[
+            "perfdhcp",
+            "-4",
+            "-l",
+            "172.17.0.9",
+            "-r",
+            "200",
+            "-n",
+            "1000",
+            "-R",
+            "256",
+            "-b",
+            "mac=02:00:00:aa:00:00",
+            "-W",
+            "2000000",
+            "-d",
+            "10",
+            "-d",
+            "10",
+            "172.17.2.2",
+        ],
+        &lab.path("perfdhcp.log"),
+    );
+    assert!(perf.wait(Duration::from_secs(60)).is_some(), "perfdhcp did not stop:\n{}", perf.log_text());
+    let log = perf.log_text();
+    let received: Vec<usize> =
+        log.lines().filter_map(|l| l.strip_prefix("received packets:")).filter_map(|v| v.trim().parse().ok()).collect();
+    assert!(received.len() == 2 && received[1] >= 990, "the known hosts were served:\n{log}");
+
+    // Two lookups a DORA (DISCOVER and REQUEST), each an entry and its groups without the
+    // cache: about 4,000 HGETALLs. With it, each key is read about once: 256 entries, 2 groups.
+    let stats = redis.cli(&["info", "commandstats"]);
+    let calls = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(calls("hgetall") <= 256 + 16, "host reads per packet, not per host:\n{stats}");
+    let metrics = cli(&lab, &["show", "metrics"]);
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let (hits, misses) = (value("dhcp4_host_cache_hits_total"), value("dhcp4_host_cache_misses_total"));
+    assert!(hits >= 1500 && hits > 2 * misses, "hits {hits}, misses {misses}:\n{metrics}");
+
+    // An edit with plain redis-cli serves on the next packet.
+    redis.cli(&["hset", "mac:02:00:00:aa:00:05", "ip", "172.17.7.250"]);
+    let log = lease_as(&lab, "02:00:00:aa:00:05", "edited");
+    assert_eq!(last(&log, "ip"), "172.17.7.250", "{log}");
+}

@@ -41,6 +41,21 @@ impl StoreEntries {
         }
     }
 
+    /// The entries of a Redis store (the host store's, when hosts have one).
+    #[cfg(feature = "redis")]
+    pub(crate) fn of_redis(store: &dhcp_store::RedisStore) -> Self {
+        StoreEntries { redis: Some(store.clone()) }
+    }
+
+    /// The host cache's lookups answered from memory and those that went to Redis, when the
+    /// store has the cache on.
+    pub(crate) fn cache_counts(&self) -> Option<(u64, u64)> {
+        #[cfg(feature = "redis")]
+        return self.redis.as_ref().and_then(dhcp_store::RedisStore::host_cache_counts);
+        #[cfg(not(feature = "redis"))]
+        None
+    }
+
     /// Every entry of `kind` (`mac`, `client` or `group`), by key.
     pub(crate) async fn list(&self, kind: &str) -> Result<Vec<StoreEntry>, ApiError> {
         let Some((_, prefix)) = KINDS.iter().find(|(name, _)| *name == kind) else {

@@ -387,7 +387,17 @@ async fn config_rollback<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> A
 
 async fn metrics_text<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> Response {
     let ha = admin.ha.as_ref().map(|ha| ha.status());
-    let text = admin.metrics.render(admin.server.engine().stats(), ha.as_ref(), admin.limits.as_deref());
+    let mut text = admin.metrics.render(admin.server.engine().stats(), ha.as_ref(), admin.limits.as_deref());
+    if let Some((hits, misses)) = admin.entries.cache_counts() {
+        use std::fmt::Write;
+        let _ = write!(
+            text,
+            "# HELP dhcp4_host_cache_hits_total Host lookups the Redis host cache answered from memory.\n\
+             # TYPE dhcp4_host_cache_hits_total counter\ndhcp4_host_cache_hits_total {hits}\n\
+             # HELP dhcp4_host_cache_misses_total Host lookups that went to Redis.\n\
+             # TYPE dhcp4_host_cache_misses_total counter\ndhcp4_host_cache_misses_total {misses}\n"
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
