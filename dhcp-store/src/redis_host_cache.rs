@@ -8,8 +8,10 @@
 //! reply that read it; a reply is cached only if no invalidation (of any key) and no reconnect
 //! came between its request and its insertion, which the cache's generation tells. A lost
 //! connection empties the cache and stops caching until tracking is turned on again on the new
-//! connection. The hosts' last-seen times are written over the same connection, batched, with
-//! `NOLOOP` tracking, so they do not invalidate what this server has cached.
+//! connection. The hosts' last-seen times are written over the same connection, batched once a
+//! second (`NOLOOP`: no message for our own writes). A write ends Redis's tracking of that key,
+//! so the entries written leave the cache and are read again when next needed: an active known
+//! host costs one read a second at most, not one per packet.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -194,7 +196,18 @@ async fn flush_forever(cache: std::sync::Weak<HostCache>) {
             pipe.hset(key, LAST_SEEN, *secs).ignore();
         }
         let mut conn = cache.conn.clone();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        let result = pipe.query_async::<()>(&mut conn).await;
+        {
+            // Redis stops tracking a key for every client when one writes it (NOLOOP only
+            // spares the writer the message): the written entries leave the cache, to be read
+            // and tracked again, and no read that crossed the write is cached.
+            let mut state = lock(&cache.state);
+            state.generation += 1;
+            for (key, _) in &batch {
+                state.hashes.remove(key);
+            }
+        }
+        if let Err(e) = result {
             tracing::warn!(error = %e, "last-seen times could not be written; kept for the next batch");
             let mut seen = cache.seen.lock().unwrap_or_else(PoisonError::into_inner);
             for (key, secs) in batch {

@@ -609,3 +609,31 @@ fn with_the_host_cache_a_storm_of_known_hosts_reads_each_once_and_an_edit_serves
     let log = lease_as(&lab, "02:00:00:aa:00:05", "edited");
     assert_eq!(last(&log, "ip"), "172.17.7.250", "{log}");
 }
+
+#[test]
+fn the_lease_store_with_the_host_cache_batches_last_seen_and_follows_edits() {
+    if !lab::available() {
+        return;
+    }
+    let redis = PrivateRedis::start();
+    load_seed_groups(&redis);
+    load_seed_macs(&redis);
+    let mut lab = Lab::pair();
+    lab.server.ip(&["addr", "flush", "dev", "vsrv"]);
+    lab.server.ip(&["addr", "add", "172.17.2.2/16", "dev", "vsrv"]);
+    lab.start_server_with(CONFIG, &format!("store = \"{}?host-cache=yes\"", redis.url()));
+
+    let log = lease_as(&lab, "dc:a6:32:43:e5:e0", "cached");
+    assert_eq!(last(&log, "ip"), "172.17.7.5", "{log}");
+    // The last-seen time goes in the next batch (within a second or two), not with the request.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while redis.cli(&["hget", "mac:dc:a6:32:43:e5:e0", "ts"]).trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the last-seen time was never written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Writing `ts` over the cache's own connection invalidated nothing (NOLOOP); an operator's
+    // edit does.
+    redis.cli(&["hset", "mac:dc:a6:32:43:e5:e0", "group", "getflix"]);
+    let log = lease_as(&lab, "dc:a6:32:43:e5:e0", "edited");
+    assert_eq!(last(&log, "ntp"), "172.17.2.22", "getflix's NTP server, after the edit:\n{log}");
+}
