@@ -386,6 +386,16 @@ fn dhcp_cli_shows_the_seeds_groups_clients_and_macs_and_writes_entries_in_its_sc
     assert_eq!(last(&log, "ip"), "172.17.6.7", "the entry serves at once:\n{log}");
     cli(&lab, &["entry", "del", "mac:02:00:00:00:00:77"]);
     assert_eq!(redis.cli(&["exists", "mac:02:00:00:00:00:77"]).trim(), "0");
+
+    // The reservation and group commands write the same entries, no --subnet needed.
+    cli(&lab, &["reservation", "add", "--mac", "02-00-00-00-00-78", "--ip", "172.17.6.8", "--description", "kiosk"]);
+    assert_eq!(redis.cli(&["hget", "mac:02:00:00:00:00:78", "ip"]).trim(), "172.17.6.8");
+    cli(&lab, &["group", "set", "lab", "--lease-time", "900", "--gateway", "172.17.2.1", "--dns", "10.0.0.1,10.0.0.2"]);
+    assert_eq!(redis.cli(&["hget", "group:lab", "lease-time"]).trim(), "900");
+    assert_eq!(redis.cli(&["hget", "group:lab", "dns"]).trim(), "10.0.0.1,10.0.0.2");
+    cli(&lab, &["reservation", "del", "02:00:00:00:00:78"]);
+    cli(&lab, &["group", "del", "lab"]);
+    assert_eq!(redis.cli(&["exists", "mac:02:00:00:00:00:78", "group:lab"]).trim(), "0");
 }
 
 /// A Redis master (TCP on loopback for its replica, and a Unix socket the server's namespace

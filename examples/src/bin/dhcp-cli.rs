@@ -3,6 +3,10 @@
 //! ```text
 //! dhcp-cli show groups | clients | mac [MAC] | leases [--subnet N] [--state S] [--mac M] | stats | metrics | ha
 //! dhcp-cli entry set KEY FIELD=VALUE... | entry del KEY
+//!
+//! With hosts in Redis, `reservation add --mac M [--ip A] [--hostname H] [--description D]
+//! [--group G]`, `reservation del`, `group set` and `group del` write the `mac:`, `client:` and
+//! `group:` entries (no `--subnet` needed) instead of the config.
 //! dhcp-cli reservation add --subnet N --mac MAC [--ip A] [--hostname H] [--description D] [--group G]
 //! dhcp-cli reservation del MAC
 //! dhcp-cli lease del ADDRESS
@@ -167,11 +171,12 @@ enum LeaseAction {
 
 #[derive(Debug, Subcommand)]
 enum Reservation {
-    /// Reserve an address (or options) for a client.
+    /// Reserve an address (or options) for a client: in the config, or, with hosts in Redis, as
+    /// its `mac:` (or `client:`) entry.
     Add {
-        /// The subnet id.
+        /// The subnet id (for a reservation in the config).
         #[arg(long)]
-        subnet: u32,
+        subnet: Option<u32>,
         /// The client's MAC.
         #[arg(long, required_unless_present = "client_id")]
         mac: Option<String>,
@@ -347,6 +352,24 @@ fn run(client: &AdminClient, args: &Args) -> Result<(), Failure> {
         Command::Reservation {
             action: Reservation::Add { subnet, mac, client_id, ip, hostname, description, group },
         } => {
+            if hosts_in_store(client)? {
+                let key = match (mac, client_id) {
+                    (Some(mac), _) => format!("mac:{}", normal_id(mac)),
+                    (None, Some(id)) => format!("client:{}", normal_id(id)),
+                    (None, None) => return Err(Failure::Usage("give --mac or --client-id".into())),
+                };
+                let fields: std::collections::BTreeMap<String, String> =
+                    [("ip", ip), ("hostname", hostname), ("description", description), ("group", group)]
+                        .into_iter()
+                        .filter_map(|(field, value)| Some((field.to_owned(), value.clone()?)))
+                        .collect();
+                return print(answer(json, client.put_store_entry(&key, &fields)?, |e| {
+                    Output::Line(format!("ok: {} written", e.key))
+                }));
+            }
+            let Some(subnet) = subnet else {
+                return Err(Failure::Usage("--subnet is needed: this server keeps its hosts in its config".into()));
+            };
             let body = ReservationBody {
                 subnet: Some(i64::from(*subnet)),
                 hw_address: mac.clone(),
@@ -360,12 +383,33 @@ fn run(client: &AdminClient, args: &Args) -> Result<(), Failure> {
             answer(json, client.add_reservation(&body)?, changed)
         }
         Command::Reservation { action: Reservation::Del { id } } => {
+            if hosts_in_store(client)? {
+                let id = normal_id(id);
+                let kind = if dhcp_core::HwAddr::parse(&id).is_some() { "mac" } else { "client" };
+                let key = format!("{kind}:{id}");
+                return print(answer(json, client.delete_store_entry(&key)?, |_| {
+                    Output::Line(format!("ok: {key} deleted"))
+                }));
+            }
             answer(json, client.delete_reservation(id)?, changed)
         }
         Command::Lease { action: LeaseAction::Del { address } } => {
             answer(json, client.delete_lease(address)?, |_| Output::Line("ok".to_owned()))
         }
         Command::Group { action: Group::Set { name, lease_time, gateway, dns, domain, ntp } } => {
+            if hosts_in_store(client)? {
+                // The Go server's `group:` fields, as its operators write them.
+                let lease_time = lease_time.map(|t| t.to_string());
+                let fields: std::collections::BTreeMap<String, String> =
+                    [("lease-time", &lease_time), ("gateway", gateway), ("dns", dns), ("domain", domain), ("ntp", ntp)]
+                        .into_iter()
+                        .filter_map(|(field, value)| Some((field.to_owned(), value.clone()?)))
+                        .collect();
+                let key = format!("group:{name}");
+                return print(answer(json, client.put_store_entry(&key, &fields)?, |e| {
+                    Output::Line(format!("ok: {} written", e.key))
+                }));
+            }
             fn list(text: &Option<String>) -> Option<Vec<&str>> {
                 text.as_deref().map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
             }
@@ -383,7 +427,15 @@ fn run(client: &AdminClient, args: &Args) -> Result<(), Failure> {
             let body = GroupBody { lease_time: *lease_time, options: Some(options), ..GroupBody::default() };
             answer(json, client.set_group(name, &body)?, changed)
         }
-        Command::Group { action: Group::Del { name } } => answer(json, client.delete_group(name)?, changed),
+        Command::Group { action: Group::Del { name } } => {
+            if hosts_in_store(client)? {
+                let key = format!("group:{name}");
+                return print(answer(json, client.delete_store_entry(&key)?, |_| {
+                    Output::Line(format!("ok: {key} deleted"))
+                }));
+            }
+            answer(json, client.delete_group(name)?, changed)
+        }
         Command::Config { action: ConfigAction::Test { file } } => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?;
@@ -416,6 +468,12 @@ fn store_entries(client: &AdminClient, kind: &str) -> Result<Option<StoreEntryLi
         Err(ClientError::Api { status: 404 | 409, .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether the server keeps its hosts and groups in Redis (`host-source = "store"`), where
+/// `reservation` and `group` then write them.
+fn hosts_in_store(client: &AdminClient) -> Result<bool, Failure> {
+    Ok(store_entries(client, "group")?.is_some())
 }
 
 fn print(output: Output) -> Result<(), Failure> {
