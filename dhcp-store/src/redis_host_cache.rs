@@ -216,3 +216,48 @@ async fn flush_forever(cache: std::sync::Weak<HostCache>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(keys: &[&str]) -> Mutex<State> {
+        let hashes = keys.iter().map(|k| ((*k).to_owned(), HashMap::from([("ip".to_owned(), "10.0.0.1".to_owned())])));
+        Mutex::new(State { hashes: hashes.collect(), generation: 7, tracking: true })
+    }
+
+    fn push(kind: PushKind, data: Vec<Value>) -> PushInfo {
+        PushInfo { kind, data }
+    }
+
+    #[test]
+    fn an_invalidation_drops_its_keys_and_moves_the_generation() {
+        let state = cached(&["mac:a", "mac:b", "group:default"]);
+        let keys =
+            Value::Array(vec![Value::BulkString(b"mac:a".to_vec()), Value::BulkString(b"group:default".to_vec())]);
+        on_push(&state, &push(PushKind::Invalidate, vec![keys]));
+        let state = lock(&state);
+        assert_eq!(state.hashes.keys().collect::<Vec<_>>(), vec!["mac:b"]);
+        assert_eq!(state.generation, 8, "a read that crossed it is not cached");
+        assert!(state.tracking);
+    }
+
+    #[test]
+    fn a_flush_empties_the_cache_and_a_lost_connection_stops_caching() {
+        let state = cached(&["mac:a", "mac:b"]);
+        on_push(&state, &push(PushKind::Invalidate, vec![Value::Nil]));
+        assert!(lock(&state).hashes.is_empty(), "FLUSHDB invalidates with nil: everything");
+        let state = cached(&["mac:a"]);
+        on_push(&state, &push(PushKind::Disconnection, vec![]));
+        let state = lock(&state);
+        assert!(state.hashes.is_empty() && !state.tracking && state.generation == 8);
+    }
+
+    #[test]
+    fn other_pushes_change_nothing() {
+        let state = cached(&["mac:a"]);
+        on_push(&state, &push(PushKind::Message, vec![Value::BulkString(b"mac:a".to_vec())]));
+        let state = lock(&state);
+        assert_eq!((state.hashes.len(), state.generation, state.tracking), (1, 7, true));
+    }
+}
