@@ -5,6 +5,7 @@ mod part;
 
 use std::future::{Ready, ready};
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use dhcp_core::{ClientId, Lease, LeaseState, LeaseStore, PoolRef, StoreError, Timestamp};
@@ -52,6 +53,10 @@ use part::Inner;
 pub struct MemoryStore {
     parts: Box<[Mutex<Inner>]>,
     homes: Homes,
+    /// The partition the next reclamation starts at: the one after the partition that filled
+    /// the last call's limit, so a partition with much to reclaim cannot keep the others
+    /// waiting call after call.
+    reclaim_from: AtomicUsize,
 }
 
 /// Records a listing copies while it holds the lock.
@@ -78,7 +83,11 @@ fn lock(part: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        MemoryStore { parts: (0..PARTS).map(|_| Mutex::default()).collect(), homes: Homes::default() }
+        MemoryStore {
+            parts: (0..PARTS).map(|_| Mutex::default()).collect(),
+            homes: Homes::default(),
+            reclaim_from: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -352,15 +361,21 @@ impl LeaseStore for MemoryStore {
 
     fn reclaim_expired(&self, now: Timestamp, limit: usize) -> Answer<Vec<Lease>> {
         let mut reclaimed = Vec::new();
-        for p in 0..PARTS {
+        let first = self.reclaim_from.load(Ordering::Relaxed);
+        for i in 0..PARTS {
             if reclaimed.len() >= limit {
                 break;
             }
+            let p = (first + i) % PARTS;
             let got = self.part(p).reclaim(now, limit - reclaimed.len());
             for lease in &got {
                 self.share_freed(p, lease.addr.into());
             }
             reclaimed.extend(got);
+            if reclaimed.len() >= limit {
+                // The next call starts after the partition that filled this one.
+                self.reclaim_from.store((p + 1) % PARTS, Ordering::Relaxed);
+            }
         }
         ready(Ok(reclaimed))
     }
@@ -745,5 +760,22 @@ mod tests {
             let stored = block_on(store.lease_by_addr(Ipv4Addr::from(addr))).and_then(Result::ok).flatten();
             assert_eq!(stored.map(|l| l.client), Some(ClientId::from_bytes(&client.to_be_bytes())));
         }
+    }
+
+    #[test]
+    fn reclamation_takes_turns_between_partitions() {
+        // Subnet 1 has many expired leases, subnet 2 one: a reclaimer that asks for one at a
+        // time still gets subnet 2's on its second call.
+        let store = MemoryStore::new();
+        for n in 0..10 {
+            assert!(claim(&store, &bound(n, BASE + n, 60), at(0)).is_some());
+        }
+        assert!(claim(&store, &in_subnet(bound(100, BASE + 0x100, 60), 2), at(0)).is_some());
+        let subnets: Vec<u32> = (0..2)
+            .flat_map(|_| block_on(store.reclaim_expired(at(61), 1)).and_then(Result::ok).expect("ready"))
+            .map(|l| l.subnet)
+            .collect();
+        assert_eq!(subnets.len(), 2);
+        assert!(subnets.contains(&2), "{subnets:?}");
     }
 }
