@@ -839,36 +839,58 @@ fn hash_from_values(values: &[Value]) -> HashMap<String, String> {
 }
 
 impl RedisStore {
-    async fn host_hash(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
-        let mut conn = self.conn.clone();
-        conn.hgetall(key).await.map_err(failed)
-    }
-
-    /// Notes the host's last-seen time (when `seen` gives one) and reads the groups its entry
-    /// draws on, in one round trip: `group:default`, and the group the entry names unless that
-    /// is `default` itself.
-    async fn seen_and_groups(
+    /// The hashes at `keys` (empty for a key that does not exist), in one round trip or from
+    /// the host cache; with `seen`, also notes that host's last-seen time: in the same pipeline,
+    /// or, with the cache, in its next batch.
+    async fn host_hashes(
         &self,
-        key: &str,
-        entry: &HashMap<String, String>,
-        seen: Option<Timestamp>,
-    ) -> Result<GroupHashes, StoreError> {
-        let named = entry.get("group").map(|g| g.trim()).filter(|g| !g.is_empty() && *g != "default");
+        keys: &[String],
+        seen: Option<(&str, Timestamp)>,
+    ) -> Result<Vec<HashMap<String, String>>, StoreError> {
+        if let Some(cache) = &self.cache {
+            if let Some((key, now)) = seen {
+                cache.note_seen(key, now.as_secs());
+            }
+            return cache.hashes(keys).await;
+        }
         let mut pipe = redis::pipe();
-        if let Some(now) = seen {
+        if let Some((key, now)) = seen {
             pipe.hset(key, LAST_SEEN, now.as_secs()).ignore();
         }
-        pipe.hgetall(format!("{}group:default", self.hosts));
-        if let Some(name) = named {
-            pipe.hgetall(format!("{}group:{name}", self.hosts));
+        for key in keys {
+            pipe.hgetall(key);
         }
         let mut conn = self.conn.clone();
-        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await.map_err(failed)?;
-        let mut hashes = hashes.into_iter();
-        let default = hashes.next().unwrap_or_default();
-        // A group the entry names that does not exist leaves `default` alone.
-        let named = named.zip(hashes.next()).filter(|(_, hash)| !hash.is_empty()).map(|(n, hash)| (n.to_owned(), hash));
-        Ok(GroupHashes { default, named })
+        pipe.query_async(&mut conn).await.map_err(failed)
+    }
+
+    /// Every key matching the glob `pattern`, found with `SCAN` (never `KEYS`, which stalls
+    /// Redis); a key may come more than once.
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(failed)?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// The hash at `key` (empty when there is none).
+    async fn host_hash(&self, key: String) -> Result<HashMap<String, String>, StoreError> {
+        Ok(self.host_hashes(&[key], None).await?.pop().unwrap_or_default())
     }
 }
 
@@ -905,26 +927,8 @@ impl RedisStore {
         if !HOST_ENTRY_KINDS.contains(&kind) {
             return Err(StoreError::Backend(format!("no entries of kind {kind:?}")));
         }
-        let pattern = format!("{}{kind}*", glob_literal(&self.hosts));
+        let mut keys = self.scan(&format!("{}{kind}*", glob_literal(&self.hosts))).await?;
         let mut conn = self.conn.clone();
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(failed)?;
-            keys.extend(found);
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
         keys.sort_unstable();
         keys.dedup();
         let mut entries = Vec::with_capacity(keys.len());
@@ -986,8 +990,9 @@ pub(crate) enum Found {
 
 impl RedisStore {
     /// Looks the client up as [`LeaseStore::host`] does. With `note_seen`, the known host's
-    /// `ts` is written in the same round trip as its groups are read; without it (a read-only
-    /// replica), nothing is written and the caller gets the key to note elsewhere.
+    /// `ts` is written in the same round trip as its groups are read (with the host cache, in
+    /// its next batch); without it (a read-only replica), nothing is written and the caller gets
+    /// the key to note elsewhere.
     pub(crate) async fn find_host(
         &self,
         hw: &HwAddr,
@@ -995,21 +1000,18 @@ impl RedisStore {
         now: Timestamp,
         note_seen: bool,
     ) -> Result<Found, StoreError> {
-        if let Some(cache) = &self.cache {
-            return self.find_host_cached(cache, hw, client_id, now, note_seen).await;
-        }
         let mut key = format!("{}mac:{}", self.hosts, colon_hex(hw.as_bytes()));
-        let mut hash = self.host_hash(&key).await?;
+        let mut hash = self.host_hash(key.clone()).await?;
         if hash.is_empty()
             && let Some(id) = client_id
         {
             key = format!("{}client:{}", self.hosts, colon_hex(id));
-            hash = self.host_hash(&key).await?;
+            hash = self.host_hash(key.clone()).await?;
         }
         if hash.is_empty() {
             // A client without an entry: `group:pool`'s options, as the Go server gives its
             // dynamic clients, when the operator keeps one.
-            let pool = self.host_hash(&format!("{}group:pool", self.hosts)).await?;
+            let pool = self.host_hash(format!("{}group:pool", self.hosts)).await?;
             if pool.is_empty() {
                 return Ok(Found::Nothing);
             }
@@ -1017,57 +1019,22 @@ impl RedisStore {
             report_unreadable(&host);
             return Ok(Found::Dynamic(host));
         }
-        let groups = self.seen_and_groups(&key, &hash, note_seen.then_some(now)).await?;
-        let host = host_from_hashes(&key, &hash, &groups);
+        // The groups the entry draws on: `default`, and the one it names unless that is
+        // `default` itself; one that does not exist leaves `default` alone.
+        let named = hash.get("group").map(|g| g.trim()).filter(|g| !g.is_empty() && *g != "default");
+        let mut keys = vec![format!("{}group:default", self.hosts)];
+        keys.extend(named.map(|name| format!("{}group:{name}", self.hosts)));
+        let seen = note_seen.then_some((key.as_str(), now));
+        let mut hashes = self.host_hashes(&keys, seen).await?.into_iter();
+        let default = hashes.next().unwrap_or_default();
+        let named = named.zip(hashes.next()).filter(|(_, h)| !h.is_empty()).map(|(n, h)| (n.to_owned(), h));
+        let host = host_from_hashes(&key, &hash, &GroupHashes { default, named });
         report_unreadable(&host);
         Ok(Found::Known(host, key))
     }
 }
 
 impl RedisStore {
-    /// [`find_host`](Self::find_host) through the cache: the same reads, each answered from
-    /// memory when Redis has not said since that the key changed; the last-seen time batched.
-    async fn find_host_cached(
-        &self,
-        cache: &HostCache,
-        hw: &HwAddr,
-        client_id: Option<&[u8]>,
-        now: Timestamp,
-        note_seen: bool,
-    ) -> Result<Found, StoreError> {
-        let one =
-            |key: String| async move { Ok::<_, StoreError>(cache.hashes(&[key]).await?.pop().unwrap_or_default()) };
-        let mut key = format!("{}mac:{}", self.hosts, colon_hex(hw.as_bytes()));
-        let mut hash = one(key.clone()).await?;
-        if hash.is_empty()
-            && let Some(id) = client_id
-        {
-            key = format!("{}client:{}", self.hosts, colon_hex(id));
-            hash = one(key.clone()).await?;
-        }
-        if hash.is_empty() {
-            let pool = one(format!("{}group:pool", self.hosts)).await?;
-            if pool.is_empty() {
-                return Ok(Found::Nothing);
-            }
-            let host = dynamic_host(&pool);
-            report_unreadable(&host);
-            return Ok(Found::Dynamic(host));
-        }
-        let named = hash.get("group").map(|g| g.trim()).filter(|g| !g.is_empty() && *g != "default");
-        let mut keys = vec![format!("{}group:default", self.hosts)];
-        keys.extend(named.map(|name| format!("{}group:{name}", self.hosts)));
-        let mut hashes = cache.hashes(&keys).await?.into_iter();
-        let default = hashes.next().unwrap_or_default();
-        let named = named.zip(hashes.next()).filter(|(_, h)| !h.is_empty()).map(|(n, h)| (n.to_owned(), h));
-        if note_seen {
-            cache.note_seen(&key, now.as_secs());
-        }
-        let host = host_from_hashes(&key, &hash, &GroupHashes { default, named });
-        report_unreadable(&host);
-        Ok(Found::Known(host, key))
-    }
-
     /// The host cache's lookups answered from memory and those that went to Redis, when the
     /// cache is on (`host-cache=yes`).
     pub fn host_cache_counts(&self) -> Option<(u64, u64)> {
@@ -1201,26 +1168,7 @@ impl LeaseStore for RedisStore {
     }
 
     async fn list(&self, subnet: Option<u32>) -> Result<Vec<Lease>, StoreError> {
-        let mut conn = self.conn.clone();
-        let pattern = format!("{}lease:*", self.prefix);
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(failed)?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let keys = self.scan(&format!("{}lease:*", self.prefix)).await?;
         let mut leases = Vec::new();
         for key in keys {
             let Some(addr) = key.rsplit(':').next().and_then(|a| a.parse::<u32>().ok()) else { continue };
