@@ -99,14 +99,28 @@ fn load_seed_macs(redis: &PrivateRedis) {
     );
 }
 
-/// A lab whose server sits on the seed's network (172.17.2.2/16, its standby's address).
-fn seed_lab(redis: &PrivateRedis) -> Lab {
+/// A lab whose server sits on the seed's network (172.17.2.2/16, its standby's address),
+/// started with `server_lines` in its `[server]` table.
+fn seed_lab(server_lines: &str) -> Lab {
     let mut lab = Lab::pair();
     lab.server.ip(&["addr", "flush", "dev", "vsrv"]);
     lab.server.ip(&["addr", "add", "172.17.2.2/16", "dev", "vsrv"]);
-    let lines = format!("store = \"{}\"\napi-listen = \"127.0.0.1:8067\"\napi-token = \"{TOKEN}\"", redis.url());
-    lab.start_server_with(CONFIG, &lines);
+    lab.start_server_with(CONFIG, server_lines);
     lab
+}
+
+/// The `[server]` lines of a server on `store` with the management API, for `dhcp-cli`.
+fn with_api(store: &str) -> String {
+    format!("store = \"{store}\"\napi-listen = \"127.0.0.1:8067\"\napi-token = \"{TOKEN}\"")
+}
+
+/// Polls `check` every 50 ms until it holds, failing with `what` after `timeout`.
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Runs dhclient once as `mac` on client 0, asserts it got a lease, and returns its hook log.
@@ -136,7 +150,7 @@ fn the_seeds_groups_and_macs_serve_dhclient_as_written() {
     let redis = PrivateRedis::start();
     load_seed_groups(&redis);
     load_seed_macs(&redis);
-    let lab = seed_lab(&redis);
+    let lab = seed_lab(&with_api(&redis.url()));
 
     // A known host with no group: `group:default`.
     let log = lease_as(&lab, "dc:a6:32:43:e5:e0", "k8s-node");
@@ -177,7 +191,7 @@ fn an_unreadable_group_field_costs_only_that_field_and_is_counted_and_logged() {
     load_seed_groups(&redis);
     load_seed_macs(&redis);
     hset(&redis, "group:getflix", &[("lease-time", "a fortnight"), ("ntp", "ntp.example")]);
-    let lab = seed_lab(&redis);
+    let lab = seed_lab(&with_api(&redis.url()));
 
     let log = lease_as(&lab, "f4:f5:d8:a9:5a:b6", "chromecast");
     assert_eq!(last(&log, "ip"), "172.17.4.19", "still answered:\n{log}");
@@ -353,7 +367,7 @@ fn dhcp_cli_shows_the_seeds_groups_clients_and_macs_and_writes_entries_in_its_sc
         }
     }
     hset(&redis, "client:laptop", &[("ip", "172.17.5.5"), ("description", "by client id")]);
-    let lab = seed_lab(&redis);
+    let lab = seed_lab(&with_api(&redis.url()));
 
     // Every MAC, line for line as the seed's CLI prints them (its order is Redis's; ours, the
     // keys').
@@ -428,11 +442,9 @@ impl MasterAndReplica {
         );
         let pair = MasterAndReplica { dir, master: Some(master), _replica: replica };
         // Replication is up once the replica reports its link.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !pair.cli("replica", &["info", "replication"]).contains("master_link_status:up") {
-            assert!(std::time::Instant::now() < deadline, "the replica never linked to its master");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until("the replica's link to its master", Duration::from_secs(10), || {
+            pair.cli("replica", &["info", "replication"]).contains("master_link_status:up")
+        });
         pair
     }
 
@@ -447,11 +459,9 @@ impl MasterAndReplica {
 
     /// Waits until the replica holds what the master was last given (a key's value).
     fn wait_replicated(&self, key: &str, field: &str, value: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while self.cli("replica", &["hget", key, field]).trim() != value {
-            assert!(std::time::Instant::now() < deadline, "{key} {field} never reached the replica");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(&format!("{key} {field} on the replica"), Duration::from_secs(10), || {
+            self.cli("replica", &["hget", key, field]).trim() == value
+        });
     }
 
     fn stop_master(&mut self) {
@@ -488,13 +498,9 @@ fn a_standby_reads_hosts_from_a_read_only_replica_writes_nothing_to_it_and_outli
     // The standby: leases of its own (a journal), hosts from the local replica, last-seen
     // times to the master, no dynamic clients while the master is away (the Go standby's
     // default, without --allow-slave).
-    let mut lab = Lab::pair();
-    lab.server.ip(&["addr", "flush", "dev", "vsrv"]);
-    lab.server.ip(&["addr", "add", "172.17.2.2/16", "dev", "vsrv"]);
     let host_store = format!("{}?master={}", unix_url(&redis.socket("replica")), unix_url(&redis.socket("master")));
-    let journal = lab.path("leases.journal");
-    let lines = format!("store = \"memory:?journal={}\"\nhost-store = \"{host_store}\"", journal.display());
-    lab.start_server_with(CONFIG, &lines);
+    let journal = redis.dir.join("leases.journal");
+    let lab = seed_lab(&format!("store = \"memory:?journal={}\"\nhost-store = \"{host_store}\"", journal.display()));
 
     let log = lease_as(&lab, "dc:a6:32:43:e5:e0", "known");
     assert_eq!(last(&log, "ip"), "172.17.7.5", "{log}");
@@ -504,11 +510,9 @@ fn a_standby_reads_hosts_from_a_read_only_replica_writes_nothing_to_it_and_outli
 
     // The last-seen time reaches the master (batched, within a couple of seconds), and then
     // the replica through replication, never by a write of ours.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while redis.cli("master", &["hget", "mac:dc:a6:32:43:e5:e0", "ts"]).trim().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the last-seen time never reached the master");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.wait_for("the last-seen time on the master", Duration::from_secs(10), || {
+        !redis.cli("master", &["hget", "mac:dc:a6:32:43:e5:e0", "ts"]).trim().is_empty()
+    });
     // The replica counts the writes its master streams to it as its own commands; a client's
     // write would be refused there (READONLY), which its error statistics would show.
     let stats = redis.cli("replica", &["info", "commandstats"]);
@@ -547,16 +551,9 @@ fn with_the_host_cache_a_storm_of_known_hosts_reads_each_once_and_an_edit_serves
         let key = format!("mac:02:00:00:aa:00:{n:02x}");
         hset(&redis, &key, &[("ip", &format!("172.17.6.{n}")), ("group", "getflix")]);
     }
-    let mut lab = Lab::pair();
-    lab.server.ip(&["addr", "flush", "dev", "vsrv"]);
-    lab.server.ip(&["addr", "add", "172.17.2.2/16", "dev", "vsrv"]);
     // Leases in memory and hosts from Redis (the host store): every Redis command counted
     // below is a host read.
-    let lines = format!(
-        "store = \"memory:\"\nhost-store = \"{}?host-cache=yes\"\napi-listen = \"127.0.0.1:8067\"\napi-token = \"{TOKEN}\"",
-        redis.url()
-    );
-    lab.start_server_with(CONFIG, &lines);
+    let lab = seed_lab(&format!("{}\nhost-store = \"{}?host-cache=yes\"", with_api("memory:"), redis.url()));
     redis.cli(&["config", "resetstat"]);
 
     // perfdhcp as a relay on the seed's network: 1,000 DORAs over the 256 known MACs.
@@ -628,19 +625,14 @@ fn the_lease_store_with_the_host_cache_batches_last_seen_and_follows_edits() {
     let redis = PrivateRedis::start();
     load_seed_groups(&redis);
     load_seed_macs(&redis);
-    let mut lab = Lab::pair();
-    lab.server.ip(&["addr", "flush", "dev", "vsrv"]);
-    lab.server.ip(&["addr", "add", "172.17.2.2/16", "dev", "vsrv"]);
-    lab.start_server_with(CONFIG, &format!("store = \"{}?host-cache=yes\"", redis.url()));
+    let lab = seed_lab(&format!("store = \"{}?host-cache=yes\"", redis.url()));
 
     let log = lease_as(&lab, "dc:a6:32:43:e5:e0", "cached");
     assert_eq!(last(&log, "ip"), "172.17.7.5", "{log}");
     // The last-seen time goes in the next batch (within a second or two), not with the request.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while redis.cli(&["hget", "mac:dc:a6:32:43:e5:e0", "ts"]).trim().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the last-seen time was never written");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    lab.wait_for("the batched last-seen time", Duration::from_secs(5), || {
+        !redis.cli(&["hget", "mac:dc:a6:32:43:e5:e0", "ts"]).trim().is_empty()
+    });
     // Writing `ts` over the cache's own connection invalidated nothing (NOLOOP); an operator's
     // edit does.
     redis.cli(&["hset", "mac:dc:a6:32:43:e5:e0", "group", "getflix"]);
