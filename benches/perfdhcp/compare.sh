@@ -33,6 +33,7 @@
 #                       their counts are summed
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/perfdhcp/common.sh
 
 RATES=${RATES:-"250 500 1000 2000 4000 8000 12000 16000 20000"}
 PERIOD=${PERIOD:-10}
@@ -190,9 +191,6 @@ stop_server() { # $1: the log's name in LOGDIR
     cp "$TMP/server.log" "$LOGDIR/$1-server.log" 2>/dev/null || true
 }
 
-cpu_ticks() { # utime + stime of a pid, in clock ticks
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
 
 # Runs perfdhcp at rate $2 against the running server, logging to $LOGDIR/$1-$2.txt (and
 # $1-$2-g2.txt for a second generator); prints "completed_rate drop_percent acks_received",
@@ -213,23 +211,9 @@ measure() {
         pids+=($!)
     fi
     wait "${pids[@]}" || true
-    # Per file: the rate, the second exchange's received count (REQUEST/ACK), sent and drops.
-    awk '
-        FNR == 1 { file++ }
-        /^Rate:/ { rate += $2 }
-        /^sent packets:/ { sent += $3 }
-        /^received packets:/ { if (++n[file] == 2) acks += $3 }
-        /^drops:/ { drops += $2 }
-        END {
-            if (sent == 0) { print "0 100 0"; exit }
-            printf "%.0f %.3f %d\n", rate, 100 * drops / sent, acks
-        }' "${logs[@]}"
+    perfdhcp_totals "${logs[@]}"
 }
 
-TICKS=$(getconf CLK_TCK)
-per_dora() { # $1: CPU ticks, $2: DORAs completed; prints microseconds per DORA
-    awk -v t="$1" -v hz="$TICKS" -v n="$2" 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }'
-}
 declare -A CLEAN CPU_US
 report="Offered rates $RATES (climbing until drops exceed 0.1%), ${PERIOD} s each, \
 perfdhcp -4 -g single -R 50000 -W 500000, relay 127.0.0.2, a fresh server and empty store per rate.\n"

@@ -10,6 +10,7 @@
 #        OURS=path/to/dhcp-server LOGDIR=target/perfdhcp-hosts
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/perfdhcp/common.sh
 
 RATES=${RATES:-"2000 4000 8000 12000 16000 24000 32000"}
 PERIOD=${PERIOD:-6}
@@ -75,9 +76,6 @@ relay-addresses = ["127.0.0.2"]
 TOML
 }
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-TICKS=$(getconf CLK_TCK)
-per_dora() { awk -v t="$1" -v hz="$TICKS" -v n="$2" 'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }'; }
 
 for cache in no yes; do
     config "$cache"
@@ -91,16 +89,14 @@ for cache in no yes; do
             sleep 0.2
         done
         rcli config resetstat >/dev/null
-        before=$(ticks "$SERVER_PID"); rbefore=$(ticks "$REDIS_PID")
+        before=$(cpu_ticks "$SERVER_PID"); rbefore=$(cpu_ticks "$REDIS_PID")
         log="$LOGDIR/cache-$cache-$rate.txt"
         ip netns exec "$NS" perfdhcp -4 -l 127.0.0.2 -R "$HOSTS" -b mac=02:00:00:aa:00:00 -p "$PERIOD" -W 500000 \
             -r "$rate" 127.0.0.1 >"$log" 2>&1 || true
-        after=$(ticks "$SERVER_PID"); rafter=$(ticks "$REDIS_PID")
+        after=$(cpu_ticks "$SERVER_PID"); rafter=$(cpu_ticks "$REDIS_PID")
         commands=$(rcli info stats | awk -F: '/^total_commands_processed/ { print $2 + 0 }')
         kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
-        read -r completed drops acks < <(awk '
-            /^Rate:/ { rate = $2 } /^sent packets:/ { sent += $3 } /^received packets:/ { r[++n] = $3 } /^drops:/ { d += $2 }
-            END { if (sent == 0) { print "0 100 0"; exit } printf "%.0f %.3f %d\n", rate, 100 * d / sent, r[2] }' "$log")
+        read -r completed drops acks < <(perfdhcp_totals "$log")
         per_cmd=$(awk -v c="$commands" -v n="$acks" 'BEGIN { printf "%.2f", n ? c / n : 0 }')
         printf '| %s | %s | %s%% | %s µs | %s µs | %s |\n' "$rate" "$completed" "$drops" \
             "$(per_dora $((after - before)) "$acks")" "$(per_dora $((rafter - rbefore)) "$acks")" "$per_cmd"
