@@ -14,7 +14,7 @@ use crate::config::{Config, Group, LeaseTimes, Pool, Reservation, Subnet};
 use crate::lease::{ClientId, HwAddr, Lease, LeaseState};
 use crate::offers;
 use crate::stats::{Counter, Stats, SubnetStats};
-use crate::store::{LeaseStore, StoreError};
+use crate::store::{HostQuery, LeaseStore, StoreError};
 use crate::swap::Swap;
 use crate::time::Timestamp;
 use crate::wire::{self, BROADCAST_FLAG, Packet, ParseError, ReplyHeader, ReplyWriter, code, relay_code};
@@ -236,9 +236,34 @@ struct Ctx<'a> {
     /// The reserved address this client can have now: `None` when it has none, or when another
     /// client still holds it (the client is then served from the pool until it frees).
     reserved: Option<Ipv4Addr>,
+    /// Addresses the store's own pool proposes for this client without a reservation
+    /// ([`crate::StoreHost::pool`]), in the selected subnet, best first.
+    pooled: Vec<Ipv4Addr>,
     group: Option<Cow<'a, Group>>,
     server_id: Ipv4Addr,
     relay: RelayInfo<'a>,
+}
+
+/// What a [`HostQuery`] borrows from the request: the client identifier, the host name and
+/// the address the client asks for (option 50, else `ciaddr`).
+struct QueryParts<'a> {
+    client_id: Option<Cow<'a, [u8]>>,
+    host_name: Option<Cow<'a, [u8]>>,
+    requested: Option<Ipv4Addr>,
+}
+
+impl<'a> QueryParts<'a> {
+    fn of(pkt: &Packet<'a>) -> Self {
+        let requested =
+            pkt.option_addr(code::REQUESTED_IP_ADDRESS).or_else(|| Some(pkt.ciaddr()).filter(|a| !a.is_unspecified()));
+        QueryParts { client_id: pkt.option(code::CLIENT_IDENTIFIER), host_name: pkt.option(code::HOST_NAME), requested }
+    }
+
+    fn query<'q>(&'q self, hw: &'q HwAddr, now: Timestamp) -> HostQuery<'q> {
+        HostQuery::new(hw, self.client_id.as_deref(), now)
+            .with_host_name(self.host_name.as_deref())
+            .with_requested(self.requested)
+    }
 }
 
 /// Option 82 as far as the server uses it.
@@ -535,21 +560,36 @@ impl<S: LeaseStore> Engine<S> {
             .or_else(|| matching_group(config, &pkt, &relay))
             .map(Cow::Borrowed);
         let reservation = reservation.map(Cow::Borrowed);
-        Ok(Ctx { config, pkt, meta, client, hw, subnet, reservation, reserved: None, group, server_id, relay })
+        Ok(Ctx {
+            config,
+            pkt,
+            meta,
+            client,
+            hw,
+            subnet,
+            reservation,
+            reserved: None,
+            pooled: Vec::new(),
+            group,
+            server_id,
+            relay,
+        })
     }
 
     /// Adds the store's reservation for this client, if it keeps one, to `ctx`.
     async fn store_host(&self, ctx: &mut Ctx<'_>, now: Timestamp) -> Result<(), StoreError> {
-        let client_id = ctx.pkt.option(code::CLIENT_IDENTIFIER);
-        let Some(host) = self.store.host(&ctx.hw, client_id.as_deref(), now).await? else {
+        let parts = QueryParts::of(&ctx.pkt);
+        let Some(host) = self.store.host(&parts.query(&ctx.hw, now)).await? else {
             return Ok(());
         };
         if !host.unreadable.is_empty() {
             self.stats.add(Counter::HostFieldsUnreadable, host.unreadable.len() as u64);
         }
         // A dynamic client gets the store's group, and stays a client without a reservation
-        // (held to the offer limits).
-        if host.reserved {
+        // (held to the offer limits), offered the store's pool addresses first.
+        if !host.reserved {
+            ctx.pooled = host.pool.into_iter().filter(|a| ctx.subnet.net.contains(a)).collect();
+        } else {
             // An address outside the selected subnet cannot be given here; the rest still applies.
             let ip_address = host.ip_address.filter(|a| ctx.subnet.net.contains(a));
             ctx.reservation = Some(Cow::Owned(Reservation {
@@ -586,7 +626,13 @@ impl<S: LeaseStore> Engine<S> {
         if let Some(reserved) = ctx.reserved {
             return reserved == addr;
         }
-        self.dynamic_pool(ctx.subnet, addr).is_some()
+        self.dynamic_pool(ctx.subnet, addr).is_some() || ctx.pooled.contains(&addr)
+    }
+
+    /// Whether binding `addr` needs the store's word first: an address of the store's own pool
+    /// (not the config's), taken for the client in the store as it is bound.
+    fn from_store_pool(&self, ctx: &Ctx<'_>, addr: Ipv4Addr) -> bool {
+        ctx.reserved.is_none() && ctx.pooled.contains(&addr) && self.dynamic_pool(ctx.subnet, addr).is_none()
     }
 
     /// The client's reserved address if it can have it now. While another client still holds
@@ -691,6 +737,13 @@ impl<S: LeaseStore> Engine<S> {
                     offered = self.claim_over(ctx, self.new_lease(ctx, addr, hold), previous.as_ref(), now).await?;
                 }
             }
+        }
+        // The store's own pool, before the config's.
+        for &addr in &ctx.pooled {
+            if offered.is_some() {
+                break;
+            }
+            offered = self.claim_over(ctx, self.new_lease(ctx, addr, hold), previous.as_ref(), now).await?;
         }
         if offered.is_none() {
             let template = self.new_lease(ctx, Ipv4Addr::UNSPECIFIED, hold);
@@ -921,6 +974,22 @@ impl<S: LeaseStore> Engine<S> {
         let times = self.lease_times(ctx);
         let state = LeaseState::Bound { expires: now + u64::from(times.lease) };
         let renewal = before.as_ref().is_some_and(|l| l.is_bound_to(&ctx.client, now));
+        if self.from_store_pool(ctx, addr) {
+            // The store's pool keeps an address for its client for good: only a client this
+            // server offered it to (or that holds it) may take it, so that requests for
+            // addresses never offered cannot drain the pool.
+            let offered = before.as_ref().is_some_and(|l| {
+                l.client == ctx.client && matches!(l.state, LeaseState::Offered { until } if until > now)
+            });
+            if !(offered || renewal) {
+                return Ok(self.nak(ctx, out));
+            }
+            let parts = QueryParts::of(&ctx.pkt);
+            if !self.store.take_pool_address(&parts.query(&ctx.hw, now), addr).await? {
+                self.stats.bump(Counter::StorePoolTakeRefused);
+                return Ok(self.nak(ctx, out));
+            }
+        }
         // The client's lease elsewhere in the subnet, which the claim frees (one lease per
         // client): read first, for the gauges. A renewal has none worth the read.
         let previous = match (renewal, client_lease) {

@@ -81,6 +81,6 @@ pub use engine::{
 pub use lease::{ClientId, HwAddr, Lease, LeaseState};
 pub use poll::block_on;
 pub use stats::{Counter, Stats, SubnetStats};
-pub use store::{LeaseStore, PoolRef, StoreError, StoreHost};
+pub use store::{HostQuery, LeaseStore, PoolRef, StoreError, StoreHost};
 pub use time::Timestamp;
 pub use wire::ParseError;

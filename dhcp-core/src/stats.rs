@@ -53,6 +53,7 @@ counters! {
     OptionsOmitted => "options-omitted", "Options left out of replies for lack of room.";
     PingConflicts => "v4-ping-check-conflicts", "Addresses a ping check found answering before they were offered, set aside for the decline probation period.";
     HostFieldsUnreadable => "host-fields-unreadable", "Fields of hosts and groups kept in the store (`host-source = \"store\"`) that could not be read and were left out of a reply.";
+    StorePoolTakeRefused => "store-pool-take-refused", "REQUESTs NAKed because the store's own pool (the Go Redis server's `pool` hash) had given the offered address to another client meanwhile.";
     OfferLimitDrop => "pkt4-offer-limit-drop", "DISCOVERs from clients with no lease or reservation dropped because outstanding offers held `max-offers` addresses of the subnet (or `max-offers-per-relay` through the relay).";
 }
 

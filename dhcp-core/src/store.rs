@@ -29,17 +29,64 @@ pub struct StoreHost {
     /// Fields of the entry or its group that could not be read, each as `KEY FIELD: VALUE`:
     /// left out, the rest still applies. The engine counts them (`host-fields-unreadable`).
     pub unreadable: Vec<String>,
+    /// For a client without an entry (`reserved` false): free addresses of the store's own
+    /// pool (the Go Redis DHCP server's `pool` hash), best first. The engine offers one of
+    /// them as a dynamic address, held to the offer limits, and binds it only once
+    /// [`LeaseStore::take_pool_address`] has made it the client's in the store.
+    pub pool: Vec<Ipv4Addr>,
 }
 
 impl StoreHost {
     /// A reservation with these parts.
     pub fn new(ip_address: Option<Ipv4Addr>, hostname: Option<String>, group: Option<Group>) -> Self {
-        StoreHost { ip_address, hostname, group, reserved: true, unreadable: Vec::new() }
+        StoreHost { ip_address, hostname, group, reserved: true, unreadable: Vec::new(), pool: Vec::new() }
     }
 
     /// A client the store keeps no entry for, given the store's group for dynamic clients.
     pub fn dynamic(group: Group) -> Self {
         StoreHost { group: Some(group), ..StoreHost::default() }
+    }
+
+    /// A client the store keeps no entry for, proposed `pool`'s addresses (best first) and
+    /// given `group`, the store's group for dynamic clients, if it keeps one.
+    pub fn pooled(group: Option<Group>, pool: Vec<Ipv4Addr>) -> Self {
+        StoreHost { group, pool, ..StoreHost::default() }
+    }
+}
+
+/// The client a store is asked about in [`LeaseStore::host`], as its request names it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct HostQuery<'a> {
+    /// The client's hardware address (`chaddr`).
+    pub hw: &'a HwAddr,
+    /// The client identifier (option 61), if sent.
+    pub client_id: Option<&'a [u8]>,
+    /// The host name the client sent (option 12), if any: the Go Redis DHCP server keys its
+    /// `client:` entries by it.
+    pub host_name: Option<&'a [u8]>,
+    /// The address the client asks for (option 50, else `ciaddr`), if any.
+    pub requested: Option<Ipv4Addr>,
+    /// When the request arrived.
+    pub now: Timestamp,
+}
+
+impl<'a> HostQuery<'a> {
+    /// A query for the client with hardware address `hw` and identifier `client_id`, at `now`.
+    pub fn new(hw: &'a HwAddr, client_id: Option<&'a [u8]>, now: Timestamp) -> Self {
+        HostQuery { hw, client_id, host_name: None, requested: None, now }
+    }
+
+    /// The query with the host name the client sent.
+    pub fn with_host_name(mut self, host_name: Option<&'a [u8]>) -> Self {
+        self.host_name = host_name;
+        self
+    }
+
+    /// The query with the address the client asks for.
+    pub fn with_requested(mut self, requested: Option<Ipv4Addr>) -> Self {
+        self.requested = requested;
+        self
     }
 }
 
@@ -259,17 +306,28 @@ pub trait LeaseStore: Send + Sync {
         false
     }
 
-    /// The reservation the store keeps for a client, by hardware address or client identifier,
-    /// asked when the config sets `host-source = "store"`. A store may note that the client was
-    /// seen at `now`. Stores without reservations answer `None` (the default).
-    fn host(
-        &self,
-        hw: &HwAddr,
-        client_id: Option<&[u8]>,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Option<StoreHost>, StoreError>> + Send {
-        let _ = (hw, client_id, now);
+    /// The reservation the store keeps for a client, by hardware address, client identifier or
+    /// host name, asked when the config sets `host-source = "store"`. A store may note that the
+    /// client was seen at `query.now`, and must write nothing else: the answer may only lead to
+    /// an offer. Stores without reservations answer `None` (the default).
+    fn host(&self, query: &HostQuery<'_>) -> impl Future<Output = Result<Option<StoreHost>, StoreError>> + Send {
+        let _ = query;
         core::future::ready(Ok(None))
+    }
+
+    /// Makes `addr`, one of the addresses [`host`](Self::host) proposed from the store's own
+    /// pool ([`StoreHost::pool`]), the client's in the store, atomically, as the engine binds
+    /// it: `false` when it is not free for this client any more (another took it), and the
+    /// engine NAKs. Asked only for a client that holds an offer or a binding of `addr`, so an
+    /// address is never taken for good by a client that was not offered it. Stores without
+    /// a pool of their own answer `false` (the default).
+    fn take_pool_address(
+        &self,
+        query: &HostQuery<'_>,
+        addr: Ipv4Addr,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (query, addr);
+        core::future::ready(Ok(false))
     }
 }
 

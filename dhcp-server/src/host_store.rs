@@ -2,7 +2,9 @@
 //! from the lease store: a standby's local read-only replica, as the Go Redis DHCP server's
 //! standby runs (see `dhcp_store::RedisHostSource`).
 
-use dhcp_core::{HwAddr, StoreError, StoreHost, Timestamp};
+use std::net::Ipv4Addr;
+
+use dhcp_core::{HostQuery, StoreError, StoreHost};
 
 /// The host store, when the build has Redis.
 #[derive(Debug, Clone)]
@@ -27,18 +29,24 @@ impl HostStore {
     }
 
     /// The client's entry and groups.
-    pub async fn host(
-        &self,
-        hw: &HwAddr,
-        client_id: Option<&[u8]>,
-        now: Timestamp,
-    ) -> Result<Option<StoreHost>, StoreError> {
+    pub async fn host(&self, query: &HostQuery<'_>) -> Result<Option<StoreHost>, StoreError> {
         #[cfg(feature = "redis")]
-        return self.inner.host(hw, client_id, now).await;
+        return self.inner.host(query).await;
         #[cfg(not(feature = "redis"))]
         {
-            let _ = (hw, client_id, now);
+            let _ = query;
             Ok(None)
+        }
+    }
+
+    /// Takes an address of the store's `pool` hash for the client, on the master.
+    pub async fn take_pool_address(&self, query: &HostQuery<'_>, addr: Ipv4Addr) -> Result<bool, StoreError> {
+        #[cfg(feature = "redis")]
+        return self.inner.take_pool_address(query, addr).await;
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = (query, addr);
+            Ok(false)
         }
     }
 }

@@ -13,7 +13,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use dhcp_core::{
-    ClientId, Counter, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, Stats, StoreError, StoreHost, Timestamp,
+    ClientId, Counter, HostQuery, Lease, LeaseState, LeaseStore, PoolRef, Stats, StoreError, StoreHost, Timestamp,
 };
 use metrics::{Histogram, Key, Label, Metadata, Recorder};
 
@@ -31,7 +31,7 @@ const LATENCY_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// The store operations timed, as the `op` label says them.
-const OPS: [&str; 11] = [
+const OPS: [&str; 12] = [
     "lease_by_client",
     "lease_by_addr",
     "claim",
@@ -43,6 +43,7 @@ const OPS: [&str; 11] = [
     "host",
     "list_page",
     "lease_by_addr_and_client",
+    "take_pool_address",
 ];
 
 /// A server's metrics registry.
@@ -294,19 +295,19 @@ impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
         self.inner.list_page_native()
     }
 
-    async fn host(
-        &self,
-        hw: &HwAddr,
-        client_id: Option<&[u8]>,
-        now: Timestamp,
-    ) -> Result<Option<StoreHost>, StoreError> {
-        self.timed_deadline(8, self.inner.host(hw, client_id, now)).await
+    async fn host(&self, query: &HostQuery<'_>) -> Result<Option<StoreHost>, StoreError> {
+        self.timed_deadline(8, self.inner.host(query)).await
+    }
+
+    async fn take_pool_address(&self, query: &HostQuery<'_>, addr: Ipv4Addr) -> Result<bool, StoreError> {
+        self.timed_deadline(11, self.inner.take_pool_address(query, addr)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dhcp_core::HwAddr;
 
     /// A store whose every call hangs, as a database behind a cut link does.
     struct Hung;
@@ -336,7 +337,7 @@ mod tests {
         async fn list(&self, _: Option<u32>) -> Result<Vec<Lease>, StoreError> {
             Ok(Vec::new())
         }
-        async fn host(&self, _: &HwAddr, _: Option<&[u8]>, _: Timestamp) -> Result<Option<StoreHost>, StoreError> {
+        async fn host(&self, _: &HostQuery<'_>) -> Result<Option<StoreHost>, StoreError> {
             std::future::pending().await
         }
     }

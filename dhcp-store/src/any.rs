@@ -9,7 +9,7 @@
 
 use core::net::Ipv4Addr;
 
-use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
+use dhcp_core::{ClientId, HostQuery, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
 
 #[cfg(feature = "memory")]
 use crate::MemoryStore;
@@ -255,13 +255,12 @@ macro_rules! dispatch {
 }
 
 impl LeaseStore for AnyStore {
-    async fn host(
-        &self,
-        hw: &HwAddr,
-        client_id: Option<&[u8]>,
-        now: Timestamp,
-    ) -> Result<Option<StoreHost>, StoreError> {
-        dispatch!(self, s => s.host(hw, client_id, now))
+    async fn host(&self, query: &HostQuery<'_>) -> Result<Option<StoreHost>, StoreError> {
+        dispatch!(self, s => s.host(query))
+    }
+
+    async fn take_pool_address(&self, query: &HostQuery<'_>, addr: Ipv4Addr) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.take_pool_address(query, addr))
     }
 
     async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {
@@ -355,6 +354,7 @@ impl LeaseStore for AnyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dhcp_core::HwAddr;
 
     fn open_now(url: &str) -> Result<AnyStore, OpenError> {
         dhcp_core::block_on(open(url)).expect("local stores open without waiting")

@@ -50,6 +50,8 @@ mod redis_host_source;
 #[cfg(feature = "redis")]
 mod redis_hosts;
 #[cfg(feature = "redis")]
+mod redis_pool;
+#[cfg(feature = "redis")]
 mod redis_store;
 #[cfg(feature = "sqlite")]
 mod sqlite;

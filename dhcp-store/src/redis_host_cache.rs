@@ -163,6 +163,16 @@ impl HostCache {
         Ok(hashes)
     }
 
+    /// Drops `keys` from the cache after this server wrote them elsewhere: the next lookup reads
+    /// them again, and no read that crossed the write is cached.
+    pub(crate) fn forget(&self, keys: &[String]) {
+        let mut state = lock(&self.state);
+        state.generation += 1;
+        for key in keys {
+            state.hashes.remove(key);
+        }
+    }
+
     /// Notes that the host at `key` was seen at `secs`, for the next batch.
     pub(crate) fn note_seen(&self, key: &str, secs: u64) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);

@@ -12,12 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use dhcp_core::{HwAddr, StoreError, StoreHost, Timestamp};
+use std::net::Ipv4Addr;
+
+use dhcp_core::{HostQuery, StoreError, StoreHost};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
 use crate::redis_error::failed;
 use crate::redis_hosts::LAST_SEEN;
+use crate::redis_pool;
 use crate::redis_store::{Found, RedisStore};
 
 /// How often the gathered last-seen times go to the master.
@@ -90,19 +93,17 @@ impl RedisHostSource {
         self.master.as_ref().is_none_or(|m| m.reachable.load(Ordering::Relaxed))
     }
 
-    /// The client's entry and groups, as [`dhcp_core::LeaseStore::host`] answers them.
-    pub async fn host(
-        &self,
-        hw: &HwAddr,
-        client_id: Option<&[u8]>,
-        now: Timestamp,
-    ) -> Result<Option<StoreHost>, StoreError> {
-        match self.reader.find_host(hw, client_id, now, false).await? {
+    /// The client's entry and groups, as [`dhcp_core::LeaseStore::host`] answers them. Free
+    /// addresses of the `pool` hash are proposed only while the master, which takes them,
+    /// answers.
+    pub async fn host(&self, query: &HostQuery<'_>) -> Result<Option<StoreHost>, StoreError> {
+        let propose = self.master.is_some() && self.master_reachable();
+        match self.reader.find_host(query, false, propose).await? {
             Found::Known(host, key) => {
                 if let Some(master) = &self.master {
                     let mut pending = master.pending.lock().unwrap_or_else(PoisonError::into_inner);
                     if pending.len() < MAX_PENDING || pending.contains_key(&key) {
-                        pending.insert(key, now.as_secs());
+                        pending.insert(key, query.now.as_secs());
                     }
                 }
                 Ok(Some(host))
@@ -117,6 +118,22 @@ impl RedisHostSource {
             Found::Dynamic(host) => Ok(Some(host)),
             Found::Nothing => Ok(None),
         }
+    }
+
+    /// Takes `addr` of the `pool` hash for the client on the master, as
+    /// [`dhcp_core::LeaseStore::take_pool_address`] does; `false` without a master. The
+    /// replica learns of it by replication.
+    pub async fn take_pool_address(&self, query: &HostQuery<'_>, addr: Ipv4Addr) -> Result<bool, StoreError> {
+        let Some(master) = &self.master else { return Ok(false) };
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(MASTER_TIMEOUT).set_response_timeout(MASTER_TIMEOUT);
+        // A connection per take: takes are one per new dynamic client, and the flush task
+        // keeps its own.
+        let mut conn = master.client.get_multiplexed_async_connection_with_config(&config).await.map_err(failed)?;
+        let mac = crate::redis_store::colon_hex(query.hw.as_bytes());
+        let taken = redis_pool::take(&mut conn, self.reader.hosts_prefix(), &mac, query, addr).await?;
+        self.reader.forget_pool_entry(&mac);
+        Ok(taken)
     }
 }
 

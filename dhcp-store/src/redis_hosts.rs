@@ -166,10 +166,12 @@ pub(crate) fn host_from_hashes(key: &str, entry: &HashMap<String, String>, group
     host
 }
 
-/// A client without an entry, given `group:pool`'s fields (`pool`, not empty).
-pub(crate) fn dynamic_host(pool: &HashMap<String, String>) -> StoreHost {
+/// A client without an entry, given `group:pool`'s fields (none when `pool` is empty) and
+/// proposed `addresses` of the `pool` hash.
+pub(crate) fn dynamic_host(pool: &HashMap<String, String>, addresses: Vec<Ipv4Addr>) -> StoreHost {
     let mut unreadable = Vec::new();
-    let mut host = StoreHost::dynamic(group_from_fields("pool", pool, &mut unreadable));
+    let group = (!pool.is_empty()).then(|| group_from_fields("pool", pool, &mut unreadable));
+    let mut host = StoreHost::pooled(group, addresses);
     host.unreadable = unreadable;
     host
 }
@@ -305,7 +307,7 @@ mod tests {
     #[test]
     fn a_dynamic_client_gets_the_pool_group_and_no_reservation() {
         let [(_, pool), _, _] = seed_groups();
-        let host = dynamic_host(&pool);
+        let host = dynamic_host(&pool, Vec::new());
         assert!(!host.reserved && host.ip_address.is_none());
         assert_eq!(host.group.expect("pool").lease_time, Some(3600));
     }

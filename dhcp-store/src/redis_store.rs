@@ -68,7 +68,9 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
+use dhcp_core::{
+    ClientId, HostQuery, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp,
+};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{AsyncCommands, AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult};
@@ -78,6 +80,7 @@ use crate::codec::{self, hex, percent_decode, unhex};
 use crate::redis_error::{failed, is_outage};
 use crate::redis_host_cache::HostCache;
 use crate::redis_hosts::{GroupHashes, LAST_SEEN, dynamic_host, host_from_hashes};
+use crate::redis_pool;
 
 /// The state codes the scripts compare and write, as Lua string constants (hash fields come
 /// back from Redis as strings), taken from the codec so that Lua and Rust cannot disagree.
@@ -824,7 +827,8 @@ impl RedisStore {
     }
 }
 
-fn colon_hex(bytes: &[u8]) -> String {
+/// Bytes as lower-case hex pairs joined by colons, as the Go server writes MACs in its keys.
+pub(crate) fn colon_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
@@ -886,11 +890,6 @@ impl RedisStore {
             }
             cursor = next;
         }
-    }
-
-    /// The hash at `key` (empty when there is none).
-    async fn host_hash(&self, key: String) -> Result<HashMap<String, String>, StoreError> {
-        Ok(self.host_hashes(&[key], None).await?.pop().unwrap_or_default())
     }
 }
 
@@ -981,56 +980,105 @@ fn report_unreadable(host: &StoreHost) {
 }
 
 /// What a host lookup found: a known host (with its entry's key, under the `hosts` prefix), a
-/// client without an entry given `group:pool`, or nothing.
+/// client without an entry given `group:pool` and the `pool` hash's proposals, or nothing.
 pub(crate) enum Found {
     Known(StoreHost, String),
     Dynamic(StoreHost),
     Nothing,
 }
 
+/// Whether an entry's `dynamic` field says the Go server's pool made it (`1`, or `true`).
+fn made_by_pool(entry: &HashMap<String, String>) -> bool {
+    entry.get("dynamic").is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
+}
+
 impl RedisStore {
-    /// Looks the client up as [`LeaseStore::host`] does. With `note_seen`, the known host's
-    /// `ts` is written in the same round trip as its groups are read (with the host cache, in
-    /// its next batch); without it (a read-only replica), nothing is written and the caller gets
-    /// the key to note elsewhere.
+    /// Looks the client up as [`LeaseStore::host`] does: its `mac:` entry, else the `client:`
+    /// entry of its client identifier (colon hex), else the `client:` entry of its host name
+    /// (as the Go server keys them), all read in one round trip. With `note_seen`, the known
+    /// host's `ts` is written in the same round trip as its groups are read (with the host
+    /// cache, in its next batch); without it (a read-only replica), nothing is written and the
+    /// caller gets the key to note elsewhere. With `propose`, a client without an entry is
+    /// proposed free addresses of the `pool` hash.
     pub(crate) async fn find_host(
         &self,
-        hw: &HwAddr,
-        client_id: Option<&[u8]>,
-        now: Timestamp,
+        query: &HostQuery<'_>,
         note_seen: bool,
+        propose: bool,
     ) -> Result<Found, StoreError> {
-        let mut key = format!("{}mac:{}", self.hosts, colon_hex(hw.as_bytes()));
-        let mut hash = self.host_hash(key.clone()).await?;
-        if hash.is_empty()
-            && let Some(id) = client_id
-        {
-            key = format!("{}client:{}", self.hosts, colon_hex(id));
-            hash = self.host_hash(key.clone()).await?;
-        }
-        if hash.is_empty() {
-            // A client without an entry: `group:pool`'s options, as the Go server gives its
-            // dynamic clients, when the operator keeps one.
-            let pool = self.host_hash(format!("{}group:pool", self.hosts)).await?;
-            if pool.is_empty() {
-                return Ok(Found::Nothing);
-            }
-            let host = dynamic_host(&pool);
-            report_unreadable(&host);
-            return Ok(Found::Dynamic(host));
-        }
+        let mac = colon_hex(query.hw.as_bytes());
+        let mut keys = vec![format!("{}mac:{mac}", self.hosts)];
+        keys.extend(query.client_id.map(|id| format!("{}client:{}", self.hosts, colon_hex(id))));
+        let name = query.host_name.and_then(|n| std::str::from_utf8(n).ok()).map(str::trim).filter(|n| !n.is_empty());
+        keys.extend(name.map(|n| format!("{}client:{n}", self.hosts)));
+        let entries = self.host_hashes(&keys, None).await?;
+        let Some((key, hash)) = keys.into_iter().zip(entries).find(|(_, hash)| !hash.is_empty()) else {
+            return self.dynamic_client(&mac, query, propose).await;
+        };
         // The groups the entry draws on: `default`, and the one it names unless that is
-        // `default` itself; one that does not exist leaves `default` alone.
+        // `default` itself; one that does not exist leaves `default` alone. An entry the Go
+        // server's pool made, naming none, draws on `pool` instead, as the client did before.
         let named = hash.get("group").map(|g| g.trim()).filter(|g| !g.is_empty() && *g != "default");
-        let mut keys = vec![format!("{}group:default", self.hosts)];
-        keys.extend(named.map(|name| format!("{}group:{name}", self.hosts)));
-        let seen = note_seen.then_some((key.as_str(), now));
-        let mut hashes = self.host_hashes(&keys, seen).await?.into_iter();
-        let default = hashes.next().unwrap_or_default();
-        let named = named.zip(hashes.next()).filter(|(_, h)| !h.is_empty()).map(|(n, h)| (n.to_owned(), h));
+        let pooled = named.is_none() && made_by_pool(&hash);
+        let mut group_keys = vec![format!("{}group:default", self.hosts)];
+        group_keys.extend(named.or(pooled.then_some("pool")).map(|name| format!("{}group:{name}", self.hosts)));
+        let seen = note_seen.then_some((key.as_str(), query.now));
+        let mut hashes = self.host_hashes(&group_keys, seen).await?.into_iter();
+        let mut default = hashes.next().unwrap_or_default();
+        let mut named = named.zip(hashes.next()).filter(|(_, h)| !h.is_empty()).map(|(n, h)| (n.to_owned(), h));
+        if pooled && let Some(pool) = hashes.next().filter(|h| !h.is_empty()) {
+            (default, named) = (pool, None);
+        }
         let host = host_from_hashes(&key, &hash, &GroupHashes { default, named });
         report_unreadable(&host);
         Ok(Found::Known(host, key))
+    }
+
+    /// A client without an entry: `group:pool`'s options, as the Go server gives its dynamic
+    /// clients, when the operator keeps one; and, with `propose`, free addresses of the `pool`
+    /// hash when it holds any.
+    async fn dynamic_client(&self, mac: &str, query: &HostQuery<'_>, propose: bool) -> Result<Found, StoreError> {
+        let mut keys = vec![format!("{}group:pool", self.hosts)];
+        if propose {
+            keys.push(format!("{}{}", self.hosts, redis_pool::POOL_KEY));
+        }
+        let mut hashes = self.host_hashes(&keys, None).await?.into_iter();
+        let group = hashes.next().unwrap_or_default();
+        let addresses = hashes.next().map(|pool| redis_pool::proposals(&pool, mac, query.requested));
+        let addresses = addresses.unwrap_or_default();
+        if group.is_empty() && addresses.is_empty() {
+            return Ok(Found::Nothing);
+        }
+        let host = dynamic_host(&group, addresses);
+        report_unreadable(&host);
+        Ok(Found::Dynamic(host))
+    }
+
+    /// Takes `addr` of the `pool` hash for the client (see [`LeaseStore::take_pool_address`])
+    /// over this store's connection.
+    pub(crate) async fn take_pool_address_here(
+        &self,
+        query: &HostQuery<'_>,
+        addr: Ipv4Addr,
+    ) -> Result<bool, StoreError> {
+        let mac = colon_hex(query.hw.as_bytes());
+        let mut conn = self.conn.clone();
+        let taken = redis_pool::take(&mut conn, &self.hosts, &mac, query, addr).await?;
+        self.forget_pool_entry(&mac);
+        Ok(taken)
+    }
+
+    /// Drops the `pool` hash and the client's `mac:` entry from the host cache, if on, after
+    /// a write to them: the next lookup reads them again rather than wait for the invalidation.
+    pub(crate) fn forget_pool_entry(&self, mac: &str) {
+        if let Some(cache) = &self.cache {
+            cache.forget(&[format!("{}{}", self.hosts, redis_pool::POOL_KEY), format!("{}mac:{mac}", self.hosts)]);
+        }
+    }
+
+    /// The `hosts` prefix the entries live under.
+    pub(crate) fn hosts_prefix(&self) -> &str {
+        &self.hosts
     }
 }
 
@@ -1043,16 +1091,15 @@ impl RedisStore {
 }
 
 impl LeaseStore for RedisStore {
-    async fn host(
-        &self,
-        hw: &HwAddr,
-        client_id: Option<&[u8]>,
-        now: Timestamp,
-    ) -> Result<Option<StoreHost>, StoreError> {
-        Ok(match self.find_host(hw, client_id, now, true).await? {
+    async fn host(&self, query: &HostQuery<'_>) -> Result<Option<StoreHost>, StoreError> {
+        Ok(match self.find_host(query, true, true).await? {
             Found::Known(host, _) | Found::Dynamic(host) => Some(host),
             Found::Nothing => None,
         })
+    }
+
+    async fn take_pool_address(&self, query: &HostQuery<'_>, addr: Ipv4Addr) -> Result<bool, StoreError> {
+        self.take_pool_address_here(query, addr).await
     }
 
     async fn lease_by_client(&self, subnet: u32, client: &ClientId) -> Result<Option<Lease>, StoreError> {

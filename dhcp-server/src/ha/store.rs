@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use dhcp_core::{ClientId, HwAddr, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
+use dhcp_core::{ClientId, HostQuery, Lease, LeaseState, LeaseStore, PoolRef, StoreError, StoreHost, Timestamp};
 use tracing::warn;
 
 use super::replica::{LeaseChanged, ReplicaStore};
@@ -261,15 +261,17 @@ impl<S: LeaseStore> LeaseStore for HaStore<S> {
         self.inner.list_page_native()
     }
 
-    async fn host(
-        &self,
-        hw: &HwAddr,
-        client_id: Option<&[u8]>,
-        now: Timestamp,
-    ) -> Result<Option<StoreHost>, StoreError> {
+    async fn host(&self, query: &HostQuery<'_>) -> Result<Option<StoreHost>, StoreError> {
         match &self.hosts {
-            Some(hosts) => hosts.host(hw, client_id, now).await,
-            None => self.inner.host(hw, client_id, now).await,
+            Some(hosts) => hosts.host(query).await,
+            None => self.inner.host(query).await,
+        }
+    }
+
+    async fn take_pool_address(&self, query: &HostQuery<'_>, addr: Ipv4Addr) -> Result<bool, StoreError> {
+        match &self.hosts {
+            Some(hosts) => hosts.take_pool_address(query, addr).await,
+            None => self.inner.take_pool_address(query, addr).await,
         }
     }
 }
@@ -279,6 +281,7 @@ mod tests {
     use dhcp_store::MemoryStore;
 
     use super::*;
+    use dhcp_core::HwAddr;
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_sync_walks_the_leases_page_by_page_in_address_order() {
