@@ -631,7 +631,7 @@ impl<S: LeaseStore> Engine<S> {
 
     /// Whether binding `addr` needs the store's word first: an address of the store's own pool
     /// (not the config's), taken for the client in the store as it is bound.
-    fn from_store_pool(&self, ctx: &Ctx<'_>, addr: Ipv4Addr) -> bool {
+    fn in_store_pool(&self, ctx: &Ctx<'_>, addr: Ipv4Addr) -> bool {
         ctx.reserved.is_none() && ctx.pooled.contains(&addr) && self.dynamic_pool(ctx.subnet, addr).is_none()
     }
 
@@ -974,7 +974,7 @@ impl<S: LeaseStore> Engine<S> {
         let times = self.lease_times(ctx);
         let state = LeaseState::Bound { expires: now + u64::from(times.lease) };
         let renewal = before.as_ref().is_some_and(|l| l.is_bound_to(&ctx.client, now));
-        if self.from_store_pool(ctx, addr) {
+        if self.in_store_pool(ctx, addr) {
             // The store's pool keeps an address for its client for good: only a client this
             // server offered it to (or that holds it) may take it, so that requests for
             // addresses never offered cannot drain the pool.
