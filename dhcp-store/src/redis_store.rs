@@ -54,7 +54,12 @@
 //! here, in the schema the small Go servers use (under `?hosts=H`, empty by default), read as
 //! they write it (see `redis_hosts`):
 //! - `mac:aa:bb:cc:dd:ee:ff`: hash `ip`, `hostname`, `description`, `group`;
-//! - `client:01:aa:bb:...` (a client identifier, hex bytes joined by colons): the same fields;
+//! - `client:01:aa:bb:...` (a client identifier, hex bytes joined by colons), or
+//!   `client:NAME` (the host name the client sends, as the Go server keys them): the same
+//!   fields, looked up in that order after `mac:`;
+//! - `pool`: address → MAC of the client it was given to, `""` while free: the Go server's
+//!   dynamic pool, proposed to clients without an entry and taken for one as it is bound (see
+//!   `redis_pool`);
 //! - `group:NAME`: hash `lease-time` (seconds or a duration: `90m`, `24h`, `1d`), `gateway`,
 //!   `dns`, `domain`, `ntp`, `prefix` (a prefix length, giving the subnet mask), `broadcast`;
 //!   lists are comma- or space-separated. `group:default` lies under every known host's own
@@ -987,6 +992,21 @@ pub(crate) enum Found {
     Nothing,
 }
 
+/// A client without an entry, from `hashes`: `group:pool` (its options, as the Go server gives
+/// its dynamic clients, when the operator keeps one) and, when read, the `pool` hash (free
+/// addresses proposed to the client).
+fn dynamic_client(mac: &str, query: &HostQuery<'_>, hashes: Vec<HashMap<String, String>>) -> Found {
+    let mut hashes = hashes.into_iter();
+    let group = hashes.next().unwrap_or_default();
+    let addresses = hashes.next().map(|pool| redis_pool::proposals(&pool, mac, query.requested)).unwrap_or_default();
+    if group.is_empty() && addresses.is_empty() {
+        return Found::Nothing;
+    }
+    let host = dynamic_host(&group, addresses);
+    report_unreadable(&host);
+    Found::Dynamic(host)
+}
+
 /// Whether an entry's `dynamic` field says the Go server's pool made it (`1`, or `true`).
 fn made_by_pool(entry: &HashMap<String, String>) -> bool {
     entry.get("dynamic").is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
@@ -995,11 +1015,12 @@ fn made_by_pool(entry: &HashMap<String, String>) -> bool {
 impl RedisStore {
     /// Looks the client up as [`LeaseStore::host`] does: its `mac:` entry, else the `client:`
     /// entry of its client identifier (colon hex), else the `client:` entry of its host name
-    /// (as the Go server keys them), all read in one round trip. With `note_seen`, the known
-    /// host's `ts` is written in the same round trip as its groups are read (with the host
-    /// cache, in its next batch); without it (a read-only replica), nothing is written and the
-    /// caller gets the key to note elsewhere. With `propose`, a client without an entry is
-    /// proposed free addresses of the `pool` hash.
+    /// (as the Go server keys them). With `note_seen`, the known host's `ts` is written in the
+    /// same round trip as its groups are read (with the host cache, in its next batch); without
+    /// it (a read-only replica), nothing is written and the caller gets the key to note
+    /// elsewhere. With `propose`, a client without an entry is proposed free addresses of the
+    /// `pool` hash. A known host by MAC costs two round trips, as does any other client: the
+    /// `client:` entries are read with what a client without an entry needs.
     pub(crate) async fn find_host(
         &self,
         query: &HostQuery<'_>,
@@ -1007,14 +1028,30 @@ impl RedisStore {
         propose: bool,
     ) -> Result<Found, StoreError> {
         let mac = colon_hex(query.hw.as_bytes());
-        let mut keys = vec![format!("{}mac:{mac}", self.hosts)];
-        keys.extend(query.client_id.map(|id| format!("{}client:{}", self.hosts, colon_hex(id))));
-        let name = query.host_name.and_then(|n| std::str::from_utf8(n).ok()).map(str::trim).filter(|n| !n.is_empty());
-        keys.extend(name.map(|n| format!("{}client:{n}", self.hosts)));
-        let entries = self.host_hashes(&keys, None).await?;
-        let Some((key, hash)) = keys.into_iter().zip(entries).find(|(_, hash)| !hash.is_empty()) else {
-            return self.dynamic_client(&mac, query, propose).await;
+        let mac_key = format!("{}mac:{mac}", self.hosts);
+        let by_mac = self.host_hashes(std::slice::from_ref(&mac_key), None).await?.pop();
+        let found = match by_mac.filter(|h| !h.is_empty()) {
+            Some(hash) => Some((mac_key, hash)),
+            None => {
+                let mut keys: Vec<String> =
+                    query.client_id.map(|id| format!("{}client:{}", self.hosts, colon_hex(id))).into_iter().collect();
+                let name = query.host_name.and_then(|n| std::str::from_utf8(n).ok()).map(str::trim);
+                keys.extend(name.filter(|n| !n.is_empty()).map(|n| format!("{}client:{n}", self.hosts)));
+                let entries = keys.len();
+                keys.push(format!("{}group:pool", self.hosts));
+                if propose {
+                    keys.push(format!("{}{}", self.hosts, redis_pool::POOL_KEY));
+                }
+                let mut hashes = self.host_hashes(&keys, None).await?;
+                let dynamic = hashes.split_off(entries.min(hashes.len()));
+                let found = keys.into_iter().zip(hashes).find(|(_, hash)| !hash.is_empty());
+                if found.is_none() {
+                    return Ok(dynamic_client(&mac, query, dynamic));
+                }
+                found
+            }
         };
+        let Some((key, hash)) = found else { return Ok(Found::Nothing) };
         // The groups the entry draws on: `default`, and the one it names unless that is
         // `default` itself; one that does not exist leaves `default` alone. An entry the Go
         // server's pool made, naming none, draws on `pool` instead, as the client did before.
@@ -1025,33 +1062,19 @@ impl RedisStore {
         let seen = note_seen.then_some((key.as_str(), query.now));
         let mut hashes = self.host_hashes(&group_keys, seen).await?.into_iter();
         let mut default = hashes.next().unwrap_or_default();
-        let mut named = named.zip(hashes.next()).filter(|(_, h)| !h.is_empty()).map(|(n, h)| (n.to_owned(), h));
-        if pooled && let Some(pool) = hashes.next().filter(|h| !h.is_empty()) {
-            (default, named) = (pool, None);
-        }
+        // The second hash read is the named group's, or `pool`'s for an entry the pool made.
+        let second = hashes.next().filter(|h| !h.is_empty());
+        let named = match (named, second) {
+            (Some(name), Some(hash)) => Some((name.to_owned(), hash)),
+            (None, Some(pool)) if pooled => {
+                default = pool;
+                None
+            }
+            _ => None,
+        };
         let host = host_from_hashes(&key, &hash, &GroupHashes { default, named });
         report_unreadable(&host);
         Ok(Found::Known(host, key))
-    }
-
-    /// A client without an entry: `group:pool`'s options, as the Go server gives its dynamic
-    /// clients, when the operator keeps one; and, with `propose`, free addresses of the `pool`
-    /// hash when it holds any.
-    async fn dynamic_client(&self, mac: &str, query: &HostQuery<'_>, propose: bool) -> Result<Found, StoreError> {
-        let mut keys = vec![format!("{}group:pool", self.hosts)];
-        if propose {
-            keys.push(format!("{}{}", self.hosts, redis_pool::POOL_KEY));
-        }
-        let mut hashes = self.host_hashes(&keys, None).await?.into_iter();
-        let group = hashes.next().unwrap_or_default();
-        let addresses = hashes.next().map(|pool| redis_pool::proposals(&pool, mac, query.requested));
-        let addresses = addresses.unwrap_or_default();
-        if group.is_empty() && addresses.is_empty() {
-            return Ok(Found::Nothing);
-        }
-        let host = dynamic_host(&group, addresses);
-        report_unreadable(&host);
-        Ok(Found::Dynamic(host))
     }
 
     /// Takes `addr` of the `pool` hash for the client (see [`LeaseStore::take_pool_address`])

@@ -206,6 +206,109 @@ fn an_unreadable_group_field_costs_only_that_field_and_is_counted_and_logged() {
     assert!(unreadable >= 2, "both fields counted, each time the host is looked up: {stats}");
 }
 
+/// Runs dhclient once as `mac` on client 0 sending host name `host_name`, asserts it got a
+/// lease, and returns its hook log.
+fn lease_named(lab: &Lab, mac: &str, name: &str, host_name: &str) -> String {
+    lab.client(0).ip(&["link", "set", "vcli", "down"]);
+    lab.client(0).ip(&["link", "set", "vcli", "address", mac]);
+    lab.client(0).ip(&["link", "set", "vcli", "up"]);
+    let out = lab::dhclient_with(lab, 0, name, &format!("send host-name \"{host_name}\";\n"), &["-1"]);
+    assert!(out.status.success(), "dhclient as {mac} failed:\n{}\n{}", text(&out), lab.server_log());
+    let log = lab.hook_log(name);
+    let _ = dhclient(lab, 0, name, &["-x"]);
+    lab.client(0).ip(&["addr", "flush", "dev", "vcli"]);
+    log
+}
+
+/// The Go server's `pool` hash: four free addresses and one another MAC holds.
+fn load_seed_pool(redis: &PrivateRedis) {
+    for last in 1..=4 {
+        redis.cli(&["hset", "pool", &format!("172.17.10.{last}"), ""]);
+    }
+    redis.cli(&["hset", "pool", "172.17.10.5", "02:00:00:00:77:77"]);
+}
+
+/// The `pool` hash's address → holder, as `redis-cli hgetall pool` prints it.
+fn pool_holders(redis: &PrivateRedis) -> Vec<(String, String)> {
+    let out = redis.cli(&["hgetall", "pool"]);
+    let lines: Vec<&str> = out.lines().collect();
+    let mut pairs: Vec<(String, String)> =
+        lines.chunks(2).map(|kv| (kv[0].to_owned(), kv.get(1).copied().unwrap_or("").to_owned())).collect();
+    pairs.sort();
+    pairs
+}
+
+#[test]
+fn the_go_servers_pool_hash_gives_dynamic_clients_an_address_for_good_and_a_discover_flood_takes_none() {
+    if !lab::available() {
+        return;
+    }
+    let redis = PrivateRedis::start();
+    load_seed_groups(&redis);
+    load_seed_macs(&redis);
+    load_seed_pool(&redis);
+    redis.cli(&["hset", "client:chromebook", "ip", "172.17.7.9", "description", "by host name"]);
+    let lab = seed_lab(&with_api(&redis.url()));
+
+    // A client without an entry: an address of the pool hash (before the config's pools),
+    // with group:pool's options, and the Go server's entry for it once bound.
+    let mac = "02:00:00:00:99:07";
+    let log = lease_named(&lab, mac, "pooled", "laptop");
+    let ip = last(&log, "ip");
+    assert!(ip.starts_with("172.17.10.") && ip != "172.17.10.5", "from the pool hash, not another's:\n{log}");
+    assert_eq!(last(&log, "lease"), "3600", "group:pool's 1h:\n{log}");
+    assert_eq!(last(&log, "ntp"), "172.17.2.22", "{log}");
+    let holders = pool_holders(&redis);
+    assert!(holders.contains(&(ip.clone(), mac.to_owned())), "the pool names its client: {holders:?}");
+    let entry = redis.cli(&["hgetall", &format!("mac:{mac}")]);
+    let fields: Vec<&str> = entry.lines().collect();
+    let field = |name: &str| fields.iter().position(|f| *f == name).and_then(|i| fields.get(i + 1)).copied();
+    assert_eq!(field("ip"), Some(ip.as_str()), "{entry}");
+    assert_eq!(field("dynamic"), Some("1"), "{entry}");
+    assert_eq!(field("description"), Some("dynamic:laptop"), "the Go server's description: {entry}");
+    assert!(field("ts").and_then(|t| t.parse::<u64>().ok()).is_some_and(|t| t > 1_700_000_000), "{entry}");
+
+    // It keeps that address from then on: a known host now, still with group:pool's options.
+    let log = lease_named(&lab, mac, "pooled-again", "laptop");
+    assert_eq!(last(&log, "ip"), ip, "{log}");
+    assert_eq!(last(&log, "lease"), "3600", "{log}");
+
+    // A `client:` entry keyed by the host name the client sends, as the Go server keys them.
+    let log = lease_named(&lab, "02:00:00:00:99:08", "by-name", "chromebook");
+    assert_eq!(last(&log, "ip"), "172.17.7.9", "{log}");
+
+    // DISCOVERs from 40 made-up MACs (perfdhcp, DISCOVER-OFFER only) are offered addresses,
+    // and take none of the pool for good.
+    lab.client(0).ip(&["addr", "add", "172.17.50.2/16", "dev", "vcli"]);
+    let before = pool_holders(&redis);
+    let perf = text(&lab.client(0).output(&[
+        "timeout",
+        "30",
+        "perfdhcp",
+        "-4",
+        "-i",
+        "-R",
+        "40",
+        "-n",
+        "40",
+        "-r",
+        "40",
+        "-p",
+        "3",
+        "-l",
+        "172.17.50.2",
+        "172.17.2.2",
+    ]));
+    let offers = perf
+        .lines()
+        .find(|l| l.trim_start().starts_with("received packets:"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(offers >= 30, "the flood was answered: {perf}");
+    assert_eq!(pool_holders(&redis), before, "an offer takes nothing for good");
+}
+
 /// A `mac:` entry of the seed's `show mac` listing, and the line the seed prints for it.
 struct SeedMac {
     key: &'static str,
@@ -486,6 +589,7 @@ fn a_standby_reads_hosts_from_a_read_only_replica_writes_nothing_to_it_and_outli
             vec![("lease-time", "24h"), ("gateway", "172.17.2.254"), ("prefix", "16"), ("dns", "10.10.10.10")],
         ),
         ("group:pool", vec![("lease-time", "1h"), ("gateway", "172.17.2.254")]),
+        ("pool", vec![("172.17.10.1", "")]),
         ("mac:dc:a6:32:43:e5:e0", vec![("ip", "172.17.7.5"), ("description", "Kubernetes Node 4 (raspberry-pi4-5)")]),
     ] {
         for (field, value) in fields {
@@ -507,6 +611,10 @@ fn a_standby_reads_hosts_from_a_read_only_replica_writes_nothing_to_it_and_outli
     assert_eq!(last(&log, "lease"), "86400", "{log}");
     let log = lease_as(&lab, "02:00:00:00:99:02", "dynamic");
     assert_eq!(last(&log, "lease"), "3600", "a dynamic client, with the master up:\n{log}");
+    // Its address comes from the pool hash read on the replica, taken on the master.
+    assert_eq!(last(&log, "ip"), "172.17.10.1", "{log}");
+    assert_eq!(redis.cli("master", &["hget", "pool", "172.17.10.1"]).trim(), "02:00:00:00:99:02");
+    redis.wait_replicated("mac:02:00:00:00:99:02", "dynamic", "1");
 
     // The last-seen time reaches the master (batched, within a couple of seconds), and then
     // the replica through replication, never by a write of ours.

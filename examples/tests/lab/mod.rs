@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use capture::{Capture, acks, udp_payloads};
-pub use netns::{DHCLIENT_HOOK, Lab, Netns, SERVER_ADDR, cli_stats, dhclient, mac_of, values};
+pub use netns::{DHCLIENT_HOOK, Lab, Netns, SERVER_ADDR, cli_stats, dhclient, dhclient_with, mac_of, values};
 pub use process::{Proc, run, text};
 pub use server::{LeaseRow, Place, Server};
 pub use services::{Certs, PostgresPair, PrivatePostgres, PrivateRedis, RedisSentinels, SENTINEL_MASTER};

@@ -289,8 +289,13 @@ const DHCLIENT_CONF: &str =
 /// Runs dhclient in client `client`'s namespace on vcli, with files named after `name` in the
 /// lab's directory (hook log `NAME.log`, leases, pid), up to 60 s.
 pub fn dhclient(lab: &Lab, client: usize, name: &str, extra: &[&str]) -> Output {
+    dhclient_with(lab, client, name, "", extra)
+}
+
+/// [`dhclient`] with `conf` added to its configuration (`send host-name "x";`, say).
+pub fn dhclient_with(lab: &Lab, client: usize, name: &str, conf: &str, extra: &[&str]) -> Output {
     let hook = lab.hook(name, DHCLIENT_HOOK);
-    let conf = lab.write(&format!("{name}.conf"), DHCLIENT_CONF);
+    let conf = lab.write(&format!("{name}.conf"), &format!("{DHCLIENT_CONF}{conf}"));
     let (lf, pf) = (lab.path(&format!("{name}.leases")), lab.path(&format!("{name}.pid")));
     let (hook, conf, lf, pf) = (path_str(&hook), path_str(&conf), path_str(&lf), path_str(&pf));
     let mut args = vec!["timeout", "60", "dhclient", "-4", "-v", "-sf", &hook, "-cf", &conf, "-lf", &lf, "-pf", &pf];
