@@ -19,6 +19,9 @@
 //! api-token = "s3cret"        # its bearer token; or the DHCP_API_TOKEN environment variable
 //! api-tls-cert = "/etc/dhcp/api.pem"   # optional: HTTPS with this certificate chain (PEM)
 //! api-tls-key = "/etc/dhcp/api.key"    # ...and its private key (PEM)
+//! state-dir = "/var/lib/dhcp-server"  # the config history and the audit log (this default)
+//! history-keep = 100          # config versions kept in the history (default 100)
+//! audit-log = "/var/log/dhcp-audit.log"  # default: STATE-DIR/audit.log
 //!
 //! # ...then the engine's config (dhcp_core::config): lease-time, subnets, reservations...
 //! ```
@@ -105,7 +108,23 @@ pub struct ServerSettings {
     pub store_deadline: Option<Duration>,
     /// The `[limits]` table: rate limits on client packets (none by default).
     pub limits: crate::limits::LimitsConfig,
+    /// Where the server keeps its own state: the config history (`config-history/`) and, by
+    /// default, the audit log (`state-dir`, default [`DEFAULT_STATE_DIR`]).
+    pub state_dir: PathBuf,
+    /// How many config versions the history keeps (`history-keep`); older ones are deleted.
+    pub history_keep: usize,
+    /// The audit log, one JSON line a change (`audit-log`; default `STATE-DIR/audit.log`).
+    pub audit_log: PathBuf,
 }
+
+/// Where the server keeps its state unless `state-dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/dhcp-server";
+
+/// How many config versions the history keeps unless `history-keep` says otherwise.
+const DEFAULT_HISTORY_KEEP: usize = 100;
+
+/// The most `history-keep` takes: a history is listed whole.
+const MAX_HISTORY_KEEP: usize = 10_000;
 
 /// The environment variable that holds the API token when the config does not.
 pub const API_TOKEN_ENV: &str = "DHCP_API_TOKEN";
@@ -160,6 +179,9 @@ impl Default for ServerSettings {
             ha: None,
             store_deadline: Some(DEFAULT_STORE_DEADLINE),
             limits: crate::limits::LimitsConfig::default(),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            history_keep: DEFAULT_HISTORY_KEEP,
+            audit_log: Path::new(DEFAULT_STATE_DIR).join("audit.log"),
         }
     }
 }
@@ -182,6 +204,9 @@ struct RawSettings {
     api_token: Option<String>,
     api_tls_cert: Option<PathBuf>,
     api_tls_key: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    history_keep: Option<usize>,
+    audit_log: Option<PathBuf>,
 }
 
 /// A whole server config file: process settings and the engine's validated config.
@@ -341,6 +366,18 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         (Some(_), None) => return Err(bad("api-tls-key", "api-tls-cert needs its private key".into())),
         (None, Some(_)) => return Err(bad("api-tls-cert", "api-tls-key needs its certificate".into())),
     };
+    let state_dir = raw.state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    if state_dir.as_os_str().is_empty() {
+        return Err(bad("state-dir", "must name a directory".into()));
+    }
+    let history_keep = match raw.history_keep {
+        None => DEFAULT_HISTORY_KEEP,
+        Some(n) if !(1..=MAX_HISTORY_KEEP).contains(&n) => {
+            return Err(bad("history-keep", format!("{n}: from 1 to {MAX_HISTORY_KEEP}")));
+        }
+        Some(n) => n,
+    };
+    let audit_log = raw.audit_log.unwrap_or_else(|| state_dir.join("audit.log"));
     Ok(ServerSettings {
         // The plain in-memory store never waits: answering where the datagram was read costs
         // least, and other threads take only a backlog.
@@ -363,6 +400,9 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         ha: None,
         store_deadline,
         limits: crate::limits::LimitsConfig::default(),
+        state_dir,
+        history_keep,
+        audit_log,
     })
 }
 

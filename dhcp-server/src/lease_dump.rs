@@ -6,7 +6,7 @@ use std::path::Path;
 
 use dhcp_core::{LeaseStore, StoreError};
 
-use crate::control::replace_file;
+use crate::files::replace_file;
 
 /// Writes every lease in `store` to `path` as CSV, replacing the file atomically: a header
 /// `address,hwaddr,client_id,state,expire,subnet_id,hostname`, then one line per lease (`expire`

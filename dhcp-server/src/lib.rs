@@ -54,9 +54,13 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod audit;
+mod clock;
 mod config;
 mod control;
+mod files;
 pub mod ha;
+pub mod history;
 pub mod host_store;
 mod lease_dump;
 pub mod limits;
@@ -67,7 +71,9 @@ mod service;
 mod stripes;
 mod tls;
 
-pub use config::{API_TOKEN_ENV, LogLevel, ServerConfig, ServerSettings, default_in_flight, default_threads};
+pub use config::{
+    API_TOKEN_ENV, DEFAULT_STATE_DIR, LogLevel, ServerConfig, ServerSettings, default_in_flight, default_threads,
+};
 pub use control::{Applied, ConfigControl, ControlError};
 pub use lease_dump::write_lease_csv;
 pub use metrics::{MeteredStore, Metrics};

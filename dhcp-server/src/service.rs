@@ -24,9 +24,11 @@ use tracing::{info, warn};
 
 use crate::api::entries::StoreEntries;
 use crate::api::{self, Admin};
+use crate::audit::AuditLog;
 use crate::config::{ServerConfig, ServerSettings};
 use crate::control::ConfigControl;
 use crate::ha::{Ha, HaStore};
+use crate::history::{Change, Source};
 use crate::host_store::HostStore;
 use crate::lease_dump::write_lease_csv;
 use crate::limits::Limits;
@@ -245,14 +247,23 @@ impl Running {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
         let Running { server, control, metrics, seen, ha, limits, entries, settings, api } = self;
         let mut tasks = JoinSet::new();
+        let (audit, unwritable) = AuditLog::open(&settings.audit_log);
+        if let Some(e) = unwritable {
+            warn!(error = %e, path = %settings.audit_log.display(), "cannot open the audit log; changes are logged only");
+        }
+        let audit = Arc::new(audit);
         if let Some(control) = &control {
             let mut hangup = signal(SignalKind::hangup())?;
-            let (control, server) = (Arc::clone(control), Arc::clone(&server));
+            let (control, server, audit) = (Arc::clone(control), Arc::clone(&server), Arc::clone(&audit));
             tasks.spawn(async move {
                 while hangup.recv().await.is_some() {
                     info!("SIGHUP: reloading the config");
                     // Errors are logged by the control; the running config stays.
-                    let _ = control.reload(server.engine());
+                    let (outcome, detail) = match control.reload(server.engine(), &Change::system(Source::Reload)) {
+                        Ok(applied) => ("ok".to_owned(), serde_json::json!({ "version": applied.version })),
+                        Err(e) => (crate::redact::redact_secrets(&e.to_string()), serde_json::Value::Null),
+                    };
+                    audit.record("system", "config.reload", "SIGHUP", &outcome, detail);
                 }
             });
         }
@@ -267,6 +278,7 @@ impl Running {
                     limits,
                     entries,
                     token,
+                    audit,
                 };
                 Some(ApiThread::start(listener, admin)?)
             }

@@ -146,7 +146,7 @@ fn nibble(digit: u8) -> Option<u8> {
 
 /// `%2F`, `%40` and the like in a URL's parts (a user, a password, a master name, a path to a
 /// certificate); a `%` not followed by two hex digits stays as it is.
-pub(crate) fn percent_decode(text: &str) -> String {
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -57,6 +57,8 @@ mod redis_store;
 mod sqlite;
 
 pub use any::{AnyStore, OpenError, feature_for, open, supported_schemes, unsupported_reason};
+#[cfg(any(feature = "memory", feature = "sqlite", feature = "postgres", feature = "redis"))]
+pub use codec::percent_decode;
 #[cfg(feature = "journal")]
 pub use journal::{COMPACT_MIN_LINES, JournalStore, ReplayReport};
 #[cfg(feature = "postgres")]

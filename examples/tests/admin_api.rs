@@ -86,6 +86,11 @@ fn every_endpoint_with_token_checks_and_refusals() {
             stranger.delete("/api/v1/groups/x"),
             stranger.post_text("/api/v1/config/reload", ""),
             stranger.post_text("/api/v1/config/rollback", ""),
+            stranger.post_text("/api/v1/config/rollback?version=1", ""),
+            stranger.get("/api/v1/config/history"),
+            stranger.get("/api/v1/config/history/1"),
+            stranger.get("/api/v1/config/diff?from=1&to=1"),
+            stranger.get("/api/v1/audit"),
         ] {
             assert!(matches!(result, Err(ClientError::Unauthorized)), "token {token:?}: {result:?}");
         }

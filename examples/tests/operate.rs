@@ -16,9 +16,14 @@ const API: &str = "api-listen = \"127.0.0.1:8067\"\napi-token = \"operate-test-t
 
 /// dhcp-cli in the server's namespace, where the API listens on loopback.
 fn cli(lab: &Lab, args: &[&str]) -> Output {
+    cli_with_token(lab, TOKEN, args)
+}
+
+/// [`cli`] with another token.
+fn cli_with_token(lab: &Lab, token: &str, args: &[&str]) -> Output {
     lab.server
         .command(env!("CARGO_BIN_EXE_dhcp-cli"))
-        .args(["--url", "http://127.0.0.1:8067", "--token", TOKEN])
+        .args(["--url", "http://127.0.0.1:8067", "--token", token])
         .args(args)
         .output()
         .expect("dhcp-cli")
@@ -27,6 +32,15 @@ fn cli(lab: &Lab, args: &[&str]) -> Output {
 fn ok(out: Output) -> String {
     assert!(out.status.success(), "dhcp-cli failed:\n{}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A lab whose server runs the lab config with the API; its config file and text.
+fn started() -> (Lab, std::path::PathBuf, String) {
+    let mut lab = Lab::pair();
+    lab.start_server_with(CONFIG, API);
+    let file = lab.path("server.toml");
+    let good = std::fs::read_to_string(&file).expect("config");
+    (lab, file, good)
 }
 
 /// The address dhclient was given in the run logged as `name`.
@@ -98,10 +112,7 @@ fn a_broken_config_is_refused_while_clients_are_served_and_rollback_restores_it(
     if !lab::available() {
         return;
     }
-    let mut lab = Lab::pair();
-    lab.start_server_with(CONFIG, API);
-    let file = lab.path("server.toml");
-    let good = std::fs::read_to_string(&file).expect("config");
+    let (lab, file, good) = started();
     // A bad deploy: the routers option no longer parses, and the subnet's routers changed too.
     let broken = good.replace("routers = [\"10.199.0.1\"]", "routers = [\"10.199.0.300\"]");
     assert_ne!(broken, good);
@@ -123,6 +134,68 @@ fn a_broken_config_is_refused_while_clients_are_served_and_rollback_restores_it(
     assert_eq!(std::fs::read_to_string(&file).expect("config"), good, "the last good config is back on disk");
     let test = ok(cli(&lab, &["config", "test", &lab::path_str(&file)]));
     assert!(test.contains("valid"), "{test}");
+}
+
+#[test]
+fn a_valid_but_wrong_change_is_undone_from_the_history_and_the_audit_log_says_who_did_what() {
+    if !lab::available() {
+        return;
+    }
+    let (lab, file, good) = started();
+    let routers = |name: &str| values(&lab.hook_log(name), "routers").into_iter().rfind(|v| !v.is_empty());
+    leased(&lab, "first");
+    assert_eq!(routers("first").as_deref(), Some("10.199.0.1"));
+    release(&lab, "first");
+
+    // A valid change that turns out wrong: another gateway, applied by a reload with a reason.
+    let moved = good.replace("routers = [\"10.199.0.1\"]", "routers = [\"10.199.0.2\"]");
+    assert_ne!(moved, good);
+    std::fs::write(&file, &moved).expect("edit the config");
+    let applied = ok(cli(&lab, &["config", "reload", "--message", "new gateway: naïve"]));
+    assert!(applied.contains("version 2"), "{applied}");
+    leased(&lab, "moved");
+    assert_eq!(routers("moved").as_deref(), Some("10.199.0.2"), "the change serves");
+    release(&lab, "moved");
+
+    let history = ok(cli(&lab, &["config", "history"]));
+    let lines: Vec<&str> = history.lines().collect();
+    assert!(lines[1].starts_with("2 ") && lines[1].contains("api-token") && lines[1].contains("reload"), "{history}");
+    assert!(lines[1].contains("new gateway: naïve"), "the reason, in UTF-8: {history}");
+    assert!(lines[2].starts_with("1 ") && lines[2].contains("system") && lines[2].contains("startup"), "{history}");
+    let diff = ok(cli(&lab, &["config", "diff", "1", "2"]));
+    assert!(diff.contains("-") && diff.contains("10.199.0.1") && diff.contains("+") && diff.contains("10.199.0.2"));
+    assert!(diff.lines().any(|l| l.starts_with("-") && l.contains("10.199.0.1")), "{diff}");
+    assert!(diff.lines().any(|l| l.starts_with("+") && l.contains("10.199.0.2")), "{diff}");
+    let shown = ok(cli(&lab, &["config", "show", "1"]));
+    assert!(shown.contains("10.199.0.1") && !shown.contains(TOKEN), "secrets hidden:\n{shown}");
+
+    // Undone from the history: version 1 again, on disk and for the next client.
+    let rolled = ok(cli(&lab, &["config", "rollback", "1", "-m", "printing broke"]));
+    assert!(rolled.contains("version 3"), "{rolled}");
+    assert_eq!(std::fs::read_to_string(&file).expect("config"), good, "version 1 is the file again");
+    leased(&lab, "restored");
+    assert_eq!(routers("restored").as_deref(), Some("10.199.0.1"), "the old options serve again");
+    let history = ok(cli(&lab, &["config", "history"]));
+    assert!(history.lines().nth(1).is_some_and(|l| l.contains("(restores 1) printing broke")), "{history}");
+    let missing = cli(&lab, &["config", "rollback", "42"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+
+    // A wrong token is refused and written down; the changes are there, with their user.
+    let stranger = cli_with_token(&lab, "not-the-token", &["config", "history"]);
+    assert_eq!(stranger.status.code(), Some(2), "{}", text(&stranger));
+    let audit = ok(cli(&lab, &["--json", "audit", "--limit", "20"]));
+    let audit: serde_json::Value = serde_json::from_str(&audit).expect("JSON");
+    let entries = audit["entries"].as_array().expect("entries");
+    let find =
+        |action: &str| entries.iter().find(|e| e["action"] == action).unwrap_or_else(|| panic!("{action}: {audit}"));
+    assert_eq!(find("config.reload")["user"], "api-token");
+    assert_eq!(find("config.reload")["detail"]["message"], "new gateway: naïve");
+    assert_eq!(find("config.rollback")["target"], "1");
+    assert_eq!(find("config.rollback")["detail"]["version"], 3);
+    assert_eq!(find("login.refused")["outcome"], "wrong bearer token");
+    let state = lab.path("server-state");
+    assert!(state.join("audit.log").exists() && state.join("config-history").is_dir(), "in the state directory");
+    assert!(!lab.path("server.toml.last-good").exists(), "nothing beside the config file");
 }
 
 /// perfdhcp's sent and received counts per exchange: [DISCOVER-OFFER, REQUEST-ACK].

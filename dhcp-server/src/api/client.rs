@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::model::{
-    self, Changed, ConfigTested, DeletedLease, ErrorBody, Group, GroupList, HaStatus, Health, LeaseFilter, LeaseInfo,
-    LeaseList, PREFIX, Reservation, ReservationList, StatsMap, StoreEntry, StoreEntryList,
+    self, AuditList, Changed, ConfigDiff, ConfigHistoryList, ConfigTested, ConfigVersion, DeletedLease, ErrorBody,
+    Group, GroupList, HaStatus, Health, LeaseFilter, LeaseInfo, LeaseList, PREFIX, Reservation, ReservationList,
+    StatsMap, StoreEntry, StoreEntryList,
 };
 
 /// Why an API call failed.
@@ -66,6 +67,8 @@ pub struct AdminClient {
     base: String,
     token: String,
     agent: ureq::Agent,
+    /// Why the changes this client makes are made (`X-Change-Message`).
+    message: Option<String>,
 }
 
 impl AdminClient {
@@ -90,7 +93,14 @@ impl AdminClient {
             .tls_config(tls)
             .build()
             .new_agent();
-        AdminClient { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), agent }
+        AdminClient { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), agent, message: None }
+    }
+
+    /// The client with `message` as the reason for every change it makes, kept in the config
+    /// history and the audit log.
+    pub fn with_message(mut self, message: Option<&str>) -> Self {
+        self.message = message.map(str::to_owned);
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -300,10 +310,41 @@ impl AdminClient {
         self.typed(&path, self.post_text(&path, "")?)
     }
 
-    /// Puts the last good config back into the server's config file and applies it.
+    /// Puts the newest version of the server's config history (the last config applied) back
+    /// into its config file and applies it.
     pub fn rollback_config(&self) -> Result<Changed, ClientError> {
         let path = format!("{PREFIX}/config/rollback");
         self.typed(&path, self.post_text(&path, "")?)
+    }
+
+    /// Puts version `version` of the config history back and applies it (validated first).
+    pub fn rollback_config_to(&self, version: u64) -> Result<Changed, ClientError> {
+        let path = format!("{PREFIX}/config/rollback?version={version}");
+        self.typed(&path, self.post_text(&path, "")?)
+    }
+
+    /// Every version of the config history, newest first.
+    pub fn config_history(&self) -> Result<ConfigHistoryList, ClientError> {
+        let path = format!("{PREFIX}/config/history");
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// One version of the config history and its text.
+    pub fn config_version(&self, version: u64) -> Result<ConfigVersion, ClientError> {
+        let path = format!("{PREFIX}/config/history/{version}");
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// A unified diff between two versions of the config history.
+    pub fn config_diff(&self, from: u64, to: u64) -> Result<ConfigDiff, ClientError> {
+        let path = format!("{PREFIX}/config/diff?from={from}&to={to}");
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// The last `limit` entries of the audit log, oldest first.
+    pub fn audit(&self, limit: usize) -> Result<AuditList, ClientError> {
+        let path = format!("{PREFIX}/audit?limit={limit}");
+        self.typed(&path, self.get(&path)?)
     }
 
     fn typed<T: DeserializeOwned>(&self, path: &str, body: Value) -> Result<T, ClientError> {
@@ -322,7 +363,11 @@ impl AdminClient {
 
     /// `DELETE path`.
     pub fn delete(&self, path: &str) -> Result<Value, ClientError> {
-        let response = self.agent.delete(&self.url(path)).header("Authorization", &self.bearer()).call();
+        let mut request = self.agent.delete(&self.url(path)).header("Authorization", &self.bearer());
+        if let Some(message) = &self.message {
+            request = request.header(super::who::CHANGE_MESSAGE_HEADER, &super::who::percent_encode(message));
+        }
+        let response = request.call();
         self.answer(path, response)
     }
 
@@ -348,7 +393,11 @@ impl AdminClient {
         content_type: &str,
         body: &str,
     ) -> Result<Value, ClientError> {
-        let response = request.header("Authorization", &self.bearer()).header("Content-Type", content_type).send(body);
+        let mut request = request.header("Authorization", &self.bearer()).header("Content-Type", content_type);
+        if let Some(message) = &self.message {
+            request = request.header(super::who::CHANGE_MESSAGE_HEADER, &super::who::percent_encode(message));
+        }
+        let response = request.send(body);
         self.answer(path, response)
     }
 

@@ -31,6 +31,15 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{field}: {}", self.error),
+            None => f.write_str(&self.error),
+        }
+    }
+}
+
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         match e {
@@ -41,6 +50,8 @@ impl From<ControlError> for ApiError {
                 let error = crate::redact::redact_secrets(&config.to_string());
                 ApiError { status: StatusCode::BAD_REQUEST, error, field, retry_after: None }
             }
+            ControlError::NoVersion(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            ControlError::NoHistory(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }

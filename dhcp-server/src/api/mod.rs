@@ -20,7 +20,11 @@
 //! | `GET /api/v1/config` | the running config's text (`api-token` and store passwords shown as `***`) and file |
 //! | `POST /api/v1/config/test` | validate the posted config text, change nothing |
 //! | `POST /api/v1/config/reload` | read the config file again and apply it if valid |
-//! | `POST /api/v1/config/rollback` | restore the last good config to the file and apply it |
+//! | `POST /api/v1/config/rollback[?version=N]` | put version N of the history (default: the newest, the last config applied) back into the file and apply it |
+//! | `GET /api/v1/config/history` | every config applied, newest first: version, time, user, source, message |
+//! | `GET /api/v1/config/history/{version}` | one version and its text (secrets shown as `***`) |
+//! | `GET /api/v1/config/diff?from=A&to=B` | a unified diff between two versions |
+//! | `GET /api/v1/audit?limit=N` | the last N lines of the audit log (default 100) |
 //! | `GET /api/v1/ha` | high-availability state of this server and its partner (404 without `[ha]`) |
 //! | `POST /api/v1/ha/heartbeat` | a partner's heartbeat; answered with this server's |
 //! | `POST /api/v1/ha/partner-down` | take the partner's clients over now (409 for a backup) |
@@ -31,12 +35,16 @@
 //!
 //! Reservation and group changes edit the running config, are validated as a whole, applied to
 //! the next packet and written to the config file; an invalid change gets 400 naming the field
-//! and changes nothing. Errors are `{"error": "...", "field": "..."}`. At most two lease
+//! and changes nothing. Every config applied becomes a version of the history, and every change
+//! (and every refused token) a line of the audit log, with the user; a change may say why in
+//! an `X-Change-Message` header (percent-encoded UTF-8). Errors are `{"error": "...", "field": "..."}`. At most two lease
 //! listings run at once; another gets 503 with `Retry-After`.
 //!
 //! The API is served by [`Service`](crate::Service) when `api-listen` is set; the typed
 //! bodies are in [`model`], and [`AdminClient`] (feature `client`) speaks them.
 
+mod admin;
+mod changes;
 mod client;
 mod edit;
 pub(crate) mod entries;
@@ -44,6 +52,7 @@ mod error;
 mod listing;
 pub mod model;
 pub mod report;
+mod who;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -57,39 +66,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use dhcp_core::{Lease, LeaseStore};
-use dhcp_net::Server;
 use serde_json::Value;
 use tracing::{info, warn};
 
 pub use client::{AdminClient, ClientError, LISTING_BUSY_WAIT, LISTING_READ_TIMEOUT};
+pub use who::{CHANGE_MESSAGE_HEADER, percent_encode};
 
+pub(crate) use self::admin::Admin;
+use self::admin::{ApiResult, control, shown};
 use self::error::{ApiError, store_error};
 use self::model::{
     Changed, ConfigTested, ConfigText, DeletedLease, GroupList, HaStatus, Health, Heartbeat, LeaseInfo, LeasePage,
     LeaseUpdates, ReservationList, StatsMap, StoreEntry, StoreEntryList, UpdatesApplied,
 };
+use self::who::{User, Who};
 use crate::control::{ConfigControl, ControlError};
 use crate::ha::{Ha, LEASE_UPDATES_TYPE, ReplicaStore, change_from_model, decode_updates};
-use crate::limits::Limits;
-use crate::metrics::Metrics;
-use crate::redact::{REDACTED, redact_config, redact_secrets};
-use crate::seen::LastSeen;
-
-type ApiResult<T> = Result<axum::Json<T>, ApiError>;
-
-/// What the API serves: the server (engine and sockets), the config file's control when the
-/// server has one, the metrics registry and the last-seen times.
-pub(crate) struct Admin<S> {
-    pub(crate) server: Arc<Server<S>>,
-    pub(crate) control: Option<Arc<ConfigControl>>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) seen: Arc<LastSeen>,
-    pub(crate) ha: Option<Arc<Ha>>,
-    pub(crate) limits: Option<Arc<Limits>>,
-    /// The host and group entries the store keeps, when it is Redis.
-    pub(crate) entries: entries::StoreEntries,
-    pub(crate) token: String,
-}
+use crate::history::Source;
+use crate::redact::redact_secrets;
 
 /// The API's routes.
 pub(crate) fn router<S: LeaseStore + ReplicaStore + 'static>(admin: Admin<S>) -> Router {
@@ -107,8 +101,12 @@ pub(crate) fn router<S: LeaseStore + ReplicaStore + 'static>(admin: Admin<S>) ->
         .route("/health", get(health::<S>))
         .route("/config", get(config_text::<S>))
         .route("/config/test", post(config_test))
-        .route("/config/reload", post(config_reload::<S>))
-        .route("/config/rollback", post(config_rollback::<S>))
+        .route("/config/reload", post(changes::reload::<S>))
+        .route("/config/rollback", post(changes::rollback::<S>))
+        .route("/config/history", get(changes::list::<S>))
+        .route("/config/history/{version}", get(changes::show::<S>))
+        .route("/config/diff", get(changes::diff::<S>))
+        .route("/audit", get(changes::audit::<S>))
         .route("/ha", get(ha_status::<S>))
         .route("/ha/heartbeat", post(ha_heartbeat::<S>))
         .route("/ha/partner-down", post(ha_partner_down::<S>))
@@ -146,8 +144,14 @@ async fn require_token<S>(State(admin): State<Arc<Admin<S>>>, request: Request, 
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !same(given.as_bytes(), admin.token.as_bytes()) {
+        let why = if given.is_empty() { "no bearer token" } else { "wrong bearer token" };
+        let detail = serde_json::json!({ "method": request.method().as_str(), "path": request.uri().path() });
+        admin.audit.record("-", "login.refused", "", why, detail);
         return ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
     }
+    let mut request = request;
+    // The shared token is the admin's (per-user tokens come with the portal's users).
+    request.extensions_mut().insert(User("api-token".to_owned()));
     next.run(request).await
 }
 
@@ -197,22 +201,22 @@ async fn get_lease<S: LeaseStore>(
 async fn delete_lease<S: LeaseStore>(
     State(admin): State<Arc<Admin<S>>>,
     Path(addr): Path<String>,
+    who: Who,
 ) -> ApiResult<DeletedLease> {
     let addr = parse_addr(&addr)?;
-    match admin.server.engine().delete_lease(addr).await.map_err(store_error)? {
-        Some(lease) => {
-            info!(%addr, "lease deleted through the API");
-            Ok(axum::Json(DeletedLease { deleted: lease_info(&admin, &lease) }))
-        }
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no lease for {addr}"))),
-    }
-}
-
-fn control<S>(admin: &Admin<S>) -> Result<&ConfigControl, ApiError> {
-    admin
-        .control
-        .as_deref()
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_IMPLEMENTED, "this server was started without a config file"))
+    let result = match admin.server.engine().delete_lease(addr).await.map_err(store_error) {
+        Ok(Some(lease)) => Ok(lease),
+        Ok(None) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no lease for {addr}"))),
+        Err(e) => Err(e),
+    };
+    let detail = match &result {
+        Ok(lease) => serde_json::json!({ "hw-address": lease.hwaddr.to_string(), "subnet": lease.subnet }),
+        Err(_) => Value::Null,
+    };
+    admin.audit_result(&who, "lease.delete", &addr.to_string(), &result.as_ref().map(|_| ()), detail);
+    let lease = result?;
+    info!(%addr, "lease deleted through the API");
+    Ok(axum::Json(DeletedLease { deleted: lease_info(&admin, &lease) }))
 }
 
 async fn list_reservations<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<ReservationList> {
@@ -235,35 +239,53 @@ fn json_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
     }
 }
 
-/// Runs a config edit and answers with what it applied.
+/// Runs a config edit by `who` (`action` on `target`, `detail` for the audit log) and answers
+/// with what it applied.
 fn apply_edit<S: LeaseStore>(
     admin: &Admin<S>,
+    who: &Who,
+    (action, target, detail): (&str, &str, Value),
     status: StatusCode,
     edit: impl FnOnce(&str) -> Result<String, ApiError>,
 ) -> Result<Response, ApiError> {
-    let applied = control(admin)?.edit(admin.server.engine(), edit)??;
-    Ok((status, axum::Json(Changed { applied: (&applied).into() })).into_response())
+    let result = control(admin)?.edit(admin.server.engine(), &who.change(Source::Api), edit);
+    let result = match result {
+        Ok(applied) => applied.map_err(ApiError::from),
+        Err(refused) => Err(refused),
+    };
+    admin.audit_result(who, action, target, &result, detail);
+    Ok((status, axum::Json(Changed { applied: (&result?).into() })).into_response())
 }
 
-async fn add_reservation<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>, body: Bytes) -> Result<Response, ApiError> {
+async fn add_reservation<S: LeaseStore>(
+    State(admin): State<Arc<Admin<S>>>,
+    who: Who,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let fields = json_body(&body)?;
-    apply_edit(&admin, StatusCode::CREATED, |text| edit::add_reservation(text, &fields))
+    let target = ["hw-address", "client-id"].iter().find_map(|k| fields.get(*k).and_then(Value::as_str));
+    let audit = ("reservation.add", target.unwrap_or_default(), Value::Object(fields.clone()));
+    apply_edit(&admin, &who, audit, StatusCode::CREATED, |text| edit::add_reservation(text, &fields))
 }
 
 async fn replace_reservation<S: LeaseStore>(
     State(admin): State<Arc<Admin<S>>>,
     Path(id): Path<String>,
+    who: Who,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let fields = json_body(&body)?;
-    apply_edit(&admin, StatusCode::OK, |text| edit::replace_reservation(text, &id, &fields))
+    let audit = ("reservation.replace", id.as_str(), Value::Object(fields.clone()));
+    apply_edit(&admin, &who, audit, StatusCode::OK, |text| edit::replace_reservation(text, &id, &fields))
 }
 
 async fn delete_reservation<S: LeaseStore>(
     State(admin): State<Arc<Admin<S>>>,
     Path(id): Path<String>,
+    who: Who,
 ) -> Result<Response, ApiError> {
-    apply_edit(&admin, StatusCode::OK, |text| edit::delete_reservation(text, &id))
+    let audit = ("reservation.delete", id.as_str(), Value::Null);
+    apply_edit(&admin, &who, audit, StatusCode::OK, |text| edit::delete_reservation(text, &id))
 }
 
 async fn list_groups<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<GroupList> {
@@ -275,17 +297,21 @@ async fn list_groups<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiRe
 async fn set_group<S: LeaseStore>(
     State(admin): State<Arc<Admin<S>>>,
     Path(name): Path<String>,
+    who: Who,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let fields = json_body(&body)?;
-    apply_edit(&admin, StatusCode::OK, |text| edit::set_group(text, &name, &fields))
+    let audit = ("group.set", name.as_str(), Value::Object(fields.clone()));
+    apply_edit(&admin, &who, audit, StatusCode::OK, |text| edit::set_group(text, &name, &fields))
 }
 
 async fn delete_group<S: LeaseStore>(
     State(admin): State<Arc<Admin<S>>>,
     Path(name): Path<String>,
+    who: Who,
 ) -> Result<Response, ApiError> {
-    apply_edit(&admin, StatusCode::OK, |text| edit::delete_group(text, &name))
+    let audit = ("group.delete", name.as_str(), Value::Null);
+    apply_edit(&admin, &who, audit, StatusCode::OK, |text| edit::delete_group(text, &name))
 }
 
 /// `?kind=` of `GET /store/entries`.
@@ -314,11 +340,15 @@ async fn list_store_entries<S: LeaseStore>(
 async fn put_store_entry<S: LeaseStore>(
     State(admin): State<Arc<Admin<S>>>,
     Path(key): Path<String>,
+    who: Who,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let fields: std::collections::BTreeMap<String, String> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad("fields", format!("a JSON object of string fields: {e}")))?;
-    entries(&admin)?.put(&key, &fields).await?;
+    let result = entries(&admin)?.put(&key, &fields).await;
+    let detail = serde_json::to_value(&fields).unwrap_or_default();
+    admin.audit_result(&who, "store-entry.set", &key, &result, detail);
+    result?;
     info!(key = %key, "store entry written");
     Ok(axum::Json(StoreEntry { key, fields }).into_response())
 }
@@ -326,10 +356,15 @@ async fn put_store_entry<S: LeaseStore>(
 async fn delete_store_entry<S: LeaseStore>(
     State(admin): State<Arc<Admin<S>>>,
     Path(key): Path<String>,
+    who: Who,
 ) -> Result<Response, ApiError> {
-    if !entries(&admin)?.delete(&key).await? {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no entry {key}")));
-    }
+    let result = match entries(&admin)?.delete(&key).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no entry {key}"))),
+        Err(e) => Err(e),
+    };
+    admin.audit_result(&who, "store-entry.delete", &key, &result, Value::Null);
+    result?;
     info!(key = %key, "store entry deleted");
     Ok(axum::Json(serde_json::json!({ "deleted": key })).into_response())
 }
@@ -358,31 +393,16 @@ async fn config_text<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiRe
     let control = control(&admin)?;
     Ok(axum::Json(ConfigText {
         path: control.path().display().to_string(),
-        last_good: control.last_good_path().display().to_string(),
+        history: control.history().ok().map(|h| h.dir().display().to_string()),
         // Shown without the token and store passwords; the file and the running text keep them.
-        text: without(&redact_config(&control.running_text()), &admin.token),
+        text: shown(&admin, &control.running_text()),
     }))
-}
-
-/// `text` with every occurrence of `secret` (wherever the config writes it) [`REDACTED`].
-fn without(text: &str, secret: &str) -> String {
-    if secret.is_empty() { text.to_owned() } else { text.replace(secret, REDACTED) }
 }
 
 async fn config_test(body: Bytes) -> ApiResult<ConfigTested> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad("body", "the config must be UTF-8 text"))?;
     let config = ConfigControl::test(text).map_err(|e| ApiError::from(ControlError::Invalid(e)))?;
     Ok(axum::Json(ConfigTested { valid: true, subnets: config.dhcp.subnets.len() }))
-}
-
-async fn config_reload<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<Changed> {
-    let applied = control(&admin)?.reload(admin.server.engine())?;
-    Ok(axum::Json(Changed { applied: (&applied).into() }))
-}
-
-async fn config_rollback<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<Changed> {
-    let applied = control(&admin)?.rollback(admin.server.engine())?;
-    Ok(axum::Json(Changed { applied: (&applied).into() }))
 }
 
 async fn metrics_text<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> Response {

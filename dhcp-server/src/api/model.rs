@@ -222,6 +222,9 @@ pub struct AppliedInfo {
     pub reservations: usize,
     /// `[server]` keys that changed and take effect only at a restart.
     pub restart_needed: Vec<String>,
+    /// The config history's version of the config now running (none without a history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// The body of a successful change.
@@ -246,8 +249,9 @@ pub struct ConfigTested {
 pub struct ConfigText {
     /// The config file.
     pub path: String,
-    /// Where the last config applied is kept.
-    pub last_good: String,
+    /// The config history's directory (none when no history is kept).
+    #[serde(default)]
+    pub history: Option<String>,
     /// The running config's text.
     pub text: String,
 }
@@ -505,4 +509,42 @@ pub struct StoreEntryList {
 /// The path of store entry `key`.
 pub fn store_entry_path(key: &str) -> String {
     format!("{PREFIX}/store/entries/{}", encode(key))
+}
+
+/// `GET /api/v1/config/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigHistoryList {
+    /// Where the history is kept.
+    pub dir: String,
+    /// Every version, newest first.
+    pub versions: Vec<crate::history::Version>,
+}
+
+/// `GET /api/v1/config/history/{version}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigVersion {
+    /// The version.
+    pub version: crate::history::Version,
+    /// Its text, with the token and store passwords shown as `***`.
+    pub text: String,
+}
+
+/// `GET /api/v1/config/diff`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigDiff {
+    /// The older side.
+    pub from: u64,
+    /// The newer side.
+    pub to: u64,
+    /// A unified diff, empty when the two are the same.
+    pub diff: String,
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditList {
+    /// The audit log's file.
+    pub path: String,
+    /// Its last entries, oldest first.
+    pub entries: Vec<crate::audit::AuditEntry>,
 }

@@ -5,7 +5,9 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
-use super::model::{Changed, ConfigTested, Group, HaStatus, LeaseInfo, Reservation, StatsMap, StoreEntry};
+use super::model::{
+    AuditList, Changed, ConfigHistoryList, ConfigTested, Group, HaStatus, LeaseInfo, Reservation, StatsMap, StoreEntry,
+};
 
 /// Rows of cells; the first row is the header (or, for a card, every row is a label and value).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,18 +38,7 @@ impl Table {
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC); `-` for none.
 pub fn unix_time(secs: Option<u64>) -> String {
     let Some(secs) = secs else { return "-".to_owned() };
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let ((year, month, day), rem) = (crate::clock::civil_from_days(secs / 86_400), secs % 86_400);
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
@@ -222,11 +213,49 @@ pub fn ha(status: &HaStatus) -> Table {
 pub fn changed(changed: &Changed) -> String {
     let applied = &changed.applied;
     let mut line = format!("ok: config applied ({} subnets, {} reservations)", applied.subnets, applied.reservations);
+    if let Some(version) = applied.version {
+        line.push_str(&format!(", version {version}"));
+    }
     if !applied.restart_needed.is_empty() {
         let names: Vec<String> = applied.restart_needed.iter().map(|s| format!("server.{s}")).collect();
         line.push_str(&format!("; restart needed for {}", names.join(", ")));
     }
     line
+}
+
+/// `dhcp-cli config history`: every version, newest first.
+pub fn history(list: &ConfigHistoryList) -> Table {
+    let mut table = Table::with_header(&["VERSION", "TIME", "USER", "SOURCE", "MESSAGE"]);
+    for v in &list.versions {
+        let source = serde_json::to_value(v.source).ok().and_then(|s| s.as_str().map(str::to_owned));
+        let mut message = v.message.clone().unwrap_or_default();
+        if let Some(restored) = v.restores {
+            message = format!("(restores {restored}) {message}").trim_end().to_owned();
+        }
+        table.rows.push(vec![
+            v.version.to_string(),
+            unix_time(Some(v.at)),
+            v.user.clone(),
+            source.unwrap_or_default(),
+            message,
+        ]);
+    }
+    table
+}
+
+/// `dhcp-cli audit`: the audit log's last lines, oldest first.
+pub fn audit(list: &AuditList) -> Table {
+    let mut table = Table::with_header(&["TIME", "USER", "ACTION", "TARGET", "OUTCOME"]);
+    for e in &list.entries {
+        table.rows.push(vec![
+            e.time.clone(),
+            e.user.clone(),
+            e.action.clone(),
+            cell(Some(e.target.as_str()).filter(|t| !t.is_empty())),
+            e.outcome.clone(),
+        ]);
+    }
+    table
 }
 
 /// One line for a config that passed the server's test.
@@ -253,11 +282,17 @@ mod tests {
         let mut out = Vec::new();
         table.write_to(&mut out).expect("written");
         assert_eq!(String::from_utf8(out).expect("utf-8"), "A    BB\nccc  d\n");
-        let change =
-            Changed { applied: AppliedInfo { subnets: 2, reservations: 1, restart_needed: vec!["listen".into()] } };
+        let change = Changed {
+            applied: AppliedInfo {
+                subnets: 2,
+                reservations: 1,
+                restart_needed: vec!["listen".into()],
+                version: Some(3),
+            },
+        };
         assert_eq!(
             changed(&change),
-            "ok: config applied (2 subnets, 1 reservations); restart needed for server.listen"
+            "ok: config applied (2 subnets, 1 reservations), version 3; restart needed for server.listen"
         );
     }
 }

@@ -12,7 +12,9 @@
 //! dhcp-cli lease del ADDRESS
 //! dhcp-cli group set NAME [--lease-time S] [--gateway A] [--dns A,B] [--domain D] [--ntp A]
 //! dhcp-cli group del NAME
-//! dhcp-cli config test FILE | reload | rollback
+//! dhcp-cli config test FILE | reload | rollback [VERSION] | history | show VERSION | diff FROM TO
+//! dhcp-cli audit [--limit N]
+//! (any change takes `--message WHY`, kept in the config history and the audit log)
 //! dhcp-cli show ha | ha partner-down | ha maintenance start|stop | ha sync
 //! ```
 //!
@@ -53,6 +55,9 @@ struct Args {
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Why: kept with the change in the config history and the audit log.
+    #[arg(long, short = 'm', global = true)]
+    message: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,10 +84,16 @@ enum Command {
         #[command(subcommand)]
         action: Group,
     },
-    /// Test a config file, reload the server's, or roll it back to the last good one.
+    /// Test a config file, reload the server's, list its history, or roll it back to a version.
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Show the last lines of the audit log: every change, with the user.
+    Audit {
+        /// How many lines.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
     /// High availability: act on this server of a pair.
     Ha {
@@ -241,8 +252,26 @@ enum ConfigAction {
     },
     /// Make the server read its config file again (refused, and nothing changes, if invalid).
     Reload,
-    /// Put the last good config back into the server's config file and apply it.
-    Rollback,
+    /// Put a version of the config history back into the server's config file and apply it
+    /// (validated first); without VERSION, the newest (the last config applied).
+    Rollback {
+        /// The version, as `config history` lists it.
+        version: Option<u64>,
+    },
+    /// List every config the server applied: version, time, user, source and message.
+    History,
+    /// Print one version of the config history (secrets shown as ***).
+    Show {
+        /// The version.
+        version: u64,
+    },
+    /// Show what changed between two versions, as a unified diff.
+    Diff {
+        /// The older version.
+        from: u64,
+        /// The newer version.
+        to: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -261,6 +290,7 @@ fn main() -> ExitCode {
             }
         },
     };
+    let client = client.with_message(args.message.as_deref());
     match run(&client, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Client(e)) => {
@@ -442,7 +472,22 @@ fn run(client: &AdminClient, args: &Args) -> Result<(), Failure> {
             answer(json, client.test_config(&text)?, |t| Output::Line(report::tested(t)))
         }
         Command::Config { action: ConfigAction::Reload } => answer(json, client.reload_config()?, changed),
-        Command::Config { action: ConfigAction::Rollback } => answer(json, client.rollback_config()?, changed),
+        Command::Config { action: ConfigAction::Rollback { version: None } } => {
+            answer(json, client.rollback_config()?, changed)
+        }
+        Command::Config { action: ConfigAction::Rollback { version: Some(version) } } => {
+            answer(json, client.rollback_config_to(*version)?, changed)
+        }
+        Command::Config { action: ConfigAction::History } => {
+            answer(json, client.config_history()?, |list| Output::Table(report::history(list)))
+        }
+        Command::Config { action: ConfigAction::Show { version } } => {
+            answer(json, client.config_version(*version)?, |v| Output::Text(v.text.clone()))
+        }
+        Command::Config { action: ConfigAction::Diff { from, to } } => {
+            answer(json, client.config_diff(*from, *to)?, |d| Output::Text(d.diff.clone()))
+        }
+        Command::Audit { limit } => answer(json, client.audit(*limit)?, |list| Output::Table(report::audit(list))),
         Command::Entry { action: EntryAction::Set { key, fields } } => {
             let mut map = std::collections::BTreeMap::new();
             for pair in fields {

@@ -55,7 +55,14 @@ impl Server {
             ),
         };
         let dump = dir.join(format!("{name}-leases.csv"));
-        let text = format!("{config}\n[server]\n{place_lines}\nlease-dump = \"{}\"\n{server_lines}\n", dump.display());
+        // The config history and the audit log stay in the lab, apart from other servers'.
+        let state = if server_lines.contains("state-dir") {
+            String::new()
+        } else {
+            format!("state-dir = \"{}\"\n", dir.join(format!("{name}-state")).display())
+        };
+        let text =
+            format!("{config}\n[server]\n{place_lines}\nlease-dump = \"{}\"\n{state}{server_lines}\n", dump.display());
         let file = dir.join(format!("{name}.toml"));
         fs::write(&file, text).expect("write server config");
         let proc = Proc::spawn(cmd.arg("--config").arg(&file).env("NO_COLOR", "1"), &dir.join(format!("{name}.log")));

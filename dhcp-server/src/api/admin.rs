@@ -1,0 +1,98 @@
+//! What the API's handlers share: the server they act on ([`Admin`]), the audit line a change
+//! writes, and config text as the API shows it.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use dhcp_net::Server;
+use serde_json::Value;
+
+use super::entries;
+use super::error::ApiError;
+use super::who::Who;
+use crate::audit::AuditLog;
+use crate::control::{Applied, ConfigControl};
+use crate::ha::Ha;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::redact::{REDACTED, redact_config, redact_secrets};
+use crate::seen::LastSeen;
+
+pub(crate) type ApiResult<T> = Result<axum::Json<T>, ApiError>;
+
+/// What the API serves: the server (engine and sockets), the config file's control when the
+/// server has one, the metrics registry and the last-seen times.
+pub(crate) struct Admin<S> {
+    pub(crate) server: Arc<Server<S>>,
+    pub(crate) control: Option<Arc<ConfigControl>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) seen: Arc<LastSeen>,
+    pub(crate) ha: Option<Arc<Ha>>,
+    pub(crate) limits: Option<Arc<Limits>>,
+    /// The host and group entries the store keeps, when it is Redis.
+    pub(crate) entries: entries::StoreEntries,
+    pub(crate) token: String,
+    pub(crate) audit: Arc<AuditLog>,
+}
+
+impl<S> Admin<S> {
+    /// Writes an audit line for a change by `who` whose result is `result`.
+    pub(crate) fn audit_result<T, E: std::fmt::Display>(
+        &self,
+        who: &Who,
+        action: &str,
+        target: &str,
+        result: &Result<T, E>,
+        detail: Value,
+    ) where
+        T: AuditDetail,
+    {
+        let (outcome, detail) = match result {
+            Ok(done) => ("ok".to_owned(), done.add_to(detail)),
+            Err(e) => (redact_secrets(&e.to_string()), detail),
+        };
+        self.audit.record(&who.user, action, target, &outcome, who.detail(detail));
+    }
+}
+
+/// What a change's result adds to its audit line.
+pub(crate) trait AuditDetail {
+    fn add_to(&self, detail: Value) -> Value;
+}
+
+impl AuditDetail for Applied {
+    fn add_to(&self, detail: Value) -> Value {
+        let mut map = match detail {
+            Value::Object(map) => map,
+            Value::Null => serde_json::Map::new(),
+            other => serde_json::Map::from_iter([("value".to_owned(), other)]),
+        };
+        if let Some(version) = self.version {
+            map.insert("version".into(), version.into());
+        }
+        Value::Object(map)
+    }
+}
+
+impl AuditDetail for () {
+    fn add_to(&self, detail: Value) -> Value {
+        detail
+    }
+}
+
+/// Config text as the API shows it: without the token and store passwords.
+pub(crate) fn shown<S>(admin: &Admin<S>, text: &str) -> String {
+    without(&redact_config(text), &admin.token)
+}
+
+pub(crate) fn control<S>(admin: &Admin<S>) -> Result<&ConfigControl, ApiError> {
+    admin
+        .control
+        .as_deref()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_IMPLEMENTED, "this server was started without a config file"))
+}
+
+/// `text` with every occurrence of `secret` (wherever the config writes it) [`REDACTED`].
+fn without(text: &str, secret: &str) -> String {
+    if secret.is_empty() { text.to_owned() } else { text.replace(secret, REDACTED) }
+}
