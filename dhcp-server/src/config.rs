@@ -22,6 +22,8 @@
 //! state-dir = "/var/lib/dhcp-server"  # the config history and the audit log (this default)
 //! history-keep = 100          # config versions kept in the history (default 100)
 //! audit-log = "/var/log/dhcp-audit.log"  # default: STATE-DIR/audit.log
+//! session-idle-timeout = 1800 # seconds a portal session lives without a request
+//! session-lifetime = 43200    # seconds a portal session lives at most
 //!
 //! # ...then the engine's config (dhcp_core::config): lease-time, subnets, reservations...
 //! ```
@@ -115,6 +117,10 @@ pub struct ServerSettings {
     pub history_keep: usize,
     /// The audit log, one JSON line a change (`audit-log`; default `STATE-DIR/audit.log`).
     pub audit_log: PathBuf,
+    /// How long a session lives without a request (`session-idle-timeout`, seconds).
+    pub session_idle: Duration,
+    /// How long a session lives at most (`session-lifetime`, seconds).
+    pub session_lifetime: Duration,
 }
 
 /// Where the server keeps its state unless `state-dir` says otherwise.
@@ -122,6 +128,12 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/dhcp-server";
 
 /// How many config versions the history keeps unless `history-keep` says otherwise.
 const DEFAULT_HISTORY_KEEP: usize = 100;
+
+/// How long a session lives without a request unless `session-idle-timeout` says otherwise.
+const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+
+/// How long a session lives at most unless `session-lifetime` says otherwise.
+const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// The most `history-keep` takes: a history is listed whole.
 const MAX_HISTORY_KEEP: usize = 10_000;
@@ -182,6 +194,8 @@ impl Default for ServerSettings {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             history_keep: DEFAULT_HISTORY_KEEP,
             audit_log: Path::new(DEFAULT_STATE_DIR).join("audit.log"),
+            session_idle: DEFAULT_SESSION_IDLE,
+            session_lifetime: DEFAULT_SESSION_LIFETIME,
         }
     }
 }
@@ -207,6 +221,8 @@ struct RawSettings {
     state_dir: Option<PathBuf>,
     history_keep: Option<usize>,
     audit_log: Option<PathBuf>,
+    session_idle_timeout: Option<u64>,
+    session_lifetime: Option<u64>,
 }
 
 /// A whole server config file: process settings and the engine's validated config.
@@ -378,6 +394,13 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         Some(n) => n,
     };
     let audit_log = raw.audit_log.unwrap_or_else(|| state_dir.join("audit.log"));
+    let seconds = |field: &str, value: Option<u64>, default: Duration| match value {
+        None => Ok(default),
+        Some(0) => Err(bad(field, "must be at least 1 second".into())),
+        Some(s) => Ok(Duration::from_secs(s)),
+    };
+    let session_idle = seconds("session-idle-timeout", raw.session_idle_timeout, DEFAULT_SESSION_IDLE)?;
+    let session_lifetime = seconds("session-lifetime", raw.session_lifetime, DEFAULT_SESSION_LIFETIME)?;
     Ok(ServerSettings {
         // The plain in-memory store never waits: answering where the datagram was read costs
         // least, and other threads take only a backlog.
@@ -403,6 +426,8 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         state_dir,
         history_keep,
         audit_log,
+        session_idle,
+        session_lifetime,
     })
 }
 

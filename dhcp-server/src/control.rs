@@ -261,6 +261,8 @@ fn settings_changed(old: &ServerSettings, new: &ServerSettings) -> Vec<&'static 
     check("state-dir", old.state_dir != new.state_dir);
     check("history-keep", old.history_keep != new.history_keep);
     check("audit-log", old.audit_log != new.audit_log);
+    check("session-idle-timeout", old.session_idle != new.session_idle);
+    check("session-lifetime", old.session_lifetime != new.session_lifetime);
     changed
 }
 

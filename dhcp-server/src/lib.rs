@@ -68,8 +68,10 @@ mod metrics;
 mod redact;
 mod seen;
 mod service;
+mod sessions;
 mod stripes;
 mod tls;
+pub mod users;
 
 pub use config::{
     API_TOKEN_ENV, DEFAULT_STATE_DIR, LogLevel, ServerConfig, ServerSettings, default_in_flight, default_threads,

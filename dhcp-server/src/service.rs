@@ -34,7 +34,9 @@ use crate::lease_dump::write_lease_csv;
 use crate::limits::Limits;
 use crate::metrics::{MeteredStore, Metrics};
 use crate::seen::LastSeen;
+use crate::sessions::Sessions;
 use crate::tls::{self, TlsListener};
+use crate::users::Users;
 
 /// The store a [`Service`] runs on: whichever the config's URL names, kept in step with the HA
 /// partner when there is one, timed for `/metrics`.
@@ -65,6 +67,10 @@ pub enum ServiceError {
     /// A TLS certificate, key or CA file could not be used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The users file (`STATE-DIR/users.json`) exists but cannot be read: the server does not
+    /// start with its users lost.
+    #[error("users: {0}")]
+    Users(io::Error),
     /// Serving failed (a signal handler, a socket).
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -269,7 +275,12 @@ impl Running {
         }
         let api_thread = match (api, settings.api_token.clone()) {
             (Some(listener), Some(token)) => {
+                let users = Users::open(&settings.state_dir.join("users.json")).map_err(ServiceError::Users)?;
                 let admin = Admin {
+                    users: Arc::new(users),
+                    sessions: Arc::new(Sessions::new(settings.session_idle, settings.session_lifetime)),
+                    secure_cookies: settings.api_tls.is_some(),
+                    sessions_lifetime_secs: settings.session_lifetime.as_secs(),
                     server: Arc::clone(&server),
                     control: control.clone(),
                     metrics,

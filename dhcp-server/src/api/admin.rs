@@ -17,6 +17,8 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::redact::{REDACTED, redact_config, redact_secrets};
 use crate::seen::LastSeen;
+use crate::sessions::Sessions;
+use crate::users::Users;
 
 pub(crate) type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 
@@ -33,6 +35,14 @@ pub(crate) struct Admin<S> {
     pub(crate) entries: entries::StoreEntries,
     pub(crate) token: String,
     pub(crate) audit: Arc<AuditLog>,
+    /// The users and their tokens.
+    pub(crate) users: Arc<Users>,
+    /// Logged-in users' sessions and the login lockout.
+    pub(crate) sessions: Arc<Sessions>,
+    /// Whether the session cookie is `Secure` (the API serves HTTPS).
+    pub(crate) secure_cookies: bool,
+    /// How long a session lives at most, for the cookie's `Max-Age`.
+    pub(crate) sessions_lifetime_secs: u64,
 }
 
 impl<S> Admin<S> {

@@ -26,6 +26,11 @@ impl ApiError {
         ApiError { retry_after: Some(secs), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error) }
     }
 
+    /// 429 with `Retry-After: secs`: slow down.
+    pub(crate) fn too_many(error: impl Into<String>, secs: u32) -> Self {
+        ApiError { retry_after: Some(secs), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, error) }
+    }
+
     pub(crate) fn bad(field: impl Into<String>, error: impl Into<String>) -> Self {
         ApiError { status: StatusCode::BAD_REQUEST, error: error.into(), field: Some(field.into()), retry_after: None }
     }

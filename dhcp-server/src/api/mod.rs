@@ -44,6 +44,7 @@
 //! bodies are in [`model`], and [`AdminClient`] (feature `client`) speaks them.
 
 mod admin;
+mod auth;
 mod changes;
 mod client;
 mod edit;
@@ -59,11 +60,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Extension, Router};
 use dhcp_core::{Lease, LeaseStore};
 use serde_json::Value;
@@ -79,7 +80,7 @@ use self::model::{
     Changed, ConfigTested, ConfigText, DeletedLease, GroupList, HaStatus, Health, Heartbeat, LeaseInfo, LeasePage,
     LeaseUpdates, ReservationList, StatsMap, StoreEntry, StoreEntryList, UpdatesApplied,
 };
-use self::who::{User, Who};
+use self::who::Who;
 use crate::control::{ConfigControl, ControlError};
 use crate::ha::{Ha, LEASE_UPDATES_TYPE, ReplicaStore, change_from_model, decode_updates};
 use crate::history::Source;
@@ -115,9 +116,16 @@ pub(crate) fn router<S: LeaseStore + ReplicaStore + 'static>(admin: Admin<S>) ->
         .route("/ha/maintenance/stop", post(ha_maintenance_stop::<S>))
         .route("/ha/sync", post(ha_sync::<S>))
         .route("/ha/leases", get(ha_leases::<S>))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&admin), require_token::<S>));
+        .route("/session", get(auth::session))
+        .route("/users", get(auth::list_users::<S>))
+        .route("/users/{name}", put(auth::put_user::<S>).delete(auth::delete_user::<S>))
+        .route("/users/{name}/tokens", post(auth::issue_token::<S>))
+        .route("/users/{name}/tokens/{id}", delete(auth::revoke_token::<S>))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&admin), auth::gate::<S>));
+    // Outside the gate: logging in needs no session yet.
+    let public = Router::new().route("/login", post(auth::login::<S>)).route("/logout", post(auth::logout::<S>));
     Router::new()
-        .nest("/api/v1", api)
+        .nest("/api/v1", api.merge(public))
         .route("/metrics", get(metrics_text::<S>))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(admin)
@@ -133,31 +141,6 @@ where
     if let Err(e) = axum::serve(listener, router(admin)).await {
         warn!(error = %e, "management API stopped");
     }
-}
-
-/// 401 unless the request carries `Authorization: Bearer <token>`.
-async fn require_token<S>(State(admin): State<Arc<Admin<S>>>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !same(given.as_bytes(), admin.token.as_bytes()) {
-        let why = if given.is_empty() { "no bearer token" } else { "wrong bearer token" };
-        let detail = serde_json::json!({ "method": request.method().as_str(), "path": request.uri().path() });
-        admin.audit.record("-", "login.refused", "", why, detail);
-        return ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
-    }
-    let mut request = request;
-    // The shared token is the admin's (per-user tokens come with the portal's users).
-    request.extensions_mut().insert(User("api-token".to_owned()));
-    next.run(request).await
-}
-
-/// Compares in time that depends on the lengths only, not on where the bytes differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl<S: LeaseStore + 'static> listing::LeaseSource for Admin<S> {

@@ -548,3 +548,34 @@ pub struct AuditList {
     /// Its last entries, oldest first.
     pub entries: Vec<crate::audit::AuditEntry>,
 }
+
+/// `POST /api/v1/login`'s answer (with the session cookie).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginAnswer {
+    /// The user logged in.
+    pub user: String,
+    /// Its role.
+    pub role: crate::users::Role,
+    /// The token every change made with the session must carry in `X-CSRF-Token`.
+    pub csrf: String,
+}
+
+/// `GET /api/v1/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserList {
+    /// Every user, by name, without secrets.
+    pub users: Vec<crate::users::UserSummary>,
+}
+
+/// `POST /api/v1/users/{name}/tokens`: the token, shown only here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenIssued {
+    /// Whose.
+    pub user: String,
+    /// The bearer token itself.
+    pub token: String,
+    /// Its id, to revoke it.
+    pub id: String,
+    /// What it may do.
+    pub role: crate::users::Role,
+}
