@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::model::{
     self, AuditList, Changed, ConfigDiff, ConfigHistoryList, ConfigTested, ConfigVersion, DeletedLease, ErrorBody,
     Group, GroupList, HaStatus, Health, LeaseFilter, LeaseInfo, LeaseList, PREFIX, Reservation, ReservationList,
-    StatsMap, StoreEntry, StoreEntryList,
+    StatsMap, StoreEntry, StoreEntryList, TokenIssued, UserList,
 };
 
 /// Why an API call failed.
@@ -339,6 +339,39 @@ impl AdminClient {
     pub fn config_diff(&self, from: u64, to: u64) -> Result<ConfigDiff, ClientError> {
         let path = format!("{PREFIX}/config/diff?from={from}&to={to}");
         self.typed(&path, self.get(&path)?)
+    }
+
+    /// Every user, without secrets.
+    pub fn users(&self) -> Result<UserList, ClientError> {
+        let path = format!("{PREFIX}/users");
+        self.typed(&path, self.get(&path)?)
+    }
+
+    /// Adds user `name` with `role` and `password`, or changes its role (and its password when
+    /// given).
+    pub fn put_user(&self, name: &str, role: &str, password: Option<&str>) -> Result<Value, ClientError> {
+        let mut body = serde_json::json!({ "role": role });
+        if let Some(password) = password {
+            body["password"] = password.into();
+        }
+        self.put_json(&format!("{PREFIX}/users/{name}"), &body)
+    }
+
+    /// Deletes user `name`, its tokens and sessions.
+    pub fn delete_user(&self, name: &str) -> Result<Value, ClientError> {
+        self.delete(&format!("{PREFIX}/users/{name}"))
+    }
+
+    /// A new API token for user `name` (with `role`, at most the user's): shown only now.
+    pub fn issue_token(&self, name: &str, role: Option<&str>) -> Result<TokenIssued, ClientError> {
+        let path = format!("{PREFIX}/users/{name}/tokens");
+        let body = role.map_or(Value::Null, |r| serde_json::json!({ "role": r }));
+        self.typed(&path, self.post_json(&path, &body)?)
+    }
+
+    /// Revokes user `name`'s token `id`.
+    pub fn revoke_token(&self, name: &str, id: &str) -> Result<Value, ClientError> {
+        self.delete(&format!("{PREFIX}/users/{name}/tokens/{id}"))
     }
 
     /// The last `limit` entries of the audit log, oldest first.

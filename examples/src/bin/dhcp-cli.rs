@@ -14,6 +14,8 @@
 //! dhcp-cli group del NAME
 //! dhcp-cli config test FILE | reload | rollback [VERSION] | history | show VERSION | diff FROM TO
 //! dhcp-cli audit [--limit N]
+//! dhcp-cli user list | set NAME --role viewer|editor|admin (password on stdin) | del NAME
+//! dhcp-cli user token NAME [--role R] | revoke NAME ID
 //! (any change takes `--message WHY`, kept in the config history and the audit log)
 //! dhcp-cli show ha | ha partner-down | ha maintenance start|stop | ha sync
 //! ```
@@ -88,6 +90,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Users of the API and the portal, their roles and their API tokens.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
     },
     /// Show the last lines of the audit log: every change, with the user.
     Audit {
@@ -272,6 +279,49 @@ enum ConfigAction {
         /// The newer version.
         to: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// List the users, their roles and their tokens' ids.
+    List,
+    /// Add a user, or change its role; the password is read from standard input (a new user
+    /// needs one; an empty line keeps the old one).
+    Set {
+        /// The name (a-z, 0-9, '.', '_', '-').
+        name: String,
+        /// viewer, editor or admin.
+        #[arg(long)]
+        role: String,
+    },
+    /// Delete a user, its tokens and its sessions.
+    Del {
+        /// The name.
+        name: String,
+    },
+    /// Make an API token for a user (printed once: keep it).
+    Token {
+        /// The name.
+        name: String,
+        /// What the token may do, at most the user's role (default: the user's).
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Revoke one of a user's API tokens.
+    Revoke {
+        /// The name.
+        name: String,
+        /// The token's id, as `user list` shows it.
+        id: String,
+    },
+}
+
+/// One line of standard input, without its line end: a password, never on the command line.
+fn password_from_stdin() -> Result<Option<String>, Failure> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| Failure::Usage(format!("reading the password: {e}")))?;
+    let line = line.trim_end_matches(['\r', '\n']).to_owned();
+    Ok((!line.is_empty()).then_some(line))
 }
 
 fn main() -> ExitCode {
@@ -486,6 +536,24 @@ fn run(client: &AdminClient, args: &Args) -> Result<(), Failure> {
         }
         Command::Config { action: ConfigAction::Diff { from, to } } => {
             answer(json, client.config_diff(*from, *to)?, |d| Output::Text(d.diff.clone()))
+        }
+        Command::User { action: UserAction::List } => {
+            answer(json, client.users()?, |list| Output::Table(report::users(list)))
+        }
+        Command::User { action: UserAction::Set { name, role } } => {
+            let password = password_from_stdin()?;
+            answer(json, client.put_user(name, role, password.as_deref())?, |_| {
+                Output::Line(format!("ok: {name} is {role}"))
+            })
+        }
+        Command::User { action: UserAction::Del { name } } => {
+            answer(json, client.delete_user(name)?, |_| Output::Line(format!("ok: {name} deleted")))
+        }
+        Command::User { action: UserAction::Token { name, role } } => {
+            answer(json, client.issue_token(name, role.as_deref())?, |t| Output::Line(t.token.clone()))
+        }
+        Command::User { action: UserAction::Revoke { name, id } } => {
+            answer(json, client.revoke_token(name, id)?, |_| Output::Line(format!("ok: {name}'s token {id} revoked")))
         }
         Command::Audit { limit } => answer(json, client.audit(*limit)?, |list| Output::Table(report::audit(list))),
         Command::Entry { action: EntryAction::Set { key, fields } } => {

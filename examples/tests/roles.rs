@@ -1,0 +1,249 @@
+//! Users and roles over real HTTP against the example server on loopback: every role's token
+//! against every endpoint (allowed or 403), no token (401), and the portal's sessions: a cookie
+//! change without its CSRF token refused, a session that ends when idle and at logout, and a
+//! name locked after five wrong passwords; each refusal in the audit log.
+
+mod lab;
+
+use std::time::Duration;
+
+use dhcp_server::api::AdminClient;
+use lab::{Server, TempDir, free_port, server_port};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "roles-test-shared-token";
+const PASSWORD: &str = "a long enough password";
+
+struct Api {
+    base: String,
+    agent: ureq::Agent,
+    _server: Server,
+    _dir: TempDir,
+}
+
+/// One answer: status, `Set-Cookie`, and the body as JSON (a string when it is not).
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    set_cookie: Option<String>,
+    body: Value,
+}
+
+/// How a request proves who it is.
+#[derive(Clone, Copy)]
+enum As<'a> {
+    Nobody,
+    Bearer(&'a str),
+    /// A session cookie, and the CSRF token sent with it (if any).
+    Session(&'a str, Option<&'a str>),
+}
+
+impl Api {
+    fn start(dir_name: &str, server_lines: &str) -> Api {
+        let dir = TempDir::new(dir_name);
+        let api_port = free_port();
+        let lines = format!("api-listen = \"127.0.0.1:{api_port}\"\napi-token = \"{TOKEN}\"\n{server_lines}");
+        let server = Server::loopback(&dir, "memory:", server_port(), &lines);
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .new_agent();
+        Api { base: format!("http://127.0.0.1:{api_port}"), agent, _server: server, _dir: dir }
+    }
+
+    fn call(&self, method: &str, path: &str, who: As<'_>, body: Option<&Value>) -> Answer {
+        let url = format!("{}{path}", self.base);
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        match who {
+            As::Nobody => {}
+            As::Bearer(token) => request = request.header("Authorization", format!("Bearer {token}")),
+            As::Session(cookie, csrf) => {
+                request = request.header("Cookie", format!("dhcp_session={cookie}"));
+                if let Some(csrf) = csrf {
+                    request = request.header("X-CSRF-Token", csrf);
+                }
+            }
+        }
+        let sent = match body {
+            Some(body) => {
+                let request = request.header("Content-Type", "application/json").body(body.to_string());
+                self.agent.run(request.expect("request"))
+            }
+            None => self.agent.run(request.body(()).expect("request")),
+        };
+        let mut response = sent.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let set_cookie = response.headers().get("set-cookie").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer { status: response.status().as_u16(), set_cookie, body }
+    }
+
+    fn admin(&self) -> AdminClient {
+        AdminClient::new(&self.base, TOKEN)
+    }
+
+    /// Logs `user` in: the session cookie and the CSRF token.
+    fn login(&self, user: &str, password: &str) -> Result<(String, String), Answer> {
+        let answer = self.call("POST", "/api/v1/login", As::Nobody, Some(&json!({"user": user, "password": password})));
+        if answer.status != 200 {
+            return Err(answer);
+        }
+        let cookie = answer.set_cookie.as_deref().expect("a session cookie");
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(cookie.contains(attribute), "{cookie}");
+        }
+        assert!(!cookie.contains("Secure"), "plain HTTP: not Secure: {cookie}");
+        let id = cookie.split(';').next().and_then(|kv| kv.strip_prefix("dhcp_session=")).expect("cookie value");
+        let csrf = answer.body["csrf"].as_str().expect("csrf").to_owned();
+        Ok((id.to_owned(), csrf))
+    }
+}
+
+/// Every endpoint, with a body or argument that does no harm, and the least role it needs.
+const ENDPOINTS: &[(&str, &str, &str, &str)] = &[
+    ("GET", "/api/v1/leases", "", "viewer"),
+    ("GET", "/api/v1/leases/10.0.0.1", "", "viewer"),
+    ("GET", "/api/v1/reservations", "", "viewer"),
+    ("GET", "/api/v1/groups", "", "viewer"),
+    ("GET", "/api/v1/store/entries?kind=mac", "", "viewer"),
+    ("GET", "/api/v1/stats", "", "viewer"),
+    ("GET", "/api/v1/health", "", "viewer"),
+    ("GET", "/api/v1/ha", "", "viewer"),
+    ("GET", "/api/v1/session", "", "viewer"),
+    ("DELETE", "/api/v1/leases/10.0.0.1", "", "editor"),
+    ("POST", "/api/v1/reservations", r#"{"subnet": 1}"#, "editor"),
+    ("PUT", "/api/v1/reservations/02:00:00:00:00:01", r#"{"subnet": 1}"#, "editor"),
+    ("DELETE", "/api/v1/reservations/02:00:00:00:00:01", "", "editor"),
+    ("PUT", "/api/v1/groups/x", r#"{"lease-time": "soon"}"#, "editor"),
+    ("DELETE", "/api/v1/groups/none", "", "editor"),
+    ("PUT", "/api/v1/store/entries/mac:02:00:00:00:00:01", r#"{"ip": "10.0.0.5"}"#, "editor"),
+    ("DELETE", "/api/v1/store/entries/mac:02:00:00:00:00:01", "", "editor"),
+    ("GET", "/api/v1/config", "", "admin"),
+    ("GET", "/api/v1/config/history", "", "admin"),
+    ("GET", "/api/v1/config/history/1", "", "admin"),
+    ("GET", "/api/v1/config/diff?from=1&to=1", "", "admin"),
+    ("GET", "/api/v1/audit", "", "admin"),
+    ("GET", "/api/v1/users", "", "admin"),
+    ("GET", "/api/v1/ha/leases", "", "admin"),
+    ("POST", "/api/v1/config/test", "not toml [", "admin"),
+    ("POST", "/api/v1/config/reload", "", "admin"),
+    ("POST", "/api/v1/config/rollback?version=999", "", "admin"),
+    ("POST", "/api/v1/ha/partner-down", "", "admin"),
+    ("POST", "/api/v1/ha/maintenance/start", "", "admin"),
+    ("POST", "/api/v1/ha/maintenance/stop", "", "admin"),
+    ("POST", "/api/v1/ha/sync", "", "admin"),
+    ("POST", "/api/v1/ha/heartbeat", "{}", "admin"),
+    ("POST", "/api/v1/ha/lease-updates", "{}", "admin"),
+    ("PUT", "/api/v1/users/nobody", r#"{"role": "root"}"#, "admin"),
+    ("DELETE", "/api/v1/users/nobody", "", "admin"),
+    ("POST", "/api/v1/users/nobody/tokens", "", "admin"),
+    ("DELETE", "/api/v1/users/nobody/tokens/x", "", "admin"),
+];
+
+fn rank(role: &str) -> u8 {
+    match role {
+        "viewer" => 1,
+        "editor" => 2,
+        _ => 3,
+    }
+}
+
+#[test]
+fn every_role_against_every_endpoint_allowed_or_refused() {
+    let api = Api::start("roles", "");
+    let admin = api.admin();
+    let mut tokens = Vec::new();
+    for (name, role) in [("vera", "viewer"), ("ed", "editor"), ("ada", "admin")] {
+        admin.put_user(name, role, Some(PASSWORD)).expect("user");
+        tokens.push((role, admin.issue_token(name, None).expect("token").token));
+    }
+    for (method, path, body, needs) in ENDPOINTS {
+        let body: Option<Value> =
+            (!body.is_empty()).then(|| serde_json::from_str(body).unwrap_or_else(|_| Value::String((*body).into())));
+        let answer = api.call(method, path, As::Nobody, body.as_ref());
+        assert_eq!(answer.status, 401, "{method} {path} without a token");
+        for (role, token) in &tokens {
+            let answer = api.call(method, path, As::Bearer(token), body.as_ref());
+            if rank(role) >= rank(needs) {
+                assert!(
+                    ![401, 403].contains(&answer.status),
+                    "{role} may {method} {path}: {} {}",
+                    answer.status,
+                    answer.body
+                );
+            } else {
+                assert_eq!(answer.status, 403, "{role} may not {method} {path}: {}", answer.body);
+            }
+        }
+    }
+    // A token limited below its user's role, and a revoked one.
+    let viewer_of_ada = admin.issue_token("ada", Some("viewer")).expect("token");
+    assert_eq!(api.call("GET", "/api/v1/config", As::Bearer(&viewer_of_ada.token), None).status, 403);
+    admin.revoke_token("ada", &viewer_of_ada.id).expect("revoke");
+    assert_eq!(api.call("GET", "/api/v1/stats", As::Bearer(&viewer_of_ada.token), None).status, 401);
+    // The refusals are in the audit log, with who was refused.
+    let audit = admin.audit(500).expect("audit");
+    let forbidden = audit.entries.iter().filter(|e| e.action == "forbidden" && e.user == "vera").count();
+    assert!(forbidden >= 20, "the viewer's refusals are written down: {forbidden}");
+    assert!(audit.entries.iter().any(|e| e.action == "token.revoke" && e.user == "api-token"));
+}
+
+#[test]
+fn sessions_need_their_csrf_token_end_when_idle_and_at_logout_and_lock_after_five_wrong_passwords() {
+    let api = Api::start("sessions", "session-idle-timeout = 3");
+    let admin = api.admin();
+    admin.put_user("ed", "editor", Some(PASSWORD)).expect("user");
+    admin.put_user("vera", "viewer", Some(PASSWORD)).expect("user");
+
+    let (ed, csrf) = api.login("ed", PASSWORD).expect("login");
+    let me = api.call("GET", "/api/v1/session", As::Session(&ed, None), None);
+    assert_eq!((me.status, me.body["user"].as_str(), me.body["role"].as_str()), (200, Some("ed"), Some("editor")));
+    let reservation = json!({"subnet": 1, "hw-address": "02:00:00:00:00:42", "ip-address": "192.0.2.42"});
+
+    // A forged change: the session's cookie (which a browser sends along) without its token.
+    for forged in [None, Some("not-the-token")] {
+        let answer = api.call("POST", "/api/v1/reservations", As::Session(&ed, forged), Some(&reservation));
+        assert_eq!(answer.status, 403, "{}", answer.body);
+    }
+    assert_eq!(admin.reservations().expect("list").reservations.len(), 0, "nothing applied");
+    let answer = api.call("POST", "/api/v1/reservations", As::Session(&ed, Some(&csrf)), Some(&reservation));
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert_eq!(admin.reservations().expect("list").reservations.len(), 1);
+    let history = admin.config_history().expect("history");
+    assert_eq!(history.versions[0].user, "ed", "the change is the session's user's");
+
+    // A viewer's session with its CSRF token still may not change anything.
+    let (vera, vera_csrf) = api.login("vera", PASSWORD).expect("login");
+    let answer = api.call("DELETE", "/api/v1/reservations/02:00:00:00:00:42", As::Session(&vera, Some(&vera_csrf)), None);
+    assert_eq!(answer.status, 403, "{}", answer.body);
+
+    // Logout ends the session.
+    let out = api.call("POST", "/api/v1/logout", As::Session(&vera, None), None);
+    assert!(out.set_cookie.as_deref().is_some_and(|c| c.contains("Max-Age=0")), "the cookie is cleared");
+    assert_eq!(api.call("GET", "/api/v1/stats", As::Session(&vera, None), None).status, 401);
+
+    // Idle for longer than session-idle-timeout (3 s): gone.
+    assert_eq!(api.call("GET", "/api/v1/stats", As::Session(&ed, None), None).status, 200);
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(api.call("GET", "/api/v1/stats", As::Session(&ed, None), None).status, 401, "idle too long");
+
+    // Five wrong passwords lock the name, the right one included; another name stays open.
+    std::thread::sleep(Duration::from_millis(1100));
+    for _ in 0..5 {
+        let refused = api.login("vera", "wrong password!!").expect_err("wrong");
+        assert_eq!(refused.status, 401, "{}", refused.body);
+    }
+    let locked = api.login("vera", PASSWORD).expect_err("locked");
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert!(api.login("ed", PASSWORD).is_ok(), "ed is not locked");
+    let unknown = api.login("mallory", PASSWORD).expect_err("no such user");
+    assert_eq!(unknown.status, 401);
+
+    let audit = admin.audit(200).expect("audit");
+    let count = |action: &str, user: &str| audit.entries.iter().filter(|e| e.action == action && e.user == user).count();
+    assert_eq!(count("csrf.refused", "ed"), 2);
+    assert_eq!(count("login.refused", "vera"), 6, "five wrong passwords and the locked try");
+    assert!(count("login", "ed") >= 2);
+    assert_eq!(count("forbidden", "vera"), 1);
+}
