@@ -32,6 +32,8 @@ pub enum Source {
     Api,
     /// An earlier version put back.
     Rollback,
+    /// An edit in the web portal (reservations, groups, an import).
+    Portal,
 }
 
 /// Who applied a config, how and why: what a version and an audit line record.

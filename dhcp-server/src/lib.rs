@@ -65,6 +65,8 @@ pub mod host_store;
 mod lease_dump;
 pub mod limits;
 mod metrics;
+mod portal;
+mod rates;
 mod redact;
 mod seen;
 mod service;

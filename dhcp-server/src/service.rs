@@ -147,6 +147,7 @@ impl Service {
         let limits = (!settings.limits.is_empty()).then(|| Arc::new(Limits::new(&settings.limits)));
         let gate = Gate { seen: Arc::clone(&seen), ha: ha.clone(), limits: limits.clone() };
         let server = Server::bind(engine, settings.net.clone())?.with_observer(Arc::new(gate));
+        let mut api_cert = None;
         let api = match settings.api_listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await.map_err(|source| ServiceError::Api { addr, source })?;
@@ -155,7 +156,8 @@ impl Service {
                 let listener = listener.into_std().map_err(|source| ServiceError::Api { addr, source })?;
                 match &settings.api_tls {
                     Some((cert, key)) => {
-                        let config = tls::server_config(cert, key).map_err(ServiceError::Tls)?;
+                        let (config, cert) = tls::server_config(cert, key).map_err(ServiceError::Tls)?;
+                        api_cert = Some(cert);
                         info!(addr = %local, "management API listening (HTTPS)");
                         Some(ApiListener::Tls(listener, config, local))
                     }
@@ -167,7 +169,7 @@ impl Service {
             }
             None => None,
         };
-        Ok(Running { server: Arc::new(server), control, metrics, seen, ha, limits, entries, settings, api })
+        Ok(Running { server: Arc::new(server), control, metrics, seen, ha, limits, entries, settings, api, api_cert })
     }
 
     /// Starts, then serves until `shutdown` resolves.
@@ -188,6 +190,8 @@ pub struct Running {
     entries: StoreEntries,
     settings: ServerSettings,
     api: Option<ApiListener>,
+    /// The API's certificate, read again on SIGHUP.
+    api_cert: Option<Arc<tls::ApiCert>>,
 }
 
 /// The management API's bound socket, plain or with its TLS config, and its address.
@@ -251,25 +255,35 @@ impl Running {
     /// Serves until `shutdown` resolves, then stops and, when `lease-dump` is set, writes the
     /// leases one last time.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
-        let Running { server, control, metrics, seen, ha, limits, entries, settings, api } = self;
+        let Running { server, control, metrics, seen, ha, limits, entries, settings, api, api_cert } = self;
         let mut tasks = JoinSet::new();
         let (audit, unwritable) = AuditLog::open(&settings.audit_log);
         if let Some(e) = unwritable {
             warn!(error = %e, path = %settings.audit_log.display(), "cannot open the audit log; changes are logged only");
         }
         let audit = Arc::new(audit);
-        if let Some(control) = &control {
+        if control.is_some() || api_cert.is_some() {
             let mut hangup = signal(SignalKind::hangup())?;
-            let (control, server, audit) = (Arc::clone(control), Arc::clone(&server), Arc::clone(&audit));
+            let (control, server, audit) = (control.clone(), Arc::clone(&server), Arc::clone(&audit));
             tasks.spawn(async move {
                 while hangup.recv().await.is_some() {
-                    info!("SIGHUP: reloading the config");
-                    // Errors are logged by the control; the running config stays.
-                    let (outcome, detail) = match control.reload(server.engine(), &Change::system(Source::Reload)) {
-                        Ok(applied) => ("ok".to_owned(), serde_json::json!({ "version": applied.version })),
-                        Err(e) => (crate::redact::redact_secrets(&e.to_string()), serde_json::Value::Null),
-                    };
-                    audit.record("system", "config.reload", "SIGHUP", &outcome, detail);
+                    if let Some(control) = &control {
+                        info!("SIGHUP: reloading the config");
+                        // Errors are logged by the control; the running config stays.
+                        let (outcome, detail) = match control.reload(server.engine(), &Change::system(Source::Reload)) {
+                            Ok(applied) => ("ok".to_owned(), serde_json::json!({ "version": applied.version })),
+                            Err(e) => (crate::redact::redact_secrets(&e.to_string()), serde_json::Value::Null),
+                        };
+                        audit.record("system", "config.reload", "SIGHUP", &outcome, detail);
+                    }
+                    if let Some(cert) = &api_cert {
+                        match cert.reload() {
+                            Ok(()) => info!("SIGHUP: the API's certificate and key were read again"),
+                            Err(e) => {
+                                warn!(error = %e, "SIGHUP: the API's new certificate is refused; the old one stays")
+                            }
+                        }
+                    }
                 }
             });
         }
@@ -281,6 +295,7 @@ impl Running {
                     sessions: Arc::new(Sessions::new(settings.session_idle, settings.session_lifetime)),
                     secure_cookies: settings.api_tls.is_some(),
                     sessions_lifetime_secs: settings.session_lifetime.as_secs(),
+                    rates: Arc::default(),
                     server: Arc::clone(&server),
                     control: control.clone(),
                     metrics,

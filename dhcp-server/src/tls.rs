@@ -1,17 +1,20 @@
 //! TLS for the management API and for the traffic between HA peers (rustls with ring).
 //!
-//! The API serves HTTPS when `[server] api-tls-cert` and `api-tls-key` are set; peers reach an
+//! The API serves HTTPS when `[server] api-tls-cert` and `api-tls-key` are set, and reads them
+//! again on SIGHUP; peers reach an
 //! `https://` URL checking its certificate against `[ha] tls-ca` (or the web's roots without
 //! it).
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
@@ -21,22 +24,60 @@ use tracing::debug;
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A TLS server config from a PEM certificate chain and its PEM private key; the error names
-/// the file and the reason.
-pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{}: no certificate in it", cert.display()));
+/// The API's certificate chain and private key, read from their files at start and again on
+/// SIGHUP ([`ApiCert::reload`]): a renewed certificate is served to the next connection
+/// without a restart; a pair that cannot be read or does not match is refused, logged, and the
+/// old one stays.
+#[derive(Debug)]
+pub(crate) struct ApiCert {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ApiCert {
+    /// The pair in the PEM files `cert` (the chain) and `key`; the error names the file and the
+    /// reason.
+    fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<_, _>>())
+            .map_err(|e| format!("{}: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("{}: no certificate in it", cert.display()));
+        }
+        let der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        let provider = rustls::crypto::ring::default_provider();
+        let signing = provider.key_provider.load_private_key(der).map_err(|e| format!("{}: {e}", key.display()))?;
+        let certified = CertifiedKey::new(chain, signing);
+        certified.keys_match().map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?;
+        Ok(Arc::new(certified))
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+
+    /// Reads the files again and serves the new pair from the next handshake on.
+    pub(crate) fn reload(&self) -> Result<(), String> {
+        let fresh = ApiCert::load(&self.cert, &self.key)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for ApiCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner)))
+    }
+}
+
+/// A TLS server config serving the PEM certificate chain `cert` with its PEM private key
+/// `key`, and the handle that reloads them; the error names the file and the reason.
+pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<(Arc<rustls::ServerConfig>, Arc<ApiCert>), String> {
+    let current = RwLock::new(ApiCert::load(cert, key)?);
+    let api_cert = Arc::new(ApiCert { cert: cert.to_owned(), key: key.to_owned(), current });
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ServerConfig::builder_with_provider(provider)
+    let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
-        .map(Arc::new)
-        .map_err(|e| format!("{}: {e}", cert.display()))
+        .map(|builder| builder.with_no_client_auth().with_cert_resolver(Arc::clone(&api_cert) as _))
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    Ok((Arc::new(config), api_cert))
 }
 
 /// The HTTP client's TLS settings: certificates checked against the PEM CA certificates in

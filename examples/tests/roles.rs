@@ -215,7 +215,8 @@ fn sessions_need_their_csrf_token_end_when_idle_and_at_logout_and_lock_after_fiv
 
     // A viewer's session with its CSRF token still may not change anything.
     let (vera, vera_csrf) = api.login("vera", PASSWORD).expect("login");
-    let answer = api.call("DELETE", "/api/v1/reservations/02:00:00:00:00:42", As::Session(&vera, Some(&vera_csrf)), None);
+    let answer =
+        api.call("DELETE", "/api/v1/reservations/02:00:00:00:00:42", As::Session(&vera, Some(&vera_csrf)), None);
     assert_eq!(answer.status, 403, "{}", answer.body);
 
     // Logout ends the session.
@@ -241,9 +242,82 @@ fn sessions_need_their_csrf_token_end_when_idle_and_at_logout_and_lock_after_fiv
     assert_eq!(unknown.status, 401);
 
     let audit = admin.audit(200).expect("audit");
-    let count = |action: &str, user: &str| audit.entries.iter().filter(|e| e.action == action && e.user == user).count();
+    let count =
+        |action: &str, user: &str| audit.entries.iter().filter(|e| e.action == action && e.user == user).count();
     assert_eq!(count("csrf.refused", "ed"), 2);
     assert_eq!(count("login.refused", "vera"), 6, "five wrong passwords and the locked try");
     assert!(count("login", "ed") >= 2);
     assert_eq!(count("forbidden", "vera"), 1);
+}
+
+/// An HTTP agent that trusts only the CA certificates in the PEM file `ca`.
+fn agent_trusting(ca: &std::path::Path) -> ureq::Agent {
+    let pem = std::fs::read(ca).expect("CA file");
+    let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        })
+        .collect();
+    let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .tls_config(tls)
+        .build()
+        .new_agent()
+}
+
+#[test]
+fn https_serves_a_renewed_certificate_after_sighup_and_marks_the_session_cookie_secure() {
+    let dir = TempDir::new("https");
+    let first = lab::Certs::make(&dir, "first");
+    let (cert, key) = (dir.join("api.pem"), dir.join("api.key"));
+    std::fs::copy(&first.cert, &cert).expect("cert");
+    std::fs::copy(&first.key, &key).expect("key");
+    let api_port = free_port();
+    let lines = format!(
+        "api-listen = \"127.0.0.1:{api_port}\"\napi-token = \"{TOKEN}\"\napi-tls-cert = \"{}\"\napi-tls-key = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    let server = Server::loopback(&dir, "memory:", server_port(), &lines);
+    let base = format!("https://127.0.0.1:{api_port}");
+    let admin = AdminClient::with_ca(&base, TOKEN, &first.ca).expect("client");
+    admin.put_user("ed", "editor", Some(PASSWORD)).expect("user over HTTPS");
+
+    // The session cookie over HTTPS is Secure.
+    let login = json!({"user": "ed", "password": PASSWORD}).to_string();
+    let mut answer = agent_trusting(&first.ca)
+        .post(&format!("{base}/api/v1/login"))
+        .header("Content-Type", "application/json")
+        .send(&login)
+        .expect("login");
+    assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.body_mut().read_to_string());
+    let cookie = answer.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+
+    // A renewed certificate from another CA, put in place and signalled: served to the next
+    // connection, without a restart.
+    let second = lab::Certs::make(&dir, "second");
+    std::fs::copy(&second.cert, &cert).expect("cert");
+    std::fs::copy(&second.key, &key).expect("key");
+    server.signal("HUP");
+    let renewed = AdminClient::with_ca(&base, TOKEN, &second.ca).expect("client");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while renewed.stats().is_err() {
+        assert!(std::time::Instant::now() < deadline, "the renewed certificate is not served:\n{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(admin.stats().is_err(), "the old CA no longer vouches for what is served");
+
+    // A key that does not match the certificate is refused, and the renewed pair stays.
+    std::fs::copy(&first.key, &key).expect("key");
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.log_text().contains("new certificate is refused") {
+        assert!(std::time::Instant::now() < deadline, "no refusal logged:\n{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    renewed.stats().expect("still served with the renewed pair");
 }

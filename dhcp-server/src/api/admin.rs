@@ -43,6 +43,8 @@ pub(crate) struct Admin<S> {
     pub(crate) secure_cookies: bool,
     /// How long a session lives at most, for the cookie's `Max-Age`.
     pub(crate) sessions_lifetime_secs: u64,
+    /// Packet rates for the portal's dashboard.
+    pub(crate) rates: Arc<crate::rates::PacketRates>,
 }
 
 impl<S> Admin<S> {
@@ -62,6 +64,26 @@ impl<S> Admin<S> {
             Err(e) => (redact_secrets(&e.to_string()), detail),
         };
         self.audit.record(&who.user, action, target, &outcome, who.detail(detail));
+    }
+}
+
+impl<S: dhcp_core::LeaseStore> Admin<S> {
+    /// Runs a config edit by `who` through `source` (`action` on `target`, `detail` for the
+    /// audit log): validated whole, applied, written, kept in the history and audited.
+    pub(crate) fn edit_config(
+        &self,
+        who: &Who,
+        source: crate::history::Source,
+        (action, target, detail): (&str, &str, Value),
+        edit: impl FnOnce(&str) -> Result<String, ApiError>,
+    ) -> Result<Applied, ApiError> {
+        let result = control(self)?.edit(self.server.engine(), &who.change(source), edit);
+        let result = match result {
+            Ok(applied) => applied.map_err(ApiError::from),
+            Err(refused) => Err(refused),
+        };
+        self.audit_result(who, action, target, &result, detail);
+        result
     }
 }
 

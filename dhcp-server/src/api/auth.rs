@@ -50,7 +50,7 @@ pub fn required_role(method: &Method, route: &str) -> Role {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -118,9 +118,41 @@ pub(crate) async fn gate<S>(State(admin): State<Arc<Admin<S>>>, mut request: Req
     next.run(request).await
 }
 
-/// `POST /api/v1/login` with `{"user": ..., "password": ...}`: a session cookie (HttpOnly,
-/// SameSite=Strict, Secure over HTTPS) and the session's CSRF token; 401 for a wrong name or
-/// password, 429 while the name is locked or too many logins arrive at once.
+/// Logs `user` in with `password`: the answer and the `Set-Cookie` value of its session
+/// (HttpOnly, SameSite=Strict, Secure over HTTPS); 401 for a wrong name or password, 429 while
+/// the name is locked or too many logins arrive at once. Each outcome is audited.
+pub(crate) fn try_login<S>(admin: &Admin<S>, user: &str, password: &str) -> Result<(LoginAnswer, String), ApiError> {
+    let now = Instant::now();
+    match admin.sessions.may_try(user, now) {
+        Ok(()) => {}
+        Err(Refusal::Locked(left)) => {
+            admin.audit.record(user, "login.refused", "", "locked after failed logins", Value::Null);
+            let secs = u32::try_from(left.as_secs()).unwrap_or(u32::MAX).max(1);
+            return Err(ApiError::too_many(format!("{user} is locked after failed logins; try later"), secs));
+        }
+        Err(Refusal::Busy) => return Err(ApiError::too_many("too many logins at once; try again", 1)),
+    }
+    let Some(role) = admin.users.check_password(user, password) else {
+        let locked = admin.sessions.failed(user, now);
+        let why = if locked { "wrong password; now locked" } else { "wrong user or password" };
+        admin.audit.record(user, "login.refused", "", why, Value::Null);
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user or password"));
+    };
+    let (id, csrf) = admin
+        .sessions
+        .start(user, now)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("no session: {e}")))?;
+    admin.audit.record(user, "login", "", "ok", Value::Null);
+    let secure = if admin.secure_cookies { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        admin.sessions_lifetime_secs
+    );
+    Ok((LoginAnswer { user: user.to_owned(), role, csrf }, cookie))
+}
+
+/// `POST /api/v1/login` with `{"user": ..., "password": ...}`: the session cookie and the
+/// session's CSRF token (see [`try_login`]).
 pub(crate) async fn login<S>(State(admin): State<Arc<Admin<S>>>, body: Bytes) -> Result<Response, ApiError> {
     #[derive(serde::Deserialize)]
     struct Login {
@@ -129,37 +161,17 @@ pub(crate) async fn login<S>(State(admin): State<Arc<Admin<S>>>, body: Bytes) ->
     }
     let form: Login = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad("body", format!("expected {{\"user\": ..., \"password\": ...}}: {e}")))?;
-    let now = Instant::now();
-    match admin.sessions.may_try(&form.user, now) {
-        Ok(()) => {}
-        Err(Refusal::Locked(left)) => {
-            admin.audit.record(&form.user, "login.refused", "", "locked after failed logins", Value::Null);
-            let secs = u32::try_from(left.as_secs()).unwrap_or(u32::MAX).max(1);
-            return Err(ApiError::too_many(format!("{} is locked after failed logins", form.user), secs));
-        }
-        Err(Refusal::Busy) => return Err(ApiError::too_many("too many logins at once", 1)),
-    }
-    let Some(role) = admin.users.check_password(&form.user, &form.password) else {
-        let locked = admin.sessions.failed(&form.user, now);
-        let why = if locked { "wrong password; now locked" } else { "wrong user or password" };
-        admin.audit.record(&form.user, "login.refused", "", why, Value::Null);
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user or password"));
-    };
-    let (id, csrf) = admin
-        .sessions
-        .start(&form.user, now)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("no session: {e}")))?;
-    admin.audit.record(&form.user, "login", "", "ok", Value::Null);
-    let secure = if admin.secure_cookies { "; Secure" } else { "" };
-    let cookie = format!(
-        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        admin.sessions_lifetime_secs
-    );
-    let mut response = axum::Json(LoginAnswer { user: form.user, role, csrf }).into_response();
+    let (answer, cookie) = try_login(&admin, &form.user, &form.password)?;
+    let mut response = axum::Json(answer).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)
+}
+
+/// The `Set-Cookie` value that clears the session cookie.
+pub(crate) fn cleared_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
 /// `POST /api/v1/logout`: ends the session and clears the cookie.
@@ -168,8 +180,7 @@ pub(crate) async fn logout<S>(State(admin): State<Arc<Admin<S>>>, headers: Heade
         admin.sessions.end(id);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    if let Ok(value) = HeaderValue::from_str(&clear) {
+    if let Ok(value) = HeaderValue::from_str(&cleared_cookie()) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response

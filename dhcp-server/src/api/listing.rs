@@ -93,6 +93,9 @@ pub(crate) struct LeaseQuery {
     client: Option<String>,
     after: Option<Ipv4Addr>,
     limit: Option<usize>,
+    /// The portal's search: a host name containing it (any case), or a MAC or client id
+    /// equal to it (normalised with [`normal_id`]).
+    text: Option<(String, String)>,
 }
 
 impl LeaseQuery {
@@ -140,9 +143,22 @@ impl LeaseQuery {
         Ok(query)
     }
 
+    /// The portal's search for `text` (a host name containing it, or a MAC or client id equal to
+    /// it) above `after`.
+    pub(crate) fn search(text: &str, after: Option<Ipv4Addr>) -> LeaseQuery {
+        let text = text.trim();
+        let wanted = (!text.is_empty()).then(|| (text.to_lowercase(), normal_id(text)));
+        LeaseQuery { after, text: wanted, ..LeaseQuery::default() }
+    }
+
     /// Whether `lease` is one the query asks for (its subnet aside: the store filters that).
     fn matches(&self, lease: &Lease) -> bool {
-        self.after.is_none_or(|a| lease.addr > a)
+        let text = self.text.as_ref().is_none_or(|(lower, id)| {
+            lease.hostname.as_deref().is_some_and(|h| h.to_lowercase().contains(lower.as_str()))
+                || lease.hwaddr.to_string() == *id
+                || lease.client.to_string() == *id
+        });
+        text && self.after.is_none_or(|a| lease.addr > a)
             && self.state.as_deref().is_none_or(|s| lease.state.name() == s)
             && self.mac.as_deref().is_none_or(|m| lease.hwaddr.to_string() == m)
             && self.client.as_deref().is_none_or(|c| lease.client.to_string() == c)
@@ -151,7 +167,7 @@ impl LeaseQuery {
     /// Whether the query filters on more than the subnet, so that the store's leases are not
     /// all listed.
     fn filters(&self) -> bool {
-        self.state.is_some() || self.mac.is_some() || self.client.is_some()
+        self.state.is_some() || self.mac.is_some() || self.client.is_some() || self.text.is_some()
     }
 }
 
@@ -543,6 +559,7 @@ mod tests {
                 client: None,
                 after: Some(Ipv4Addr::new(10, 0, 0, 9)),
                 limit: Some(MAX_LEASE_LIMIT),
+                text: None,
             }
         );
     }

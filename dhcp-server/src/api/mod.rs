@@ -43,17 +43,17 @@
 //! The API is served by [`Service`](crate::Service) when `api-listen` is set; the typed
 //! bodies are in [`model`], and [`AdminClient`] (feature `client`) speaks them.
 
-mod admin;
-mod auth;
+pub(crate) mod admin;
+pub(crate) mod auth;
 mod changes;
 mod client;
-mod edit;
+pub(crate) mod edit;
 pub(crate) mod entries;
-mod error;
-mod listing;
+pub(crate) mod error;
+pub(crate) mod listing;
 pub mod model;
 pub mod report;
-mod who;
+pub(crate) mod who;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -126,6 +126,8 @@ pub(crate) fn router<S: LeaseStore + ReplicaStore + 'static>(admin: Admin<S>) ->
     let public = Router::new().route("/login", post(auth::login::<S>)).route("/logout", post(auth::logout::<S>));
     Router::new()
         .nest("/api/v1", api.merge(public))
+        .nest("/portal", crate::portal::router::<S>())
+        .route("/portal", get(crate::portal::to_root))
         .route("/metrics", get(metrics_text::<S>))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(admin)
@@ -138,9 +140,19 @@ where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
+    // The dashboard's packet rates: the counters sampled on this thread while it serves.
+    let (rates, server) = (Arc::clone(&admin.rates), Arc::clone(&admin.server));
+    let sampler = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::rates::SAMPLE_EVERY);
+        loop {
+            tick.tick().await;
+            rates.sample(server.engine().stats(), std::time::Instant::now());
+        }
+    });
     if let Err(e) = axum::serve(listener, router(admin)).await {
         warn!(error = %e, "management API stopped");
     }
+    sampler.abort();
 }
 
 impl<S: LeaseStore + 'static> listing::LeaseSource for Admin<S> {
@@ -227,17 +239,12 @@ fn json_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
 fn apply_edit<S: LeaseStore>(
     admin: &Admin<S>,
     who: &Who,
-    (action, target, detail): (&str, &str, Value),
+    audit: (&str, &str, Value),
     status: StatusCode,
     edit: impl FnOnce(&str) -> Result<String, ApiError>,
 ) -> Result<Response, ApiError> {
-    let result = control(admin)?.edit(admin.server.engine(), &who.change(Source::Api), edit);
-    let result = match result {
-        Ok(applied) => applied.map_err(ApiError::from),
-        Err(refused) => Err(refused),
-    };
-    admin.audit_result(who, action, target, &result, detail);
-    Ok((status, axum::Json(Changed { applied: (&result?).into() })).into_response())
+    let applied = admin.edit_config(who, Source::Api, audit, edit)?;
+    Ok((status, axum::Json(Changed { applied: (&applied).into() })).into_response())
 }
 
 async fn add_reservation<S: LeaseStore>(

@@ -6,7 +6,8 @@ use std::io::{self, Write};
 use serde_json::{Map, Value};
 
 use super::model::{
-    AuditList, Changed, ConfigHistoryList, ConfigTested, Group, HaStatus, LeaseInfo, Reservation, StatsMap, StoreEntry, UserList,
+    AuditList, Changed, ConfigHistoryList, ConfigTested, Group, HaStatus, LeaseInfo, Reservation, StatsMap, StoreEntry,
+    UserList,
 };
 
 /// Rows of cells; the first row is the header (or, for a card, every row is a label and value).
@@ -248,7 +249,11 @@ pub fn users(list: &UserList) -> Table {
     let mut table = Table::with_header(&["USER", "ROLE", "TOKENS"]);
     for u in &list.users {
         let tokens: Vec<String> = u.tokens.iter().map(|t| format!("{} ({})", t.id, t.role.as_str())).collect();
-        table.rows.push(vec![u.name.clone(), u.role.as_str().to_owned(), cell(Some(tokens.join(", ").as_str()).filter(|t| !t.is_empty()))]);
+        table.rows.push(vec![
+            u.name.clone(),
+            u.role.as_str().to_owned(),
+            cell(Some(tokens.join(", ").as_str()).filter(|t| !t.is_empty())),
+        ]);
     }
     table
 }
