@@ -296,6 +296,7 @@ impl Running {
                     secure_cookies: settings.api_tls.is_some(),
                     sessions_lifetime_secs: settings.session_lifetime.as_secs(),
                     rates: Arc::default(),
+                    hosts: std::sync::Mutex::default(),
                     server: Arc::clone(&server),
                     control: control.clone(),
                     metrics,

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::entries;
 use super::error::ApiError;
+use super::model::{Group, Reservation};
 use super::who::Who;
 use crate::audit::AuditLog;
 use crate::control::{Applied, ConfigControl};
@@ -45,6 +46,30 @@ pub(crate) struct Admin<S> {
     pub(crate) sessions_lifetime_secs: u64,
     /// Packet rates for the portal's dashboard.
     pub(crate) rates: Arc<crate::rates::PacketRates>,
+    /// The running config's reservations and groups, parsed once per config.
+    pub(crate) hosts: std::sync::Mutex<Option<ParsedHosts>>,
+}
+
+/// A config's text and its reservations and groups, as [`edit`](super::edit) reads them.
+pub(crate) type ParsedHosts = (String, Arc<Vec<Reservation>>, Arc<Vec<Group>>);
+
+impl<S> Admin<S> {
+    /// The running config's reservations and groups: parsed again only when the config changed,
+    /// so that pages listing ten thousand reservations do not parse the config each time.
+    pub(crate) fn config_hosts(&self) -> Result<(Arc<Vec<Reservation>>, Arc<Vec<Group>>), ApiError> {
+        let text = control(self)?.running_text();
+        let mut cached = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, reservations, groups)) = cached.as_ref()
+            && *seen == text
+        {
+            return Ok((Arc::clone(reservations), Arc::clone(groups)));
+        }
+        let broken = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
+        let reservations = Arc::new(super::edit::reservations(&text).map_err(broken)?);
+        let groups = Arc::new(super::edit::groups(&text).map_err(broken)?);
+        *cached = Some((text, Arc::clone(&reservations), Arc::clone(&groups)));
+        Ok((reservations, groups))
+    }
 }
 
 impl<S> Admin<S> {

@@ -39,8 +39,9 @@ impl ApiError {
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.field {
-            Some(field) => write!(f, "{field}: {}", self.error),
-            None => f.write_str(&self.error),
+            // A config error names its path already.
+            Some(field) if !self.error.starts_with(field.as_str()) => write!(f, "{field}: {}", self.error),
+            _ => f.write_str(&self.error),
         }
     }
 }

@@ -127,7 +127,7 @@ pub(crate) fn router<S: LeaseStore + ReplicaStore + 'static>(admin: Admin<S>) ->
     Router::new()
         .nest("/api/v1", api.merge(public))
         .nest("/portal", crate::portal::router::<S>())
-        .route("/portal", get(crate::portal::to_root))
+        .route("/portal/", get(crate::portal::to_root))
         .route("/metrics", get(metrics_text::<S>))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(admin)
@@ -215,9 +215,7 @@ async fn delete_lease<S: LeaseStore>(
 }
 
 async fn list_reservations<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<ReservationList> {
-    let text = control(&admin)?.running_text();
-    let mut reservations =
-        edit::reservations(&text).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let mut reservations = admin.config_hosts()?.0.as_ref().clone();
     for r in &mut reservations {
         let hw = r.hw_address.as_deref().and_then(dhcp_core::HwAddr::parse);
         r.last_seen = hw.and_then(|hw| admin.seen.get(&hw));
@@ -279,8 +277,7 @@ async fn delete_reservation<S: LeaseStore>(
 }
 
 async fn list_groups<S: LeaseStore>(State(admin): State<Arc<Admin<S>>>) -> ApiResult<GroupList> {
-    let text = control(&admin)?.running_text();
-    let groups = edit::groups(&text).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let groups = admin.config_hosts()?.1.as_ref().clone();
     Ok(axum::Json(GroupList { groups }))
 }
 

@@ -280,16 +280,13 @@ pub(crate) async fn import<S: LeaseStore + 'static>(
     while let Ok(Some(field)) = form.next_field().await {
         let name = field.name().unwrap_or("").to_owned();
         let Ok(bytes) = field.bytes().await else { break };
-        // A file takes the place of the text box when one was chosen.
-        if name == "file" && bytes.is_empty() {
-            continue;
-        }
-        let key = if name == "file" { "csv".to_owned() } else { name };
-        parts.insert(key, String::from_utf8_lossy(&bytes).into_owned());
+        parts.insert(name, String::from_utf8_lossy(&bytes).into_owned());
     }
     let csrf = parts.get("csrf").cloned().unwrap_or_default();
     let viewer = require_form(&admin, &headers, Role::Editor, &csrf)?;
-    let text = parts.get("csv").cloned().unwrap_or_default();
+    // A file chosen takes the place of the text box.
+    let file = parts.get("file").filter(|f| !f.trim().is_empty());
+    let text = file.or(parts.get("csv")).cloned().unwrap_or_default();
     let config = control(&admin).map(|c| c.running_text()).unwrap_or_default();
     let rows = match preview(&text, &config) {
         Ok(rows) => rows,

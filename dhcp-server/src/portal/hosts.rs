@@ -54,10 +54,6 @@ pub(crate) fn reservation_body(fields: &Fields) -> Result<Map<String, Value>, Ap
     Ok(body)
 }
 
-fn running<S>(admin: &Admin<S>) -> Result<String, ApiError> {
-    Ok(crate::api::admin::control(admin)?.running_text())
-}
-
 /// The reservation's id in paths: its MAC, else its client id, else its circuit id.
 fn id_of(r: &Reservation) -> String {
     r.hw_address.clone().or_else(|| r.client_id.clone()).or_else(|| r.circuit_id.clone()).unwrap_or_default()
@@ -119,9 +115,7 @@ fn reservations_page<S>(
     values: &Fields,
     error: Option<&str>,
 ) -> Response {
-    let text = running(admin).unwrap_or_default();
-    let all = edit::reservations(&text).unwrap_or_default();
-    let groups = edit::groups(&text).unwrap_or_default();
+    let (all, groups) = admin.config_hosts().unwrap_or_default();
     let q = query.q.trim().to_lowercase();
     let matching: Vec<&Reservation> = all
         .iter()
@@ -204,7 +198,7 @@ pub(crate) async fn add<S: LeaseStore + 'static>(
 }
 
 fn edit_page<S>(admin: &Admin<S>, viewer: &Viewer, id: &str, values: &Fields, error: Option<&str>) -> Response {
-    let groups = edit::groups(&running(admin).unwrap_or_default()).unwrap_or_default();
+    let groups = admin.config_hosts().map(|h| h.1).unwrap_or_default();
     let body = html! {
         (reservation_form(viewer, &format!("{ROOT}/reservations/{}", encode(id)), values, &groups, error))
         p { a href=(format!("{ROOT}/reservations")) { "Back to the reservations" } }
@@ -220,7 +214,7 @@ pub(crate) async fn edit_form<S: LeaseStore + 'static>(
     Path(id): Path<String>,
 ) -> Result<Response, Refused> {
     let viewer = require(&admin, &headers, Role::Editor)?;
-    let all = edit::reservations(&running(&admin).unwrap_or_default()).unwrap_or_default();
+    let all = admin.config_hosts().map(|h| h.0).unwrap_or_default();
     let wanted = normal_id(&id);
     let Some(r) = all.iter().find(|r| normal_id(&id_of(r)) == wanted) else {
         let body = html! { p role="alert" { "No reservation for " (id) "." } };
@@ -330,7 +324,7 @@ fn option_text(group: &Group, name: &str) -> String {
 }
 
 fn groups_page<S>(admin: &Admin<S>, viewer: &Viewer, values: &Fields, error: Option<&str>) -> Response {
-    let groups = edit::groups(&running(admin).unwrap_or_default()).unwrap_or_default();
+    let groups = admin.config_hosts().map(|h| h.1).unwrap_or_default();
     let editor = viewer.may(Role::Editor);
     let body = html! {
         div.scroll { table {
@@ -339,7 +333,7 @@ fn groups_page<S>(admin: &Admin<S>, viewer: &Viewer, values: &Fields, error: Opt
                 @for (_, label) in GROUP_OPTIONS { th scope="col" { (label.split(" (").next().unwrap_or(label)) } }
                 @if editor { th scope="col" { span.muted { "Actions" } } }
             } }
-            tbody { @for g in &groups {
+            tbody { @for g in groups.iter() {
                 @let name = g.name.as_deref().unwrap_or("");
                 tr {
                     td { (name) } td.num { (g.lease_time.map(|t| t.to_string()).unwrap_or_default()) }

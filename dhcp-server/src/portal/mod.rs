@@ -60,7 +60,7 @@ pub(crate) fn router<S: LeaseStore + 'static>() -> Router<Arc<Admin<S>>> {
 
 /// `/portal` without the slash: to the dashboard.
 pub(crate) async fn to_root() -> Redirect {
-    Redirect::permanent(&format!("{ROOT}/"))
+    Redirect::permanent(ROOT)
 }
 
 fn login_page(error: Option<&str>, status: StatusCode) -> Response {
@@ -80,7 +80,7 @@ fn login_page(error: Option<&str>, status: StatusCode) -> Response {
 /// `GET /portal/login`: the form, or the dashboard for a live session.
 async fn login_form<S: LeaseStore + 'static>(State(admin): State<Arc<Admin<S>>>, headers: HeaderMap) -> Response {
     if viewer(&admin, &headers).is_some() {
-        return Redirect::to(&format!("{ROOT}/")).into_response();
+        return Redirect::to(ROOT).into_response();
     }
     login_page(None, StatusCode::OK)
 }
@@ -91,7 +91,7 @@ async fn login<S: LeaseStore + 'static>(State(admin): State<Arc<Admin<S>>>, Form
     let (user, password) = (fields.get("user").map(|u| u.trim()).unwrap_or(""), fields.get("password"));
     match try_login(&admin, user, password.map(String::as_str).unwrap_or("")) {
         Ok((_, cookie)) => {
-            let mut response = page::see_other(&format!("{ROOT}/"));
+            let mut response = page::see_other(ROOT);
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }

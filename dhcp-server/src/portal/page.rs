@@ -56,8 +56,7 @@ impl IntoResponse for Refused {
         match self {
             Refused::Login => Redirect::to(&format!("{ROOT}/login")).into_response(),
             Refused::Forbidden(why) => {
-                let body =
-                    html! { p role="alert" { (why) } p { a href=(format!("{ROOT}/")) { "Back to the dashboard" } } };
+                let body = html! { p role="alert" { (why) } p { a href=(ROOT) { "Back to the dashboard" } } };
                 answer(StatusCode::FORBIDDEN, page("Not allowed", None, body))
             }
         }
@@ -150,7 +149,7 @@ pub(crate) fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup
                     @if let Some(viewer) = viewer {
                         nav aria-label="Main" {
                             ul {
-                                li { a href=(format!("{ROOT}/")) { "Dashboard" } }
+                                li { a href=(ROOT) { "Dashboard" } }
                                 li { a href=(format!("{ROOT}/leases")) { "Leases" } }
                                 li { a href=(format!("{ROOT}/reservations")) { "Reservations" } }
                                 li { a href=(format!("{ROOT}/groups")) { "Groups" } }

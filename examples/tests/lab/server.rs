@@ -14,6 +14,12 @@ use super::{Netns, Proc};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_dhcp-server");
 
+/// The server binary the tests run: `DHCP_SERVER_BIN` (a release build, for the timing tests),
+/// else the test build's.
+fn binary() -> std::ffi::OsString {
+    std::env::var_os("DHCP_SERVER_BIN").unwrap_or_else(|| BINARY.into())
+}
+
 /// The engine config of a server on loopback: one subnet, 192.0.2.0/24, served to the relay
 /// 127.0.0.2.
 pub const LOOPBACK_CONFIG: &str = "lease-time = 600\n\n[[subnets]]\nid = 1\nsubnet = \"192.0.2.0/24\"\n\
@@ -44,9 +50,9 @@ impl Server {
     /// `server_lines` (a store URL, say); its log is `DIR/NAME.log`.
     pub fn spawn(place: Place<'_>, dir: &Path, name: &str, config: &str, server_lines: &str) -> Server {
         let (mut cmd, port, place_lines) = match place {
-            Place::Netns(ns) => (ns.command(BINARY), 67, "listen = [\"vsrv\"]\nlog-level = \"debug\"".to_owned()),
+            Place::Netns(ns) => (ns.command(binary()), 67, "listen = [\"vsrv\"]\nlog-level = \"debug\"".to_owned()),
             Place::Loopback(port) => (
-                Command::new(BINARY),
+                Command::new(binary()),
                 port,
                 format!(
                     "listen = [\"127.0.0.1\"]\nserver-port = {port}\nclient-port = {}\nlog-level = \"info\"",
@@ -76,7 +82,12 @@ impl Server {
 
     /// Waits until the server serves (up to 10 s), panicking when it exits first.
     pub fn serving(self) -> Server {
-        self.proc.wait_for_log("serving", Duration::from_secs(10));
+        self.serving_within(Duration::from_secs(10))
+    }
+
+    /// [`serving`](Self::serving) with a longer wait (a big journal to replay).
+    pub fn serving_within(self, wait: Duration) -> Server {
+        self.proc.wait_for_log("serving", wait);
         self
     }
 
