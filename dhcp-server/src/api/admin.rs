@@ -50,13 +50,16 @@ pub(crate) struct Admin<S> {
     pub(crate) hosts: std::sync::Mutex<Option<ParsedHosts>>,
 }
 
-/// A config's text and its reservations and groups, as [`edit`](super::edit) reads them.
+/// A config's reservations and groups, as [`edit`](super::edit) reads them.
+pub(crate) type ConfigHosts = (Arc<Vec<Reservation>>, Arc<Vec<Group>>);
+
+/// A config's text and its [`ConfigHosts`].
 pub(crate) type ParsedHosts = (String, Arc<Vec<Reservation>>, Arc<Vec<Group>>);
 
 impl<S> Admin<S> {
     /// The running config's reservations and groups: parsed again only when the config changed,
     /// so that pages listing ten thousand reservations do not parse the config each time.
-    pub(crate) fn config_hosts(&self) -> Result<(Arc<Vec<Reservation>>, Arc<Vec<Group>>), ApiError> {
+    pub(crate) fn config_hosts(&self) -> Result<ConfigHosts, ApiError> {
         let text = control(self)?.running_text();
         let mut cached = self.hosts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((seen, reservations, groups)) = cached.as_ref()

@@ -273,6 +273,21 @@ pub(crate) fn delete_group(text: &str, name: &str) -> Result<String, ApiError> {
     Ok(doc.to_string())
 }
 
+/// Adds or replaces a reservation for each row (a bulk import), each by its MAC or client
+/// identifier, in one edit: the new text, or the first row that cannot be written (its index
+/// and why). The caller validates the whole text before anything is applied.
+pub(crate) fn upsert_reservations(text: &str, rows: &[Map<String, Value>]) -> Result<String, (usize, ApiError)> {
+    let mut doc = document(text).map_err(|e| (0, e))?;
+    for (i, fields) in rows.iter().enumerate() {
+        let table = reservation_table(fields).map_err(|e| (i, e))?;
+        let id = ["hw-address", "client-id", "circuit-id"].iter().find_map(|k| fields.get(*k).and_then(Value::as_str));
+        let old = id.and_then(|id| remove_reservation(&mut doc, id));
+        let subnet = subnet_of(fields, old).map_err(|e| (i, e))?;
+        push_reservation(&mut doc, subnet, table).map_err(|e| (i, e))?;
+    }
+    Ok(doc.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -338,19 +353,4 @@ mod tests {
         assert!(groups(&text).expect("groups").is_empty());
         assert_eq!(check_group_name("a b").expect_err("space").field.as_deref(), Some("name"));
     }
-}
-
-/// Adds or replaces a reservation for each row (a bulk import), each by its MAC or client
-/// identifier, in one edit: the new text, or the first row that cannot be written (its index
-/// and why). The caller validates the whole text before anything is applied.
-pub(crate) fn upsert_reservations(text: &str, rows: &[Map<String, Value>]) -> Result<String, (usize, ApiError)> {
-    let mut doc = document(text).map_err(|e| (0, e))?;
-    for (i, fields) in rows.iter().enumerate() {
-        let table = reservation_table(fields).map_err(|e| (i, e))?;
-        let id = ["hw-address", "client-id", "circuit-id"].iter().find_map(|k| fields.get(*k).and_then(Value::as_str));
-        let old = id.and_then(|id| remove_reservation(&mut doc, id));
-        let subnet = subnet_of(fields, old).map_err(|e| (i, e))?;
-        push_reservation(&mut doc, subnet, table).map_err(|e| (i, e))?;
-    }
-    Ok(doc.to_string())
 }

@@ -61,7 +61,7 @@ pub(crate) async fn export<S: LeaseStore + 'static>(
 
 /// What importing one row would do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Change {
+pub(crate) enum Verdict {
     Add,
     Change,
     Same,
@@ -73,7 +73,7 @@ pub(crate) enum Change {
 pub(crate) struct Row {
     pub(crate) line: u64,
     pub(crate) fields: Fields,
-    pub(crate) change: Change,
+    pub(crate) change: Verdict,
 }
 
 /// A column's header as one of [`COLUMNS`].
@@ -154,8 +154,8 @@ fn judge(
     groups: &HashSet<String>,
     seen_ids: &mut HashSet<String>,
     seen_ips: &mut HashMap<String, String>,
-) -> Change {
-    let refuse = |field: &str, why: String| Change::Refused(format!("{field}: {why}"));
+) -> Verdict {
+    let refuse = |field: &str, why: String| Verdict::Refused(format!("{field}: {why}"));
     let id = match (fields.get("hw-address"), fields.get("client-id")) {
         (Some(mac), _) => match dhcp_core::HwAddr::parse(mac) {
             Some(hw) => hw.to_string(),
@@ -198,14 +198,14 @@ fn judge(
     if let Some(group) = fields.get("group").filter(|g| !groups.contains(*g)) {
         return refuse("group", format!("no group {group:?}"));
     }
-    let Some(old) = old else { return Change::Add };
+    let Some(old) = old else { return Verdict::Add };
     let same = |name: &str, have: &Option<String>| fields.get(name).map(String::as_str) == have.as_deref();
     let unchanged = old.subnet == Some(subnet)
         && same("ip-address", &old.ip_address)
         && same("hostname", &old.hostname)
         && same("description", &old.description)
         && same("group", &old.group);
-    if unchanged { Change::Same } else { Change::Change }
+    if unchanged { Verdict::Same } else { Verdict::Change }
 }
 
 /// `GET /portal/import`: the upload form.
@@ -218,8 +218,8 @@ pub(crate) async fn form<S: LeaseStore + 'static>(
 }
 
 fn import_page(viewer: &Viewer, text: &str, rows: Option<&[Row]>, error: Option<&str>) -> Response {
-    let refused = rows.map_or(0, |r| r.iter().filter(|r| matches!(r.change, Change::Refused(_))).count());
-    let changes = rows.map_or(0, |r| r.iter().filter(|r| matches!(r.change, Change::Add | Change::Change)).count());
+    let refused = rows.map_or(0, |r| r.iter().filter(|r| matches!(r.change, Verdict::Refused(_))).count());
+    let changes = rows.map_or(0, |r| r.iter().filter(|r| matches!(r.change, Verdict::Add | Verdict::Change)).count());
     let body = html! {
         p { "Columns by header: " code { (COLUMNS.join(",")) } " (" code { "mac" } " and " code { "ip" } " are taken too). "
             "Rows are matched to reservations by MAC or client id: new ones are added, others changed." }
@@ -237,10 +237,10 @@ fn import_page(viewer: &Viewer, text: &str, rows: Option<&[Row]>, error: Option<
                 tbody { @for row in rows { tr {
                     td { (row.line) }
                     td { @match &row.change {
-                        Change::Add => "add",
-                        Change::Change => "change",
-                        Change::Same => span.muted { "no change" },
-                        Change::Refused(why) => strong role="alert" { "refused: " (why) },
+                        Verdict::Add => "add",
+                        Verdict::Change => "change",
+                        Verdict::Same => span.muted { "no change" },
+                        Verdict::Refused(why) => strong role="alert" { "refused: " (why) },
                     } }
                     @for (name, _) in RESERVATION_FIELDS { td { (row.fields.get(name).map(String::as_str).unwrap_or("")) } }
                 } } }
@@ -292,13 +292,13 @@ pub(crate) async fn import<S: LeaseStore + 'static>(
         Ok(rows) => rows,
         Err(why) => return Ok(import_page(&viewer, &text, None, Some(&why))),
     };
-    let refused = rows.iter().any(|r| matches!(r.change, Change::Refused(_)));
+    let refused = rows.iter().any(|r| matches!(r.change, Verdict::Refused(_)));
     if parts.get("action").map(String::as_str) != Some("apply") || refused {
         return Ok(import_page(&viewer, &text, Some(&rows), None));
     }
     let bodies: Result<Vec<Map<String, Value>>, _> = rows
         .iter()
-        .filter(|r| matches!(r.change, Change::Add | Change::Change))
+        .filter(|r| matches!(r.change, Verdict::Add | Verdict::Change))
         .map(|r| reservation_body(&r.fields))
         .collect();
     let bodies = match bodies {
@@ -310,7 +310,7 @@ pub(crate) async fn import<S: LeaseStore + 'static>(
     let result = admin.edit_config(&viewer.who(), Source::Portal, audit, |config| {
         edit::upsert_reservations(config, &bodies).map_err(|(i, e)| {
             let line =
-                rows.iter().filter(|r| matches!(r.change, Change::Add | Change::Change)).nth(i).map_or(0, |r| r.line);
+                rows.iter().filter(|r| matches!(r.change, Verdict::Add | Verdict::Change)).nth(i).map_or(0, |r| r.line);
             crate::api::error::ApiError::bad(format!("line {line}"), e.to_string())
         })
     });
@@ -366,18 +366,18 @@ ip-address = "10.0.0.20"
                    ,02:00:00:00:00:06,10.0.0.16,,\r\n\
                    1,02:00:00:00:00:07,10.0.0.20,,\r\n";
         let rows = preview(csv, CONFIG).expect("reads");
-        let changes: Vec<&Change> = rows.iter().map(|r| &r.change).collect();
-        assert_eq!(changes[0], &Change::Same);
-        assert!(matches!(changes[1], Change::Refused(w) if w.contains("twice")), "{changes:?}");
-        assert_eq!(changes[2], &Change::Add);
+        let changes: Vec<&Verdict> = rows.iter().map(|r| &r.change).collect();
+        assert_eq!(changes[0], &Verdict::Same);
+        assert!(matches!(changes[1], Verdict::Refused(w) if w.contains("twice")), "{changes:?}");
+        assert_eq!(changes[2], &Verdict::Add);
         assert_eq!(rows[2].fields.get("hostname").map(String::as_str), Some("two, the second"));
-        assert!(matches!(changes[3], Change::Refused(w) if w.starts_with("ip-address") && w.contains("outside")));
-        assert!(matches!(changes[4], Change::Refused(w) if w.starts_with("hw-address")));
-        assert!(matches!(changes[5], Change::Refused(w) if w.contains("also given to 02:00:00:00:00:01")));
-        assert!(matches!(changes[6], Change::Refused(w) if w.starts_with("group")));
-        assert!(matches!(changes[7], Change::Refused(w) if w.starts_with("subnet")), "{changes:?}");
+        assert!(matches!(changes[3], Verdict::Refused(w) if w.starts_with("ip-address") && w.contains("outside")));
+        assert!(matches!(changes[4], Verdict::Refused(w) if w.starts_with("hw-address")));
+        assert!(matches!(changes[5], Verdict::Refused(w) if w.contains("also given to 02:00:00:00:00:01")));
+        assert!(matches!(changes[6], Verdict::Refused(w) if w.starts_with("group")));
+        assert!(matches!(changes[7], Verdict::Refused(w) if w.starts_with("subnet")), "{changes:?}");
         assert!(
-            matches!(changes[8], Change::Refused(w) if w.contains("reserved for 02:00:00:00:00:0a")),
+            matches!(changes[8], Verdict::Refused(w) if w.contains("reserved for 02:00:00:00:00:0a")),
             "{changes:?}"
         );
         assert_eq!(rows.len(), 9, "the blank line is passed over");

@@ -19,6 +19,8 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 PASSWORD = "a long enough password"
 USERS = {"ed": "editor", "vera": "viewer", "ada": "admin"}
@@ -64,11 +66,19 @@ def shot(driver, name):
         driver.save_screenshot(os.path.join(where, name + ".png"))
 
 
+def submit(driver, button):
+    """Clicks a form's button and waits for the page it leads to: a click does not wait."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def login(driver, base, user):
     driver.get(base + "/portal/login")
     driver.find_element(By.ID, "user").send_keys(user)
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
-    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    submit(driver, driver.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     alerts = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "[role=alert]")]
     check(driver.current_url.rstrip("/").endswith("/portal"), f"{user} is not on the dashboard: {driver.current_url} {alerts}")
     check(f"{user} ({USERS[user]})" in driver.page_source, f"{user} is not shown as logged in")
@@ -97,7 +107,7 @@ def step_add_reservation(base, mac, ip):
         fill(driver, "r-ip-address", ip)
         fill(driver, "r-hostname", "browser-desk")
         fill(driver, "r-description", "added in the portal")
-        driver.find_element(By.XPATH, "//button[text()='Save']").click()
+        submit(driver, driver.find_element(By.XPATH, "//button[text()='Save']"))
         rows = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "tbody tr")]
         alerts = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "[role=alert]")]
         check(any(mac in r and ip in r for r in rows), f"the new reservation is not listed: {rows} {alerts}")
@@ -143,7 +153,7 @@ def step_import(base, bad_path, good_path):
         before = api(base, "GET", "/api/v1/reservations")[1]["reservations"]
         driver.get(base + "/portal/import")
         driver.find_element(By.ID, "file").send_keys(os.path.abspath(bad_path))
-        driver.find_element(By.XPATH, "//button[text()='Preview']").click()
+        submit(driver, driver.find_element(By.XPATH, "//button[text()='Preview']"))
         alerts = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "[role=alert]")]
         check(any("refused" in a for a in alerts), f"the bad row is not shown: {alerts}")
         check(not driver.find_elements(By.XPATH, "//button[starts-with(text(), 'Apply')]"), "Apply is offered")
@@ -151,10 +161,10 @@ def step_import(base, bad_path, good_path):
         check(api(base, "GET", "/api/v1/reservations")[1]["reservations"] == before, "a refused import applied")
         driver.get(base + "/portal/import")
         driver.find_element(By.ID, "file").send_keys(os.path.abspath(good_path))
-        driver.find_element(By.XPATH, "//button[text()='Preview']").click()
+        submit(driver, driver.find_element(By.XPATH, "//button[text()='Preview']"))
         apply = driver.find_elements(By.XPATH, "//button[starts-with(text(), 'Apply')]")
         check(apply, "the fixed file offers no Apply: " + driver.find_element(By.TAG_NAME, "main").text)
-        apply[0].click()
+        submit(driver, apply[0])
         check("reservations added or changed" in driver.page_source, "no confirmation after Apply")
         after = api(base, "GET", "/api/v1/reservations")[1]["reservations"]
         check(len(after) > len(before), f"the import applied nothing: {len(before)} then {len(after)}")
@@ -169,7 +179,7 @@ def step_rollback(base, version):
         driver.get(base + "/portal/history")
         shot(driver, "history")
         fill(driver, f"why-{version}", "routers broke printing")
-        driver.find_element(By.XPATH, f"//button[@aria-label='Roll back to version {version}']").click()
+        submit(driver, driver.find_element(By.XPATH, f"//button[@aria-label='Roll back to version {version}']"))
         status = driver.find_element(By.CSS_SELECTOR, "[role=status]").text
         check(f"Version {version} is running again" in status, f"no confirmation: {status}")
         driver.get(base + f"/portal/history/diff?from={version}&to={int(version) + 1}")
