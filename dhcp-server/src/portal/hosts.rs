@@ -339,6 +339,8 @@ fn groups_page<S>(admin: &Admin<S>, viewer: &Viewer, values: &Fields, error: Opt
                     td { (name) } td.num { (g.lease_time.map(|t| t.to_string()).unwrap_or_default()) }
                     @for (option, _) in GROUP_OPTIONS { td { (option_text(g, option)) } }
                     @if editor { td {
+                        a href=(format!("{ROOT}/groups?edit={}#g-name", encode(name))) aria-label=(format!("Edit group {name}")) { "Edit" }
+                        " "
                         form.inline method="post" action=(format!("{ROOT}/groups/{}/delete", encode(name))) {
                             (csrf_field(viewer))
                             button.danger type="submit" aria-label=(format!("Delete group {name}")) { "Delete" }
@@ -370,13 +372,47 @@ fn groups_page<S>(admin: &Admin<S>, viewer: &Viewer, values: &Fields, error: Opt
     answer(status, page("Groups", Some(viewer), body))
 }
 
-/// `GET /portal/groups`.
+/// `?edit=NAME` of the groups page: the form filled with that group.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct GroupQuery {
+    edit: Option<String>,
+}
+
+/// A group as the form's fields.
+fn group_fields(group: &Group) -> Fields {
+    let mut values = Fields::new();
+    values.insert("name".into(), group.name.clone().unwrap_or_default());
+    if let Some(lease) = group.lease_time {
+        values.insert("lease-time".into(), lease.to_string());
+    }
+    for (option, _) in GROUP_OPTIONS {
+        values.insert(option.to_owned(), option_text(group, option));
+    }
+    let others: Map<String, Value> = group
+        .options
+        .iter()
+        .flatten()
+        .filter(|(k, _)| !GROUP_OPTIONS.iter().any(|(o, _)| o == k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !others.is_empty() {
+        values.insert("other-options".into(), Value::Object(others).to_string());
+    }
+    values
+}
+
+/// `GET /portal/groups[?edit=NAME]`.
 pub(crate) async fn groups<S: LeaseStore + 'static>(
     State(admin): State<Arc<Admin<S>>>,
     headers: HeaderMap,
+    Query(query): Query<GroupQuery>,
 ) -> Result<Response, Refused> {
     let viewer = require(&admin, &headers, Role::Viewer)?;
-    Ok(groups_page(&admin, &viewer, &Fields::new(), None))
+    let editing = query.edit.and_then(|name| {
+        let groups = admin.config_hosts().ok()?.1;
+        groups.iter().find(|g| g.name.as_deref() == Some(name.as_str())).map(group_fields)
+    });
+    Ok(groups_page(&admin, &viewer, &editing.unwrap_or_default(), None))
 }
 
 /// `POST /portal/groups`: adds or replaces one.
