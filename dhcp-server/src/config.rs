@@ -24,6 +24,12 @@
 //! audit-log = "/var/log/dhcp-audit.log"  # default: STATE-DIR/audit.log
 //! session-idle-timeout = 1800 # seconds a portal session lives without a request
 //! session-lifetime = 43200    # seconds a portal session lives at most
+//! oidc-issuer = "https://id.example.org/realms/staff"  # optional: portal login by OpenID Connect
+//! oidc-client-id = "dhcp-portal"
+//! oidc-client-secret = "..."  # or DHCP_OIDC_CLIENT_SECRET; none for a public client
+//! oidc-redirect-url = "https://dhcp.example.org:8067/portal/oidc/callback"
+//! oidc-role-claim = "dhcp_role"   # the claim with viewer, editor or admin (this default)
+//! oidc-ca = "/etc/dhcp/idp-ca.pem"  # optional: the provider's CA (default: the web's roots)
 //!
 //! # ...then the engine's config (dhcp_core::config): lease-time, subnets, reservations...
 //! ```
@@ -121,7 +127,12 @@ pub struct ServerSettings {
     pub session_idle: Duration,
     /// How long a session lives at most (`session-lifetime`, seconds).
     pub session_lifetime: Duration,
+    /// Portal login by OpenID Connect (`oidc-*`); none without `oidc-issuer`.
+    pub oidc: Option<crate::oidc::OidcSettings>,
 }
+
+/// The environment variable that holds the OpenID Connect client secret when the config does not.
+pub const OIDC_SECRET_ENV: &str = "DHCP_OIDC_CLIENT_SECRET";
 
 /// Where the server keeps its state unless `state-dir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/dhcp-server";
@@ -196,6 +207,7 @@ impl Default for ServerSettings {
             audit_log: Path::new(DEFAULT_STATE_DIR).join("audit.log"),
             session_idle: DEFAULT_SESSION_IDLE,
             session_lifetime: DEFAULT_SESSION_LIFETIME,
+            oidc: None,
         }
     }
 }
@@ -223,6 +235,12 @@ struct RawSettings {
     audit_log: Option<PathBuf>,
     session_idle_timeout: Option<u64>,
     session_lifetime: Option<u64>,
+    oidc_issuer: Option<String>,
+    oidc_client_id: Option<String>,
+    oidc_client_secret: Option<String>,
+    oidc_redirect_url: Option<String>,
+    oidc_role_claim: Option<String>,
+    oidc_ca: Option<PathBuf>,
 }
 
 /// A whole server config file: process settings and the engine's validated config.
@@ -401,6 +419,32 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
     };
     let session_idle = seconds("session-idle-timeout", raw.session_idle_timeout, DEFAULT_SESSION_IDLE)?;
     let session_lifetime = seconds("session-lifetime", raw.session_lifetime, DEFAULT_SESSION_LIFETIME)?;
+    let oidc = match (raw.oidc_issuer, raw.oidc_client_id, raw.oidc_redirect_url) {
+        (None, None, None) => None,
+        (Some(issuer), Some(client_id), Some(redirect_url)) => {
+            for (field, url) in [("oidc-issuer", &issuer), ("oidc-redirect-url", &redirect_url)] {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(bad(field, format!("{url:?} is not an http:// or https:// URL")));
+                }
+            }
+            Some(crate::oidc::OidcSettings {
+                issuer,
+                client_id,
+                client_secret: raw.oidc_client_secret.or_else(|| std::env::var(OIDC_SECRET_ENV).ok()),
+                redirect_url,
+                role_claim: raw.oidc_role_claim.unwrap_or_else(|| "dhcp_role".to_owned()),
+                ca: raw.oidc_ca,
+            })
+        }
+        (None, _, _) => return Err(bad("oidc-issuer", "OpenID Connect login needs the provider's issuer URL".into())),
+        (_, None, _) => return Err(bad("oidc-client-id", "OpenID Connect login needs this client's id".into())),
+        (_, _, None) => {
+            return Err(bad(
+                "oidc-redirect-url",
+                "OpenID Connect login needs the callback URL (…/portal/oidc/callback)".into(),
+            ));
+        }
+    };
     Ok(ServerSettings {
         // The plain in-memory store never waits: answering where the datagram was read costs
         // least, and other threads take only a backlog.
@@ -428,6 +472,7 @@ fn settings_from_raw(raw: RawSettings) -> Result<ServerSettings, ConfigError> {
         audit_log,
         session_idle,
         session_lifetime,
+        oidc,
     })
 }
 
@@ -545,5 +590,20 @@ mod secret_tests {
         });
         let shown = open.to_string();
         assert!(!shown.contains("s3cret") && shown.contains("connection refused"), "{shown}");
+    }
+
+    #[test]
+    fn openid_connect_needs_issuer_client_and_callback_together() {
+        let subnet = "[[subnets]]\nid = 1\nsubnet = \"10.0.0.0/24\"\n";
+        let with = |lines: &str| ServerConfig::from_toml_str(&format!("[server]\n{lines}\n{subnet}"));
+        let full = "oidc-issuer = \"https://id.example\"\noidc-client-id = \"dhcp\"\n\
+                    oidc-redirect-url = \"https://dhcp.example/portal/oidc/callback\"";
+        let oidc = with(full).expect("valid").settings.oidc.expect("on");
+        assert_eq!((oidc.client_id.as_str(), oidc.role_claim.as_str()), ("dhcp", "dhcp_role"));
+        let missing = with("oidc-issuer = \"https://id.example\"").expect_err("no client id");
+        assert_eq!(missing.path, "server.oidc-client-id");
+        let bad = with(&full.replace("https://id.example", "id.example")).expect_err("not a URL");
+        assert_eq!(bad.path, "server.oidc-issuer");
+        assert!(with("").expect("valid").settings.oidc.is_none());
     }
 }

@@ -263,6 +263,7 @@ fn settings_changed(old: &ServerSettings, new: &ServerSettings) -> Vec<&'static 
     check("audit-log", old.audit_log != new.audit_log);
     check("session-idle-timeout", old.session_idle != new.session_idle);
     check("session-lifetime", old.session_lifetime != new.session_lifetime);
+    check("oidc", old.oidc != new.oidc);
     changed
 }
 

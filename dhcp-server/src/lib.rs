@@ -65,6 +65,7 @@ pub mod host_store;
 mod lease_dump;
 pub mod limits;
 mod metrics;
+pub mod oidc;
 mod portal;
 mod rates;
 mod redact;

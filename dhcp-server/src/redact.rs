@@ -4,9 +4,13 @@
 /// What secrets are shown as.
 pub const REDACTED: &str = "***";
 
-/// Config text as it may be shown (`GET /api/v1/config`, logs): `api-token` values and the
-/// passwords in URLs are [`REDACTED`] (see [`redact_secrets`]); layout and comments stay. The
-/// text on disk and the running text keep the real values.
+/// The config keys whose values are secrets, shown as [`REDACTED`].
+const SECRET_KEYS: [&str; 2] = ["api-token", "oidc-client-secret"];
+
+/// Config text as it may be shown (`GET /api/v1/config`, logs): `api-token` and
+/// `oidc-client-secret` values and the passwords in URLs are [`REDACTED`] (see
+/// [`redact_secrets`]); layout and comments stay. The text on disk and the running text keep the
+/// real values.
 pub fn redact_config(text: &str) -> String {
     let text = match text.parse::<toml_edit::DocumentMut>() {
         Ok(mut doc) => {
@@ -17,7 +21,7 @@ pub fn redact_config(text: &str) -> String {
         Err(_) => text
             .lines()
             .map(|line| match line.split_once('=') {
-                Some((key, _)) if key.trim().trim_matches(['"', '\'']) == "api-token" => {
+                Some((key, _)) if SECRET_KEYS.contains(&key.trim().trim_matches(['"', '\''])) => {
                     format!("{key}= \"{REDACTED}\"")
                 }
                 _ => line.to_owned(),
@@ -30,7 +34,7 @@ pub fn redact_config(text: &str) -> String {
 
 fn redact_tokens(table: &mut dyn toml_edit::TableLike) {
     for (key, item) in table.iter_mut() {
-        if key.get() == "api-token" && (item.is_str() || item.is_value()) {
+        if SECRET_KEYS.contains(&key.get()) && (item.is_str() || item.is_value()) {
             let decor = item.as_value().map(|v| v.decor().clone());
             let mut value = toml_edit::Value::from(REDACTED);
             if let Some(decor) = decor {
@@ -145,5 +149,7 @@ mod tests {
         );
         let inline = redact_config("server = { api-token = \"tok-tok-tok\" }\n");
         assert!(!inline.contains("tok-tok-tok"), "{inline}");
+        let oidc = redact_config("[server]\noidc-client-secret = \"idp-secret\"\n");
+        assert_eq!(oidc, "[server]\noidc-client-secret = \"***\"\n");
     }
 }

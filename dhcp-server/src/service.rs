@@ -71,6 +71,9 @@ pub enum ServiceError {
     /// start with its users lost.
     #[error("users: {0}")]
     Users(io::Error),
+    /// The OpenID Connect settings cannot be used (a CA file that cannot be read).
+    #[error("OpenID Connect: {0}")]
+    Oidc(String),
     /// Serving failed (a signal handler, a socket).
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -297,6 +300,10 @@ impl Running {
                     sessions_lifetime_secs: settings.session_lifetime.as_secs(),
                     rates: Arc::default(),
                     hosts: std::sync::Mutex::default(),
+                    oidc: match &settings.oidc {
+                        Some(oidc) => Some(Arc::new(crate::oidc::Oidc::new(oidc.clone()).map_err(ServiceError::Oidc)?)),
+                        None => None,
+                    },
                     server: Arc::clone(&server),
                     control: control.clone(),
                     metrics,

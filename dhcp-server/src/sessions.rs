@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::users::{random_hex, same};
+use crate::users::{Role, random_hex, same};
 
 /// Sessions kept at most.
 pub const MAX_SESSIONS: usize = 10_000;
@@ -35,6 +35,9 @@ pub const LOGINS_PER_SECOND: u32 = 10;
 pub struct Session {
     /// The user.
     pub user: String,
+    /// The role the identity provider gave a user logged in by OpenID Connect; `None` for a
+    /// user of `users.json`, whose role is looked up on each request.
+    pub role: Option<Role>,
     /// The token every change made with this session must carry.
     pub csrf: String,
     created: Instant,
@@ -125,6 +128,11 @@ impl Sessions {
     /// Starts a session for `user` after a login that succeeded: its id (the cookie) and CSRF
     /// token. The name's failures are forgotten.
     pub fn start(&self, user: &str, now: Instant) -> std::io::Result<(String, String)> {
+        self.start_with_role(user, None, now)
+    }
+
+    /// [`start`](Self::start) for a user the identity provider vouched for, with its role.
+    pub fn start_with_role(&self, user: &str, role: Option<Role>, now: Instant) -> std::io::Result<(String, String)> {
         let (id, csrf) = (random_hex(32)?, random_hex(32)?);
         let mut state = self.state();
         state.failures.remove(user);
@@ -134,7 +142,7 @@ impl Sessions {
                 state.sessions.remove(&oldest);
             }
         }
-        let session = Session { user: user.to_owned(), csrf: csrf.clone(), created: now, last: now };
+        let session = Session { user: user.to_owned(), role, csrf: csrf.clone(), created: now, last: now };
         state.sessions.insert(id.clone(), session);
         Ok((id, csrf))
     }

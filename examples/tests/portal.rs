@@ -47,13 +47,16 @@ fn shots(fallback: &Path) -> PathBuf {
 /// One step of `browser.py` run with `cmd` (in a namespace or not); fails the test with its
 /// reason when the portal is wrong.
 fn browser_step(mut cmd: std::process::Command, home: &Path, shots: &Path, base: &str, step: &[&str]) -> String {
+    // A fresh browser profile each step: no cookie of an earlier login carries over.
+    let profile = home.join(format!("chrome-{}", step[0]));
+    let _ = std::fs::remove_dir_all(&profile);
     let out: Output = cmd
         .arg(script())
         .arg(base)
         .args(step)
         .env("PORTAL_TOKEN", TOKEN)
         .env("PORTAL_SHOTS", shots)
-        .env("PORTAL_PROFILE", home.join(format!("chrome-{}", step[0])))
+        .env("PORTAL_PROFILE", &profile)
         .env("HOME", home)
         .output()
         .expect("python3");
@@ -190,5 +193,53 @@ fn every_page_loads_in_under_200_ms_with_100000_leases_and_10000_reservations() 
     step(&["setup"]);
     let timings = step(&["timings", "200"]);
     println!("portal page loads (ms, best of 3): {timings}");
+    drop(server);
+}
+
+/// Portal login through OpenID Connect against a provider the test starts
+/// (`portal/oidc_provider.py`: discovery, JWKS, an authorization endpoint that approves at once,
+/// a token endpoint checking the secret and PKCE, RS256 ID tokens signed with openssl): the
+/// provider's role claim gives the role; a token for another client and a user without a role
+/// are refused.
+#[test]
+fn openid_connect_login_takes_the_providers_role_and_refuses_foreign_or_roleless_tokens() {
+    require_browser();
+    let dir = TempDir::new("portal-oidc");
+    let (idp_port, api_port) = (free_port(), free_port());
+    let provider = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/portal/oidc_provider.py");
+    let mut cmd = std::process::Command::new(PYTHON);
+    cmd.arg(&provider).arg(idp_port.to_string()).arg(&*dir).arg("dhcp-portal").arg("client-secret-42");
+    let _idp = lab::Proc::spawn(&mut cmd, &dir.join("idp.log"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !dir.join("ready").exists() {
+        assert!(std::time::Instant::now() < deadline, "the provider did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lines = format!(
+        "api-listen = \"127.0.0.1:{api_port}\"\napi-token = \"{TOKEN}\"\n\
+         oidc-issuer = \"http://127.0.0.1:{idp_port}\"\noidc-client-id = \"dhcp-portal\"\n\
+         oidc-client-secret = \"client-secret-42\"\n\
+         oidc-redirect-url = \"http://127.0.0.1:{api_port}/portal/oidc/callback\""
+    );
+    let server = Server::loopback(&dir, "memory:", server_port(), &lines);
+    let base = format!("http://127.0.0.1:{api_port}");
+    let shots = shots(&dir);
+    let who = |line: &str| std::fs::write(dir.join("WHO"), line).expect("WHO");
+    let step = |args: &[&str]| browser_step(std::process::Command::new(PYTHON), &dir, &shots, &base, args);
+
+    who("olga editor");
+    step(&["oidc-login", "olga (editor)"]);
+    who("ada admin");
+    step(&["oidc-login", "ada (admin)"]);
+    who("mallory admin someone-else");
+    step(&["oidc-login", "refused:not this client"]);
+    who("nobody -");
+    step(&["oidc-login", "refused:has no viewer, editor or admin role"]);
+
+    let admin = dhcp_server::api::AdminClient::new(&base, TOKEN);
+    let audit = admin.audit(100).expect("audit");
+    assert!(audit.entries.iter().any(|e| e.action == "login" && e.user == "olga" && e.detail["via"] == "oidc"));
+    let refused = audit.entries.iter().filter(|e| e.action == "login.refused" && e.detail["via"] == "oidc").count();
+    assert_eq!(refused, 2, "both refusals audited");
     drop(server);
 }

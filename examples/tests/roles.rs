@@ -44,9 +44,13 @@ impl Api {
         let api_port = free_port();
         let lines = format!("api-listen = \"127.0.0.1:{api_port}\"\napi-token = \"{TOKEN}\"\n{server_lines}");
         let server = Server::loopback(&dir, "memory:", server_port(), &lines);
+        // A connection per request: a server may close a kept-alive one after refusing a request
+        // whose body it did not read, and a POST is not sent again on a new one.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .build()
             .new_agent();
         Api { base: format!("http://127.0.0.1:{api_port}"), agent, _server: server, _dir: dir }

@@ -46,6 +46,8 @@ pub(crate) struct Admin<S> {
     pub(crate) sessions_lifetime_secs: u64,
     /// Packet rates for the portal's dashboard.
     pub(crate) rates: Arc<crate::rates::PacketRates>,
+    /// Portal login by OpenID Connect, when configured.
+    pub(crate) oidc: Option<Arc<crate::oidc::Oidc>>,
     /// The running config's reservations and groups, parsed once per config.
     pub(crate) hosts: std::sync::Mutex<Option<ParsedHosts>>,
 }

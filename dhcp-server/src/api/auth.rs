@@ -83,7 +83,7 @@ fn identify<S>(admin: &Admin<S>, request: &Request) -> Result<(String, Role, Pro
     let Some(id) = cookie(headers, SESSION_COOKIE) else { return Err("no bearer token or session") };
     let session = admin.sessions.get(id, Instant::now()).ok_or("session ended or unknown")?;
     // The role as it is now: a user demoted or deleted since the login has what is left.
-    let role = admin.users.role_of(&session.user).ok_or("session of a deleted user")?;
+    let role = session.role.or_else(|| admin.users.role_of(&session.user)).ok_or("session of a deleted user")?;
     let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     Ok((session.user.clone(), role, Proof::Session { csrf_ok: csrf_matches(&session, given) }))
 }
@@ -143,12 +143,16 @@ pub(crate) fn try_login<S>(admin: &Admin<S>, user: &str, password: &str) -> Resu
         .start(user, now)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("no session: {e}")))?;
     admin.audit.record(user, "login", "", "ok", Value::Null);
+    Ok((LoginAnswer { user: user.to_owned(), role, csrf }, session_cookie(admin, &id)))
+}
+
+/// The `Set-Cookie` value of session `id`: HttpOnly, SameSite=Strict, Secure over HTTPS.
+pub(crate) fn session_cookie<S>(admin: &Admin<S>, id: &str) -> String {
     let secure = if admin.secure_cookies { "; Secure" } else { "" };
-    let cookie = format!(
+    format!(
         "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         admin.sessions_lifetime_secs
-    );
-    Ok((LoginAnswer { user: user.to_owned(), role, csrf }, cookie))
+    )
 }
 
 /// `POST /api/v1/login` with `{"user": ..., "password": ...}`: the session cookie and the

@@ -17,10 +17,11 @@ mod page;
 mod status;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Form;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -30,7 +31,7 @@ use maud::html;
 use self::hosts::Fields;
 use self::page::{ROOT, answer, page, viewer};
 use crate::api::admin::Admin;
-use crate::api::auth::{SESSION_COOKIE, cleared_cookie, cookie, try_login};
+use crate::api::auth::{SESSION_COOKIE, cleared_cookie, cookie, session_cookie, try_login};
 
 /// The portal's routes, to be nested at [`page::ROOT`].
 pub(crate) fn router<S: LeaseStore + 'static>() -> Router<Arc<Admin<S>>> {
@@ -38,6 +39,8 @@ pub(crate) fn router<S: LeaseStore + 'static>() -> Router<Arc<Admin<S>>> {
         .route("/", get(status::dashboard::<S>))
         .route("/login", get(login_form::<S>).post(login::<S>))
         .route("/logout", post(logout::<S>))
+        .route("/oidc/login", get(oidc_login::<S>))
+        .route("/oidc/callback", get(oidc_callback::<S>))
         .route("/subnets", get(status::subnets::<S>))
         .route("/leases", get(leases::list::<S>))
         .route("/leases/{addr}/delete", post(leases::delete::<S>))
@@ -63,9 +66,13 @@ pub(crate) async fn to_root() -> Redirect {
     Redirect::permanent(ROOT)
 }
 
-fn login_page(error: Option<&str>, status: StatusCode) -> Response {
+fn login_page(error: Option<&str>, status: StatusCode, oidc: bool) -> Response {
     let body = html! {
         @if let Some(error) = error { p role="alert" { (error) } }
+        @if oidc {
+            p { a href=(format!("{ROOT}/oidc/login")) { "Log in with your organisation's account" } }
+            p.muted { "Or with a user of this server:" }
+        }
         form method="post" action=(format!("{ROOT}/login")) {
             label for="user" { "User" }
             input #user name="user" type="text" autocomplete="username" required autofocus;
@@ -82,7 +89,7 @@ async fn login_form<S: LeaseStore + 'static>(State(admin): State<Arc<Admin<S>>>,
     if viewer(&admin, &headers).is_some() {
         return Redirect::to(ROOT).into_response();
     }
-    login_page(None, StatusCode::OK)
+    login_page(None, StatusCode::OK, admin.oidc.is_some())
 }
 
 /// `POST /portal/login`: starts a session and goes to the dashboard; the form again, saying
@@ -97,8 +104,73 @@ async fn login<S: LeaseStore + 'static>(State(admin): State<Arc<Admin<S>>>, Form
             }
             response
         }
-        Err(e) => login_page(Some(&e.error), e.status),
+        Err(e) => login_page(Some(&e.error), e.status, admin.oidc.is_some()),
     }
+}
+
+/// `GET /portal/oidc/login`: to the identity provider.
+async fn oidc_login<S: LeaseStore + 'static>(State(admin): State<Arc<Admin<S>>>) -> Response {
+    let Some(oidc) = admin.oidc.clone() else {
+        return login_page(Some("This server has no OpenID Connect login."), StatusCode::NOT_FOUND, false);
+    };
+    match tokio::task::spawn_blocking(move || oidc.start(Instant::now())).await {
+        Ok(Ok(url)) => Redirect::to(&url).into_response(),
+        Ok(Err(why)) => {
+            login_page(Some(&format!("The identity provider cannot be used: {why}")), StatusCode::BAD_GATEWAY, true)
+        }
+        Err(_) => login_page(Some("The login could not be started."), StatusCode::INTERNAL_SERVER_ERROR, true),
+    }
+}
+
+/// `?code=&state=` (or `?error=`) the identity provider sends the browser back with.
+#[derive(Debug, serde::Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /portal/oidc/callback`: checks the provider's answer and starts a session with the
+/// role its token gives.
+async fn oidc_callback<S: LeaseStore + 'static>(
+    State(admin): State<Arc<Admin<S>>>,
+    Query(callback): Query<Callback>,
+) -> Response {
+    let Some(oidc) = admin.oidc.clone() else {
+        return login_page(Some("This server has no OpenID Connect login."), StatusCode::NOT_FOUND, false);
+    };
+    let (code, state) = match (callback.code, callback.state, callback.error) {
+        (_, _, Some(error)) => {
+            admin.audit.record(
+                "-",
+                "login.refused",
+                "",
+                &format!("identity provider: {error}"),
+                serde_json::json!({"via": "oidc"}),
+            );
+            return login_page(Some(&format!("The identity provider refused: {error}")), StatusCode::FORBIDDEN, true);
+        }
+        (Some(code), Some(state), None) => (code, state),
+        _ => return login_page(Some("The identity provider sent no code."), StatusCode::BAD_REQUEST, true),
+    };
+    let finished = tokio::task::spawn_blocking(move || oidc.finish(&code, &state, Instant::now())).await;
+    let (user, role) = match finished {
+        Ok(Ok(found)) => found,
+        Ok(Err(why)) => {
+            admin.audit.record("-", "login.refused", "", &why, serde_json::json!({"via": "oidc"}));
+            return login_page(Some(&format!("Not logged in: {why}")), StatusCode::FORBIDDEN, true);
+        }
+        Err(_) => return login_page(Some("The login could not be finished."), StatusCode::INTERNAL_SERVER_ERROR, true),
+    };
+    let Ok((id, _)) = admin.sessions.start_with_role(&user, Some(role), Instant::now()) else {
+        return login_page(Some("No session could be started."), StatusCode::INTERNAL_SERVER_ERROR, true);
+    };
+    admin.audit.record(&user, "login", "", "ok", serde_json::json!({"via": "oidc", "role": role}));
+    let mut response = page::see_other(ROOT);
+    if let Ok(value) = HeaderValue::from_str(&session_cookie(&admin, &id)) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
 }
 
 /// `POST /portal/logout`: ends the session (the CSRF token is not needed to log out).

@@ -41,7 +41,7 @@ impl Viewer {
 pub(crate) fn viewer<S>(admin: &Admin<S>, headers: &HeaderMap) -> Option<Viewer> {
     let id = cookie(headers, SESSION_COOKIE)?;
     let session = admin.sessions.get(id, Instant::now())?;
-    let role = admin.users.role_of(&session.user)?;
+    let role = session.role.or_else(|| admin.users.role_of(&session.user))?;
     Some(Viewer { user: session.user, role, csrf: session.csrf })
 }
 

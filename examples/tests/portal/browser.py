@@ -212,7 +212,31 @@ def step_timings(base, limit_ms):
         driver.quit()
 
 
+def step_oidc(base, expect):
+    """Logs in through the identity provider: EXPECT is `NAME (ROLE)` on the dashboard, or
+    `refused:TEXT` for a refusal saying TEXT."""
+    driver = browser()
+    try:
+        driver.get(base + "/portal/login")
+        submit(driver, driver.find_element(By.LINK_TEXT, "Log in with your organisation's account"))
+        WebDriverWait(driver, 15).until(lambda d: "/portal" in d.current_url and "/oidc/" not in d.current_url
+                                        or d.find_elements(By.CSS_SELECTOR, "[role=alert]"))
+        alerts = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "[role=alert]")]
+        if expect.startswith("refused:"):
+            check(any(expect[len("refused:"):] in a for a in alerts), f"not refused as expected: {alerts}")
+            check("Log out" not in driver.page_source, "logged in after all")
+            return
+        check(driver.current_url.rstrip("/").endswith("/portal"), f"not on the dashboard: {driver.current_url} {alerts}")
+        check(expect in driver.page_source, f"{expect} is not shown as logged in")
+        if "(admin)" not in expect:
+            driver.get(base + "/portal/users")
+            check("this needs admin" in driver.page_source, "a non-admin from the provider reached the users page")
+    finally:
+        driver.quit()
+
+
 STEPS = {
+    "oidc-login": step_oidc,
     "setup": step_setup,
     "add-reservation": step_add_reservation,
     "viewer": step_viewer,
