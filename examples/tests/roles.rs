@@ -1,7 +1,9 @@
 //! Users and roles over real HTTP against the example server on loopback: every role's token
 //! against every endpoint (allowed or 403), no token (401), and the portal's sessions: a cookie
 //! change without its CSRF token refused, a session that ends when idle and at logout, and a
-//! name locked after five wrong passwords; each refusal in the audit log.
+//! name locked after five wrong passwords; each refusal in the audit log. And the portal's
+//! forms as a browser posts them: a lease from a real DORA deleted, groups and reservations
+//! edited, each change the logged-in editor's.
 
 mod lab;
 
@@ -51,6 +53,8 @@ impl Api {
             .timeout_global(Some(Duration::from_secs(10)))
             .max_idle_connections(0)
             .max_idle_connections_per_host(0)
+            // The portal answers a form with 303: the test looks at that, not where it leads.
+            .max_redirects(0)
             .build()
             .new_agent();
         Api { base: format!("http://127.0.0.1:{api_port}"), agent, _server: server, _dir: dir }
@@ -326,4 +330,107 @@ fn https_serves_a_renewed_certificate_after_sighup_and_marks_the_session_cookie_
         std::thread::sleep(Duration::from_millis(100));
     }
     renewed.stats().expect("still served with the renewed pair");
+}
+
+/// `pairs` as `application/x-www-form-urlencoded`.
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes().fold(String::new(), |mut out, b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+            out
+        })
+    };
+    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+}
+
+impl Api {
+    /// A portal page with the session cookie: its status and HTML.
+    fn page(&self, path: &str, cookie: &str) -> (u16, String) {
+        let answer = self.call("GET", path, As::Session(cookie, None), None);
+        (answer.status, answer.body.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// A portal form posted with the session cookie: its status and HTML.
+    fn post_form(&self, path: &str, cookie: &str, pairs: &[(&str, &str)]) -> (u16, String) {
+        let request = ureq::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}{path}", self.base))
+            .header("Cookie", format!("dhcp_session={cookie}"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form_body(pairs))
+            .expect("request");
+        let mut response = self.agent.run(request).unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
+    }
+}
+
+/// The CSRF token in a portal page's hidden fields.
+fn csrf_in(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
+    html[at..].chars().take_while(|c| c.is_ascii_hexdigit()).collect()
+}
+
+#[test]
+fn the_portals_forms_delete_leases_and_edit_groups_and_reservations_as_the_logged_in_editor() {
+    let api = Api::start("portal-forms", "");
+    let admin = api.admin();
+    admin.put_user("ed", "editor", Some(PASSWORD)).expect("user");
+    let (ed, _) = api.login("ed", PASSWORD).expect("login");
+    let (status, html) = api.page("/portal/leases", &ed);
+    assert_eq!(status, 200, "{html}");
+    let csrf = csrf_in(&html);
+
+    // A lease from a real DORA, found by address and deleted from the portal; a post without
+    // the CSRF token first, which changes nothing.
+    let addr = api._server.probe(7).expect("a lease").to_string();
+    let (_, found) = api.page(&format!("/portal/leases?q={addr}"), &ed);
+    assert!(found.contains(&addr) && found.contains("02:00:0e:00:00:07"), "{found}");
+    let (_, by_mac) = api.page("/portal/leases?q=02-00-0E-00-00-07", &ed);
+    assert!(by_mac.contains(&addr), "found by MAC in any spelling");
+    let (status, _) = api.post_form(&format!("/portal/leases/{addr}/delete"), &ed, &[("csrf", "forged")]);
+    assert_eq!(status, 403);
+    assert!(admin.lease(&addr).is_ok(), "a forged post deleted nothing");
+    let (status, _) = api.post_form(&format!("/portal/leases/{addr}/delete"), &ed, &[("csrf", &csrf)]);
+    assert_eq!(status, 303);
+    assert!(admin.lease(&addr).is_err(), "the lease is gone");
+
+    // A group: a bad value refused with the config's message naming the field, then added,
+    // shown for editing, changed and deleted.
+    let bad = [("csrf", csrf.as_str()), ("name", "lab"), ("routers", "not-an-ip")];
+    let (status, html) = api.post_form("/portal/groups", &ed, &bad);
+    assert_eq!(status, 400);
+    assert!(html.contains("groups.lab.options.routers"), "the field is named: {html}");
+    let good = [("csrf", csrf.as_str()), ("name", "lab"), ("lease-time", "900"), ("routers", "192.0.2.1, 192.0.2.2")];
+    assert_eq!(api.post_form("/portal/groups", &ed, &good).0, 303);
+    let groups = admin.groups().expect("groups").groups;
+    let lab = groups.iter().find(|g| g.name.as_deref() == Some("lab")).expect("lab added");
+    assert_eq!(lab.lease_time, Some(900));
+    let (_, edit) = api.page("/portal/groups?edit=lab", &ed);
+    assert!(edit.contains("value=\"900\"") && edit.contains("192.0.2.1, 192.0.2.2"), "the form is filled: {edit}");
+    assert_eq!(api.post_form("/portal/groups/lab/delete", &ed, &[("csrf", &csrf)]).0, 303);
+    assert!(admin.groups().expect("groups").groups.iter().all(|g| g.name.as_deref() != Some("lab")));
+
+    // A reservation added, changed and deleted.
+    let mac = "02:00:00:00:00:55";
+    let add = [("csrf", csrf.as_str()), ("subnet", "1"), ("hw-address", mac), ("ip-address", "192.0.2.55")];
+    assert_eq!(api.post_form("/portal/reservations", &ed, &add).0, 303);
+    let change = [("csrf", csrf.as_str()), ("subnet", "1"), ("hw-address", mac), ("ip-address", "192.0.2.56")];
+    assert_eq!(api.post_form(&format!("/portal/reservations/{mac}"), &ed, &change).0, 303);
+    let reservations = admin.reservations().expect("list").reservations;
+    assert_eq!(reservations.len(), 1);
+    assert_eq!(reservations[0].ip_address.as_deref(), Some("192.0.2.56"));
+    assert_eq!(api.post_form(&format!("/portal/reservations/{mac}/delete"), &ed, &[("csrf", &csrf)]).0, 303);
+    assert!(admin.reservations().expect("list").reservations.is_empty());
+
+    // Every change is the editor's, made in the portal: in the history and the audit log.
+    let history = admin.config_history().expect("history");
+    let portal = history.versions.iter().filter(|v| v.user == "ed" && v.source == dhcp_server::history::Source::Portal);
+    assert_eq!(portal.count(), 5, "group set and delete, reservation add, change and delete");
+    let audit = admin.audit(100).expect("audit");
+    assert!(audit.entries.iter().any(|e| e.action == "lease.delete" && e.user == "ed" && e.outcome == "ok"));
+    assert!(audit.entries.iter().any(|e| e.action == "csrf.refused" && e.user == "ed"));
 }
